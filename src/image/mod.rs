@@ -1,0 +1,176 @@
+//! Images: what a program becomes once prepared, and the key it is cached by.
+//!
+//! ```text
+//! Image  { key, regions: [ImageRegion], entry: EntryState }
+//! Region { vaddr, len, prot, kind }
+//! kind = File   { offset }          read-only text and rodata: map the program file
+//!      | Sealed { object, offset }  relocated / writable pages: COW child per process
+//!      | Zero                       bss
+//! ```
+//!
+//! Both kernels consume this: Linux maps a Sealed region `MAP_PRIVATE` from its
+//! memfd; Zircon would map a `SNAPSHOT_AT_LEAST_ON_WRITE` child of the VMO.
+
+pub mod identity;
+pub mod relocate;
+
+use std::fmt;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use identity::{ContentHash, FileIdentity, IdentityMemo};
+
+use crate::elf::{ElfError, ProgramKind, reloc::RelocError};
+use crate::sys::SealedObject;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error(transparent)]
+    Elf(#[from] ElfError),
+    #[error("{path}: {source}")]
+    Reloc { path: PathBuf, source: RelocError },
+    #[error("{path}: dynamic tag {tag} points at {vaddr:#x}, outside the file-backed PT_LOADs")]
+    DynamicPointer { path: PathBuf, tag: &'static str, vaddr: u64 },
+    #[error("{path}: creating the sealed object for program header {segment}: {source}")]
+    Seal { path: PathBuf, segment: usize, source: rustix::io::Errno },
+    #[error("{path}: choosing a load bias: {source}")]
+    Random { path: PathBuf, source: rustix::io::Errno },
+}
+
+/// The cache key: everything that changes the image.
+///
+/// For load-and-relocate images that is the program's bytes (the bias is
+/// chosen per image) plus the preparer's format version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ImageKey {
+    pub content: ContentHash,
+    pub preparer: u32,
+}
+
+impl ImageKey {
+    /// Bump when the relocate preparer's output changes for the same input.
+    pub const RELOCATE_V1: u32 = 1;
+
+    pub fn relocate(content: ContentHash) -> Self {
+        ImageKey { content, preparer: Self::RELOCATE_V1 }
+    }
+}
+
+impl fmt::Display for ImageKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.content)
+    }
+}
+
+/// Where a region's pages come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum RegionKind {
+    /// The program file at `offset` (read-only text and rodata).
+    File { offset: u64 },
+    /// `Image::objects()[object]` at `offset` (relocated or writable pages).
+    Sealed { object: usize, offset: u64 },
+    /// Anonymous zero-filled memory.
+    Zero,
+}
+
+/// One mapping of the image (addresses include the load bias).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ImageRegion {
+    pub vaddr: u64,
+    pub len: u64,
+    /// `PROT_*` bits.
+    pub prot: u32,
+    pub kind: RegionKind,
+    /// The program header this region comes from.
+    pub segment: usize,
+}
+
+/// Register and auxv state at the program's entry point.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct EntryState {
+    pub pc: u64,
+    pub rtld_fini: u64,
+    pub at_phdr: u64,
+    pub at_phnum: u64,
+    pub at_phent: u64,
+    pub at_entry: u64,
+    pub at_base: u64,
+}
+
+/// How relocation went, for stats and `--json`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RelocSummary {
+    /// Relative relocations applied ahead of time.
+    pub applied: usize,
+    /// Relocation entries left for the program's start-up code (e.g. IRELATIVE).
+    pub left_to_program: usize,
+}
+
+/// A prepared program: sealed objects plus the plan to map them.
+#[derive(Debug)]
+pub struct Image {
+    key: ImageKey,
+    path: PathBuf,
+    file: OwnedFd,
+    identity: FileIdentity,
+    objects: Vec<SealedObject>,
+    regions: Vec<ImageRegion>,
+    entry: EntryState,
+    load_bias: u64,
+    kind: ProgramKind,
+    relocs: RelocSummary,
+    build_time: Duration,
+}
+
+impl Image {
+    pub fn key(&self) -> &ImageKey {
+        &self.key
+    }
+    /// The path the image was prepared from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+    /// The program file the File regions map from.
+    pub fn file(&self) -> BorrowedFd<'_> {
+        self.file.as_fd()
+    }
+    /// The program file's identity when the image was prepared.
+    pub fn identity(&self) -> &FileIdentity {
+        &self.identity
+    }
+    pub fn regions(&self) -> &[ImageRegion] {
+        &self.regions
+    }
+    pub fn objects(&self) -> &[SealedObject] {
+        &self.objects
+    }
+    pub fn sealed_fds(&self) -> Vec<BorrowedFd<'_>> {
+        self.objects.iter().map(|o| o.fd()).collect()
+    }
+    /// Logical size of the sealed objects.
+    pub fn sealed_bytes(&self) -> u64 {
+        self.objects.iter().map(|o| o.len()).sum()
+    }
+    pub fn entry(&self) -> &EntryState {
+        &self.entry
+    }
+    pub fn load_bias(&self) -> u64 {
+        self.load_bias
+    }
+    pub fn kind(&self) -> ProgramKind {
+        self.kind
+    }
+    pub fn relocs(&self) -> RelocSummary {
+        self.relocs
+    }
+    pub fn build_time(&self) -> Duration {
+        self.build_time
+    }
+
+    /// Is the program file still the one this image was built from? A file
+    /// rewritten in place changes size, mtime or ctime on the same inode.
+    pub fn file_unchanged(&self) -> bool {
+        FileIdentity::of(&self.file).is_ok_and(|id| id == self.identity)
+    }
+}

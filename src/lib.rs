@@ -1,0 +1,17 @@
+//! zygote: start processes from cached, fully relocated, sealed images.
+//!
+//! Layers (see docs/ARCHITECTURE.md):
+//! - [`elf`]: decoding, validation, the segment model, relocation per machine;
+//! - [`image`]: identity and keys, the `Image` model, the relocating preparer;
+//! - [`cache`]: LRU of images, bounded by entries and sealed bytes;
+//! - [`spawn`]: exec semantics, plans, launching and waiting;
+//! - [`sys`]: the kernel layer (Linux: memfds, clone+exec of the stub, pidfds).
+
+pub mod cache;
+pub mod elf;
+pub mod image;
+pub mod spawn;
+pub mod sys;
+
+pub use cache::{CacheConfig, CacheStats};
+pub use spawn::{Child, ExitStatus, SpawnError, SpawnError as Error, SpawnRequest, Zygote};

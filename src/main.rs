@@ -1,0 +1,219 @@
+//! The `zygote` command line.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use zygote::{CacheConfig, SpawnRequest, Zygote};
+
+#[derive(Parser)]
+#[command(name = "zygote", version, about = "Start programs from cached, fully relocated, sealed images")]
+struct Cli {
+    /// Log filter (tracing-subscriber EnvFilter syntax); RUST_LOG also works.
+    #[arg(long, global = true)]
+    log: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run PROGRAM from a prepared image, as if it were exec'd directly.
+    Run(RunArgs),
+    /// Prepare PROGRAM and show its image: regions, sealed objects, relocations.
+    Inspect(InspectArgs),
+}
+
+#[derive(Args)]
+struct CacheArgs {
+    /// Most images the cache holds.
+    #[arg(long, default_value_t = CacheConfig::default().max_entries)]
+    cache_entries: usize,
+    /// Most sealed bytes the cache holds.
+    #[arg(long, default_value_t = CacheConfig::default().max_bytes)]
+    cache_bytes: u64,
+}
+
+impl CacheArgs {
+    fn config(&self) -> CacheConfig {
+        CacheConfig { max_entries: self.cache_entries, max_bytes: self.cache_bytes }
+    }
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Set an environment variable (KEY=VALUE); repeatable.
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    env: Vec<String>,
+    /// Start from an empty environment.
+    #[arg(long)]
+    clear_env: bool,
+    /// Working directory of the program.
+    #[arg(long)]
+    cwd: Option<PathBuf>,
+    /// Process name (comm) instead of the program's file name.
+    #[arg(long)]
+    name: Option<OsString>,
+    /// Print the image and cache statistics to stderr after the program ends.
+    #[arg(long)]
+    stats: bool,
+    /// With --stats: print them as JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    cache: CacheArgs,
+    /// The program and its arguments.
+    #[arg(trailing_var_arg = true, required = true, value_name = "PROGRAM ARGS")]
+    command: Vec<OsString>,
+}
+
+#[derive(Args)]
+struct InspectArgs {
+    /// Program file to prepare (a path; no PATH lookup).
+    program: PathBuf,
+    /// Machine-readable output.
+    #[arg(long)]
+    json: bool,
+}
+
+fn init_logging(filter: Option<&str>) {
+    use tracing_subscriber::EnvFilter;
+    let filter = match filter {
+        Some(f) => EnvFilter::new(f),
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
+    };
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log.as_deref());
+    let code = match cli.command {
+        Command::Run(a) => run(a),
+        Command::Inspect(a) => inspect(a),
+    };
+    ExitCode::from(code.clamp(0, 255) as u8)
+}
+
+fn run(a: RunArgs) -> i32 {
+    let zygote = match Zygote::new(a.cache.config()) {
+        Ok(z) => z,
+        Err(e) => {
+            eprintln!("zygote: {e}");
+            return e.exit_code();
+        }
+    };
+    let mut it = a.command.into_iter();
+    let Some(program) = it.next() else {
+        eprintln!("zygote: no program given");
+        return 2;
+    };
+    let mut req = SpawnRequest::new(program).args(it);
+    if a.clear_env {
+        req = req.env_clear();
+    }
+    for kv in &a.env {
+        let Some((k, v)) = kv.split_once('=') else {
+            eprintln!("zygote: --env {kv}: expected KEY=VALUE");
+            return 2;
+        };
+        req = req.env(k, v);
+    }
+    if let Some(d) = a.cwd {
+        req = req.cwd(d);
+    }
+    if let Some(n) = a.name {
+        req = req.name(n);
+    }
+    let mut child = match zygote.spawn(req) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("zygote: {e}");
+            return e.exit_code();
+        }
+    };
+    let status = match child.wait() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("zygote: waiting for pid {}: {e}", child.pid());
+            return 125;
+        }
+    };
+    if a.stats {
+        let stats = zygote.stats();
+        if a.json {
+            let v = serde_json::json!({ "status": status, "exit_code": status.shell_code(), "cache": stats });
+            eprintln!("{v}");
+        } else {
+            eprintln!(
+                "zygote: {status}; cache: {} entries, {} sealed bytes, {} hits, {} misses, build {:.3} ms",
+                stats.entries,
+                stats.bytes,
+                stats.hits,
+                stats.misses,
+                stats.build_nanos as f64 / 1e6
+            );
+        }
+    }
+    status.shell_code()
+}
+
+fn inspect(a: InspectArgs) -> i32 {
+    let zygote = match Zygote::new(CacheConfig::default()) {
+        Ok(z) => z,
+        Err(e) => {
+            eprintln!("zygote: {e}");
+            return e.exit_code();
+        }
+    };
+    let img = match zygote.prepare(&a.program) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("zygote: {e}");
+            return e.exit_code();
+        }
+    };
+    if a.json {
+        let objects: Vec<_> = img
+            .objects()
+            .iter()
+            .map(|o| serde_json::json!({ "len": o.len(), "resident": o.resident() }))
+            .collect();
+        let v = serde_json::json!({
+            "path": img.path(),
+            "key": img.key().to_string(),
+            "kind": img.kind(),
+            "load_bias": img.load_bias(),
+            "entry": img.entry(),
+            "relocations": img.relocs(),
+            "regions": img.regions(),
+            "objects": objects,
+            "sealed_bytes": img.sealed_bytes(),
+            "build_nanos": img.build_time().as_nanos() as u64,
+        });
+        println!("{v:#}");
+        return 0;
+    }
+    println!("{}", img.path().display());
+    println!("  key         {}", img.key());
+    println!("  kind        {:?}", img.kind());
+    println!("  load bias   {:#x}", img.load_bias());
+    println!("  entry       {:#x}", img.entry().pc);
+    let r = img.relocs();
+    println!("  relocations {} applied ahead of time, {} left to the program", r.applied, r.left_to_program);
+    println!("  sealed      {} bytes in {} objects", img.sealed_bytes(), img.objects().len());
+    println!("  build       {:.3} ms", img.build_time().as_secs_f64() * 1e3);
+    println!("  regions:");
+    for reg in img.regions() {
+        let p = reg.prot;
+        let prot = format!(
+            "{}{}{}",
+            if p & 1 != 0 { 'r' } else { '-' },
+            if p & 2 != 0 { 'w' } else { '-' },
+            if p & 4 != 0 { 'x' } else { '-' }
+        );
+        println!("    {:#014x}-{:#014x} {prot} phdr{:<2} {:?}", reg.vaddr, reg.vaddr + reg.len, reg.segment, reg.kind);
+    }
+    0
+}

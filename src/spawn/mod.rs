@@ -1,0 +1,380 @@
+//! Spawning: resolve the program, get its image from the cache (preparing it on
+//! a miss), build the plan, start the stub in a fresh process, and confirm that
+//! the stub mapped everything.
+//!
+//! ```text
+//! SpawnRequest ─ resolve (PATH, #!) ─ identify (stat → memo → BLAKE3) ─ cache
+//!      └─ plan (regions, fds, entry) ─ clone(VM|VFORK) + execveat(stub) ─ status pipe EOF ─ Child
+//! ```
+
+pub mod plan;
+pub mod resolve;
+
+use std::ffi::{CString, OsStr, OsString};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use zygote_plan::{PLAN_FD, Stage, StatusRecord};
+
+use crate::cache::{Cache, CacheConfig, CacheStats};
+use crate::image::{ContentHash, FileIdentity, IdentityMemo, Image, ImageError, ImageKey, relocate};
+use crate::sys::linux::process::{self, ChildSetup};
+use crate::sys::linux::{Stub, memfd};
+
+pub use crate::sys::linux::ExitStatus;
+pub use resolve::{Launch, ResolveError};
+
+/// Largest fd number a caller may ask for in the child.
+pub const MAX_TARGET_FD: RawFd = 65_535;
+/// Largest program file the relocating preparer reads (1 GiB).
+pub const MAX_PROGRAM_BYTES: u64 = 1 << 30;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    #[error(transparent)]
+    Resolve(#[from] ResolveError),
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error("{path}: {what}: {source}")]
+    Io { path: PathBuf, what: &'static str, source: io::Error },
+    #[error("{path}: program file is {size} bytes, more than the {MAX_PROGRAM_BYTES}-byte limit")]
+    TooLarge { path: PathBuf, size: u64 },
+    #[error("invalid spawn request: {0}")]
+    Request(String),
+    #[error("{path}: the launcher failed ({stage}, item {index}, address {addr:#x}): {source}")]
+    Launcher { path: PathBuf, stage: String, index: u32, addr: u64, source: io::Error },
+    #[error("zygote internal error: {what}: {source}")]
+    Internal { what: &'static str, source: io::Error },
+}
+
+impl SpawnError {
+    /// The status a shell would exit with: 127 not found, 126 cannot execute,
+    /// 125 for a failure of the zygote itself.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            SpawnError::Resolve(e) => e.exit_code(),
+            SpawnError::Internal { .. } | SpawnError::Launcher { .. } => 125,
+            _ => 126,
+        }
+    }
+}
+
+fn io_err<'a>(path: &'a Path, what: &'static str) -> impl FnOnce(rustix::io::Errno) -> SpawnError + 'a {
+    move |e| SpawnError::Io { path: path.to_path_buf(), what, source: e.into() }
+}
+
+/// What to start, built like `std::process::Command`.
+#[derive(Debug)]
+pub struct SpawnRequest {
+    program: OsString,
+    argv: Vec<OsString>,
+    env_inherit: bool,
+    env_set: Vec<(OsString, OsString)>,
+    cwd: Option<PathBuf>,
+    name: Option<OsString>,
+    fds: Vec<(OwnedFd, RawFd)>,
+}
+
+impl SpawnRequest {
+    pub fn new(program: impl Into<OsString>) -> Self {
+        let program = program.into();
+        SpawnRequest {
+            argv: vec![program.clone()],
+            program,
+            env_inherit: true,
+            env_set: Vec::new(),
+            cwd: None,
+            name: None,
+            fds: Vec::new(),
+        }
+    }
+    pub fn arg(mut self, a: impl Into<OsString>) -> Self {
+        self.argv.push(a.into());
+        self
+    }
+    pub fn args(mut self, it: impl IntoIterator<Item = impl Into<OsString>>) -> Self {
+        self.argv.extend(it.into_iter().map(Into::into));
+        self
+    }
+    pub fn argv0(mut self, a: impl Into<OsString>) -> Self {
+        self.argv[0] = a.into();
+        self
+    }
+    pub fn env_clear(mut self) -> Self {
+        self.env_inherit = false;
+        self.env_set.clear();
+        self
+    }
+    pub fn env(mut self, k: impl AsRef<OsStr>, v: impl AsRef<OsStr>) -> Self {
+        let k = k.as_ref().to_os_string();
+        self.env_set.retain(|(ek, _)| *ek != k);
+        self.env_set.push((k, v.as_ref().to_os_string()));
+        self
+    }
+    pub fn cwd(mut self, d: impl Into<PathBuf>) -> Self {
+        self.cwd = Some(d.into());
+        self
+    }
+    pub fn name(mut self, n: impl Into<OsString>) -> Self {
+        self.name = Some(n.into());
+        self
+    }
+    /// Give the child `fd` as fd number `target`; 0..=2 replace stdio. Every fd
+    /// not passed (other than inherited stdio) is closed in the child.
+    pub fn fd(mut self, fd: OwnedFd, target: RawFd) -> Self {
+        self.fds.retain(|(_, t)| *t != target);
+        self.fds.push((fd, target));
+        self
+    }
+
+    pub fn program(&self) -> &OsStr {
+        &self.program
+    }
+
+    /// The final environment, as `KEY=VALUE` strings.
+    fn environment(&self) -> Vec<OsString> {
+        let mut env: Vec<(OsString, OsString)> =
+            if self.env_inherit { std::env::vars_os().collect() } else { Vec::new() };
+        for (k, v) in &self.env_set {
+            match env.iter_mut().find(|(ek, _)| ek == k) {
+                Some(slot) => slot.1 = v.clone(),
+                None => env.push((k.clone(), v.clone())),
+            }
+        }
+        env.into_iter()
+            .map(|(k, v)| {
+                let mut s = k;
+                s.push("=");
+                s.push(v);
+                s
+            })
+            .collect()
+    }
+}
+
+/// A started process.
+#[derive(Debug)]
+pub struct Child {
+    pid: i32,
+    pidfd: OwnedFd,
+    key: ImageKey,
+    status: Option<ExitStatus>,
+}
+
+impl Child {
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+    pub fn pidfd(&self) -> BorrowedFd<'_> {
+        self.pidfd.as_fd()
+    }
+    /// The image the process was started from.
+    pub fn image_key(&self) -> &ImageKey {
+        &self.key
+    }
+    /// Wait for the process to end and reap it (idempotent).
+    pub fn wait(&mut self) -> io::Result<ExitStatus> {
+        if let Some(s) = self.status {
+            return Ok(s);
+        }
+        let s = process::wait_pidfd(self.pidfd.as_fd())?;
+        self.status = Some(s);
+        Ok(s)
+    }
+    pub fn kill(&self, sig: i32) -> io::Result<()> {
+        process::pidfd_kill(self.pidfd.as_fd(), sig)
+    }
+}
+
+/// The in-process zygote: an image cache plus the launcher.
+pub struct Zygote {
+    cache: Cache,
+    memo: IdentityMemo,
+    stub: Stub,
+}
+
+impl Zygote {
+    pub fn new(cfg: CacheConfig) -> Result<Self, SpawnError> {
+        let stub = Stub::load().map_err(|e| SpawnError::Internal { what: "loading the stub into a memfd", source: e.into() })?;
+        Ok(Zygote { cache: Cache::new(cfg), memo: IdentityMemo::default(), stub })
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        self.cache.stats()
+    }
+
+    pub fn set_limits(&self, max_entries: usize, max_bytes: u64) {
+        self.cache.set_limits(CacheConfig { max_entries, max_bytes });
+    }
+
+    pub fn cache(&self) -> &Cache {
+        &self.cache
+    }
+
+    /// Identify and prepare a program file through the cache. A hit costs one
+    /// `stat` and reads nothing.
+    pub fn prepare(&self, path: &Path) -> Result<Arc<Image>, SpawnError> {
+        let _span = tracing::debug_span!("identify", path = %path.display()).entered();
+        let st = rustix::fs::stat(path).map_err(io_err(path, "stat"))?;
+        let id = FileIdentity {
+            dev: st.st_dev,
+            ino: st.st_ino,
+            size: st.st_size as u64,
+            mtime: (st.st_mtime, st.st_mtime_nsec as i64),
+            ctime: (st.st_ctime, st.st_ctime_nsec as i64),
+            mode: st.st_mode,
+        };
+        if let Some(hash) = self.memo.get(&id) {
+            let key = ImageKey::relocate(hash);
+            if let Some(img) = self.cache.get(&key) {
+                // The same bytes may be cached from another file; make sure that
+                // file still holds them before mapping from it.
+                if img.identity() == &id || img.file_unchanged() {
+                    return Ok(img);
+                }
+                self.cache.invalidate(&key, &img);
+            }
+        }
+        // Unknown identity or not cached: read and hash (the build reuses the bytes).
+        let (file, id, data) = read_program(path)?;
+        let hash = ContentHash::of(&data);
+        self.memo.insert(id, hash);
+        let key = ImageKey::relocate(hash);
+        let mut file = Some(file);
+        self.cache.get_or_build(key, || {
+            let file = file.take().ok_or_else(|| SpawnError::Request("internal: build ran twice".into()))?;
+            let _span = tracing::debug_span!("prepare", %key).entered();
+            Ok::<_, SpawnError>(relocate::prepare(path, file, id, &data, key)?)
+        })
+    }
+
+    /// Resolve the request's program (PATH, `#!`) to what will run.
+    pub fn resolve(&self, req: &SpawnRequest, env: &[OsString]) -> Result<Launch, SpawnError> {
+        let path_var = env.iter().find_map(|kv| kv.as_bytes().strip_prefix(b"PATH=")).map(OsStr::from_bytes);
+        let cwd = req.cwd.as_deref();
+        let found = resolve::find_program(&req.program, path_var, cwd)?;
+        Ok(resolve::follow_interpreters(found, req.argv.clone(), cwd)?)
+    }
+
+    /// Start a process.
+    pub fn spawn(&self, req: SpawnRequest) -> Result<Child, SpawnError> {
+        let env = req.environment();
+        let launch = self.resolve(&req, &env)?;
+        for (_, t) in &req.fds {
+            if !(0..=MAX_TARGET_FD).contains(t) {
+                return Err(SpawnError::Request(format!("fd target {t} is outside 0..={MAX_TARGET_FD}")));
+            }
+        }
+        let image = self.prepare(&launch.program)?;
+        let name = match &req.name {
+            Some(n) => n.as_bytes().to_vec(),
+            None => launch.exec_path.file_name().map(|n| n.as_bytes().to_vec()).unwrap_or_default(),
+        };
+        self.start(&image, &launch, &env, &req, &name)
+    }
+
+    fn start(&self, image: &Arc<Image>, launch: &Launch, env: &[OsString], req: &SpawnRequest, name: &[u8]) -> Result<Child, SpawnError> {
+        let _span = tracing::debug_span!("start", program = %launch.program.display()).entered();
+        let cstrings = |v: &[OsString], what: &str| -> Result<Vec<CString>, SpawnError> {
+            v.iter()
+                .map(|s| CString::new(s.as_bytes()).map_err(|_| SpawnError::Request(format!("{what} contains a NUL byte"))))
+                .collect()
+        };
+        let argv_c = cstrings(&launch.argv, "an argument")?;
+        let env_c = cstrings(env, "an environment entry")?;
+        let ptrs = |v: &[CString]| v.iter().map(|s| s.as_ptr()).chain([std::ptr::null()]).collect::<Vec<_>>();
+        let (argv_p, env_p) = (ptrs(&argv_c), ptrs(&env_c));
+        let cwd_c = match &req.cwd {
+            Some(d) => Some(CString::new(d.as_os_str().as_bytes()).map_err(|_| SpawnError::Request("cwd contains a NUL byte".into()))?),
+            None => None,
+        };
+        let user_fds: Vec<(RawFd, RawFd)> = req.fds.iter().map(|(fd, t)| (fd.as_raw_fd(), *t)).collect();
+
+        let internal = |what| move |e: rustix::io::Errno| SpawnError::Internal { what, source: e.into() };
+        let (status_r, status_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(internal("status pipe"))?;
+        let old_mask = process::block_all_signals().map_err(|source| SpawnError::Internal { what: "blocking signals", source })?;
+        let result = (|| {
+            let layout = plan::build(
+                image,
+                &plan::SpawnParts { fds: &user_fds, sigmask: process::sigset_bits(&old_mask), name },
+            );
+            let plan_fd = memfd::memfd_with("zygote-plan", &layout.plan).map_err(internal("plan memfd"))?;
+            let mut placements = layout.placements;
+            placements.push((plan_fd.as_raw_fd(), PLAN_FD));
+            placements.push((status_w.as_raw_fd(), layout.status_fd));
+            let setup = ChildSetup {
+                stub: self.stub.fd(),
+                argv: &argv_p,
+                envp: &env_p,
+                cwd: cwd_c.as_deref(),
+                placements: &placements,
+                status: status_w.as_fd(),
+            };
+            process::clone_exec(&setup).map_err(|source| SpawnError::Internal { what: "clone", source })
+        })();
+        process::restore_signals(&old_mask);
+        drop(status_w);
+        let (pid, pidfd) = result?;
+        let mut child = Child { pid, pidfd, key: *image.key(), status: None };
+        // EOF: the stub closed the pipe right before jumping. A record: it failed.
+        if let Some(rec) = read_status(&status_r) {
+            let _ = child.wait();
+            let stage = Stage::from_u32(rec.stage).map_or_else(|| format!("stage {}", rec.stage), |s| format!("{s:?}"));
+            return Err(SpawnError::Launcher {
+                path: launch.program.clone(),
+                stage,
+                index: rec.index,
+                addr: rec.addr,
+                source: io::Error::from_raw_os_error(rec.errno),
+            });
+        }
+        Ok(child)
+    }
+}
+
+fn read_status(fd: &OwnedFd) -> Option<StatusRecord> {
+    let mut buf = [0u8; StatusRecord::SIZE];
+    let mut n = 0;
+    while n < buf.len() {
+        match rustix::io::read(fd, &mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(_) => break,
+        }
+    }
+    if n == 0 {
+        return None;
+    }
+    // A short record still means failure; decode what arrived.
+    Some(StatusRecord::decode(&buf).unwrap_or(StatusRecord { stage: 0, index: 0, errno: libc_eio(), detail: 0, addr: 0 }))
+}
+
+fn libc_eio() -> i32 {
+    rustix::io::Errno::IO.raw_os_error()
+}
+
+/// Open a program file and read it whole, checking its size first.
+fn read_program(path: &Path) -> Result<(OwnedFd, FileIdentity, Vec<u8>), SpawnError> {
+    use rustix::fs::{Mode, OFlags, open};
+    let file = open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).map_err(io_err(path, "open"))?;
+    let id = FileIdentity::of(&file).map_err(io_err(path, "fstat"))?;
+    if id.size > MAX_PROGRAM_BYTES {
+        return Err(SpawnError::TooLarge { path: path.to_path_buf(), size: id.size });
+    }
+    let mut data = vec![0u8; id.size as usize];
+    let mut n = 0;
+    while n < data.len() {
+        match rustix::io::pread(&file, &mut data[n..], n as u64) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(io_err(path, "read")(e)),
+        }
+    }
+    data.truncate(n);
+    Ok((file, id, data))
+}

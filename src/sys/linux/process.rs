@@ -1,0 +1,231 @@
+//! Starting the stub in a fresh process without forking the caller, and
+//! waiting for it.
+//!
+//! `clone(CLONE_VM | CLONE_VFORK | CLONE_PIDFD)` runs a tiny child on a
+//! separate stack in the caller's address space (so the cost does not grow with
+//! the caller's memory, unlike fork), places the fds, changes directory and
+//! execs the stub from its sealed memfd. Every signal stays blocked from before
+//! the clone until the stub installs the caller's mask right before the jump, so
+//! no handler of the caller can ever run in the shared address space.
+
+use std::ffi::{CStr, c_char, c_int, c_void};
+use std::io;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use zygote_plan::{STUB_FAILURE_EXIT, Stage, StatusRecord};
+
+/// Everything the pre-exec child needs, prepared by the parent: the child may
+/// not allocate.
+pub struct ChildSetup<'a> {
+    /// The stub's memfd.
+    pub stub: BorrowedFd<'a>,
+    /// NULL-terminated argv and envp pointer arrays.
+    pub argv: &'a [*const c_char],
+    pub envp: &'a [*const c_char],
+    pub cwd: Option<&'a CStr>,
+    /// (fd in the caller, fd number in the child).
+    pub placements: &'a [(RawFd, RawFd)],
+    /// Write end of the status pipe in the caller (also among `placements`).
+    pub status: BorrowedFd<'a>,
+}
+
+struct ChildArgs<'a> {
+    setup: &'a ChildSetup<'a>,
+    /// Scratch: CLOEXEC copies of the placements, then stub, then status.
+    tmp: &'a mut [RawFd],
+    temp_min: RawFd,
+}
+
+const CHILD_STACK: usize = 64 * 1024;
+
+fn report(fd: RawFd, stage: Stage, index: usize, errno: i32) -> c_int {
+    let rec = StatusRecord { stage: stage as u32, index: index as u32, errno, detail: 0, addr: 0 }.encode();
+    // SAFETY: writing a stack buffer to an fd; a short write only loses the detail.
+    unsafe { libc::write(fd, rec.as_ptr().cast(), rec.len()) };
+    // SAFETY: _exit is async-signal-safe and ends the vfork child.
+    unsafe { libc::_exit(STUB_FAILURE_EXIT) }
+}
+
+fn errno() -> i32 {
+    io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
+}
+
+extern "C" fn child_main(arg: *mut c_void) -> c_int {
+    // SAFETY: `arg` is the &mut ChildArgs the parent passed to clone; the parent
+    // is suspended (CLONE_VFORK) until we exec or exit, so nothing aliases it.
+    let args = unsafe { &mut *arg.cast::<ChildArgs<'_>>() };
+    let s = args.setup;
+    let n = s.placements.len();
+    let status_orig = s.status.as_raw_fd();
+    // 1. CLOEXEC copies above every target, so step 2 cannot clobber a source.
+    let sources = s.placements.iter().map(|p| p.0).chain([s.stub.as_raw_fd(), status_orig]);
+    for (i, src) in sources.enumerate() {
+        // SAFETY: F_DUPFD_CLOEXEC on an fd we own; no memory is touched.
+        let t = unsafe { libc::fcntl(src, libc::F_DUPFD_CLOEXEC, args.temp_min) };
+        if t < 0 {
+            return report(status_orig, Stage::ChildFd, i, errno());
+        }
+        args.tmp[i] = t;
+    }
+    let (stub_fd, status_fd) = (args.tmp[n], args.tmp[n + 1]);
+    // 2. Final places (dup2 clears CLOEXEC on the target).
+    for (i, &(_, target)) in s.placements.iter().enumerate() {
+        // SAFETY: dup2 between fds of this (copied) fd table.
+        if unsafe { libc::dup2(args.tmp[i], target) } < 0 {
+            return report(status_fd, Stage::ChildFd, i, errno());
+        }
+    }
+    if let Some(cwd) = s.cwd {
+        // SAFETY: `cwd` is a valid NUL-terminated string prepared by the parent.
+        if unsafe { libc::chdir(cwd.as_ptr()) } < 0 {
+            return report(status_fd, Stage::ChildCwd, 0, errno());
+        }
+    }
+    // SAFETY: argv/envp are NULL-terminated arrays of NUL-terminated strings that
+    // live in the parent's (shared) memory until the exec completes.
+    unsafe {
+        libc::syscall(
+            libc::SYS_execveat,
+            stub_fd,
+            c"".as_ptr(),
+            s.argv.as_ptr(),
+            s.envp.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        );
+    }
+    report(status_fd, Stage::ChildExec, 0, errno())
+}
+
+/// Block every signal; returns the previous mask.
+pub fn block_all_signals() -> io::Result<libc::sigset_t> {
+    let mut all = MaybeUninit::<libc::sigset_t>::uninit();
+    let mut old = MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: sigfillset initialises `all`; pthread_sigmask writes `old`.
+    unsafe {
+        libc::sigfillset(all.as_mut_ptr());
+        let r = libc::pthread_sigmask(libc::SIG_SETMASK, all.as_ptr(), old.as_mut_ptr());
+        if r != 0 {
+            return Err(io::Error::from_raw_os_error(r));
+        }
+        Ok(old.assume_init())
+    }
+}
+
+/// Restore a mask saved by [`block_all_signals`].
+pub fn restore_signals(old: &libc::sigset_t) {
+    // SAFETY: `old` is a valid sigset_t.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, old, std::ptr::null_mut()) };
+}
+
+/// A sigset as the kernel's 64-bit mask (signals 1..=64).
+pub fn sigset_bits(set: &libc::sigset_t) -> u64 {
+    let mut bits = 0u64;
+    for sig in 1..=64 {
+        // SAFETY: sigismember only reads `set`.
+        if unsafe { libc::sigismember(set, sig) } == 1 {
+            bits |= 1 << (sig - 1);
+        }
+    }
+    bits
+}
+
+/// Clone a vfork child that places fds and execs the stub. Returns the pid and
+/// a pidfd. The caller must have blocked all signals (see [`block_all_signals`]).
+pub fn clone_exec(setup: &ChildSetup<'_>) -> io::Result<(i32, OwnedFd)> {
+    let mut tmp = vec![-1; setup.placements.len() + 2];
+    let highest = setup.placements.iter().map(|p| p.1).max().unwrap_or(2);
+    let mut args = ChildArgs { setup, tmp: &mut tmp, temp_min: highest + 1 };
+    let mut stack: Box<[MaybeUninit<u8>]> = Box::new_uninit_slice(CHILD_STACK);
+    // The stack grows down; keep the top 16-byte aligned.
+    let top = {
+        let end = stack.as_mut_ptr_range().end as usize;
+        (end & !15) as *mut c_void
+    };
+    let mut pidfd: c_int = -1;
+    let flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD | libc::SIGCHLD;
+    // SAFETY: child_main only uses `args` (alive until clone returns, because
+    // CLONE_VFORK suspends us until the child execs or exits) and its own stack,
+    // which is valid for CHILD_STACK bytes below `top`. CLONE_PIDFD stores the
+    // pidfd through the parent_tid pointer.
+    let pid = unsafe {
+        libc::clone(
+            child_main,
+            top,
+            flags,
+            (&raw mut args).cast(),
+            &raw mut pidfd,
+            std::ptr::null_mut::<c_void>(),
+            std::ptr::null_mut::<c_int>(),
+        )
+    };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    drop(stack);
+    // SAFETY: with CLONE_PIDFD the kernel returned a new pidfd that we now own.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    Ok((pid, pidfd))
+}
+
+/// How a child ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum ExitStatus {
+    Exited(i32),
+    Signaled(i32),
+}
+
+impl ExitStatus {
+    /// The status a shell reports: the exit code, or 128 + the signal number.
+    pub fn shell_code(&self) -> i32 {
+        match *self {
+            ExitStatus::Exited(c) => c,
+            ExitStatus::Signaled(s) => 128 + s,
+        }
+    }
+    pub fn success(&self) -> bool {
+        *self == ExitStatus::Exited(0)
+    }
+}
+
+impl std::fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExitStatus::Exited(c) => write!(f, "exit status {c}"),
+            ExitStatus::Signaled(s) => write!(f, "killed by signal {s}"),
+        }
+    }
+}
+
+/// Wait for the child behind `pidfd` to exit and reap it.
+pub fn wait_pidfd(pidfd: BorrowedFd<'_>) -> io::Result<ExitStatus> {
+    loop {
+        let mut info = MaybeUninit::<libc::siginfo_t>::zeroed();
+        // SAFETY: waitid writes a siginfo_t into `info`.
+        let r = unsafe {
+            libc::waitid(libc::P_PIDFD, pidfd.as_raw_fd() as libc::id_t, info.as_mut_ptr(), libc::WEXITED)
+        };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        // SAFETY: waitid succeeded, so `info` is initialised.
+        let info = unsafe { info.assume_init() };
+        // SAFETY: for a WEXITED result, si_status is the valid union member.
+        let status = unsafe { info.si_status() };
+        return Ok(match info.si_code {
+            libc::CLD_EXITED => ExitStatus::Exited(status),
+            _ => ExitStatus::Signaled(status),
+        });
+    }
+}
+
+/// Send `sig` to the process behind `pidfd` (race-free against pid reuse).
+pub fn pidfd_kill(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
+    // SAFETY: pidfd_send_signal with a NULL siginfo and no flags.
+    let r = unsafe { libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), sig, std::ptr::null::<c_void>(), 0) };
+    if r < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+}

@@ -1,0 +1,391 @@
+//! zygote-stub: the no-libc launcher that builds a process's address space from a
+//! spawn plan.
+//!
+//! The spawner execs this stub with the program's final argv and envp, so the
+//! kernel builds a correct initial stack (argc, argv, envp, auxv, AT_RANDOM) and
+//! `/proc/PID/cmdline` and `/proc/PID/environ` are right. The stub then:
+//!
+//! 1. maps the plan from [`PLAN_FD`] (never `read`: sibling spawns share the fd's
+//!    offset) and validates it;
+//! 2. maps every region `MAP_PRIVATE | MAP_FIXED_NOREPLACE` (a private mapping of
+//!    a sealed memfd is the copy-on-write child of the cached image);
+//! 3. patches AT_PHDR, AT_PHNUM, AT_PHENT, AT_ENTRY, AT_BASE and AT_EXECFN in the
+//!    auxiliary vector in place;
+//! 4. sets the process name, moves the caller's fds into place and closes every
+//!    other fd (the plan, the image fds and the status pipe among them: EOF on
+//!    the status pipe tells the spawner the stub succeeded);
+//! 5. restores the signal mask and jumps to the entry point with the kernel's
+//!    original stack pointer and `rdx = rtld_fini`.
+//!
+//! On failure it writes a [`StatusRecord`] to the status fd (or a line to stderr
+//! when there is none) and exits with [`STUB_FAILURE_EXIT`].
+//!
+//! This is one of the two places (with `src/sys/linux`) where `unsafe` lives.
+#![no_std]
+#![no_main]
+
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+compile_error!("the zygote stub supports Linux x86_64 only");
+
+use core::arch::{asm, global_asm};
+use zygote_plan::{
+    FdMove, Header, MAX_PLAN_SIZE, PLAN_FD, Plan, PlanError, STUB_FAILURE_EXIT, Source, Stage,
+    StatusRecord,
+};
+
+mod sys {
+    //! Raw Linux x86_64 system calls.
+    use core::arch::asm;
+
+    pub const SYS_WRITE: usize = 1;
+    pub const SYS_MMAP: usize = 9;
+    pub const SYS_MUNMAP: usize = 11;
+    pub const SYS_RT_SIGPROCMASK: usize = 14;
+    pub const SYS_PREAD64: usize = 17;
+    pub const SYS_PRCTL: usize = 157;
+    pub const SYS_EXIT_GROUP: usize = 231;
+    pub const SYS_DUP3: usize = 292;
+    pub const SYS_CLOSE_RANGE: usize = 436;
+
+    pub const PROT_READ: usize = 1;
+    pub const MAP_PRIVATE: usize = 0x02;
+    pub const MAP_ANONYMOUS: usize = 0x20;
+    pub const MAP_FIXED_NOREPLACE: usize = 0x10_0000;
+    pub const PR_SET_NAME: usize = 15;
+    pub const SIG_SETMASK: usize = 2;
+
+    /// Returns the raw kernel result: negative errno on failure.
+    #[inline(always)]
+    pub fn syscall6(n: usize, a: usize, b: usize, c: usize, d: usize, e: usize, f: usize) -> isize {
+        let ret: isize;
+        // SAFETY: a raw syscall; the callers pass arguments that are valid for the
+        // specific call (pointers into live stub memory, or plain integers). The
+        // kernel clobbers only rcx and r11, which are declared.
+        unsafe {
+            asm!(
+                "syscall",
+                inlateout("rax") n as isize => ret,
+                in("rdi") a,
+                in("rsi") b,
+                in("rdx") c,
+                in("r10") d,
+                in("r8") e,
+                in("r9") f,
+                lateout("rcx") _,
+                lateout("r11") _,
+                options(nostack),
+            );
+        }
+        ret
+    }
+
+    pub fn syscall3(n: usize, a: usize, b: usize, c: usize) -> isize {
+        syscall6(n, a, b, c, 0, 0, 0)
+    }
+
+    pub fn exit_group(code: i32) -> ! {
+        loop {
+            syscall3(SYS_EXIT_GROUP, code as usize, 0, 0);
+        }
+    }
+
+    pub fn write_all(fd: i32, mut buf: &[u8]) {
+        while !buf.is_empty() {
+            let n = syscall3(SYS_WRITE, fd as usize, buf.as_ptr() as usize, buf.len());
+            if n == -4 {
+                continue; // EINTR
+            }
+            if n <= 0 {
+                return;
+            }
+            buf = &buf[n as usize..];
+        }
+    }
+}
+
+global_asm!(
+    ".globl _start",
+    ".type _start,@function",
+    "_start:",
+    "xor ebp, ebp",
+    "mov rdi, rsp",
+    "and rsp, -16",
+    "call {main}",
+    "ud2",
+    main = sym stub_main,
+);
+
+const AT_NULL: u64 = 0;
+const AT_PHDR: u64 = 3;
+const AT_PHENT: u64 = 4;
+const AT_PHNUM: u64 = 5;
+const AT_BASE: u64 = 7;
+const AT_ENTRY: u64 = 9;
+const AT_EXECFN: u64 = 31;
+
+/// Report a failure and exit.
+fn fail(status_fd: i32, stage: Stage, index: u32, errno: i32, detail: u32, addr: u64) -> ! {
+    let rec = StatusRecord {
+        stage: stage as u32,
+        index,
+        errno,
+        detail,
+        addr,
+    };
+    if status_fd >= 0 {
+        sys::write_all(status_fd, &rec.encode());
+    } else {
+        let mut line = *b"zygote-stub: failed at stage 00, errno 000\n";
+        put2(&mut line[29..31], stage as u32);
+        put3(&mut line[39..42], errno.unsigned_abs());
+        sys::write_all(2, &line);
+    }
+    sys::exit_group(STUB_FAILURE_EXIT)
+}
+
+fn put2(out: &mut [u8], v: u32) {
+    out[0] = b'0' + (v / 10 % 10) as u8;
+    out[1] = b'0' + (v % 10) as u8;
+}
+fn put3(out: &mut [u8], v: u32) {
+    out[0] = b'0' + (v / 100 % 10) as u8;
+    put2(&mut out[1..3], v);
+}
+
+fn plan_fail(status_fd: i32, e: PlanError) -> ! {
+    let (code, extra) = StatusRecord::plan_error(e);
+    fail(status_fd, Stage::Plan, extra, 0, code, 0)
+}
+
+/// The stub's whole job. `sp` is the kernel's initial stack pointer (&argc).
+extern "C" fn stub_main(sp: *mut u64) -> ! {
+    // SAFETY: `sp` is the initial stack the kernel built for this exec: argc, then
+    // argc argv pointers and a NULL, envp pointers and a NULL, then auxv pairs up
+    // to AT_NULL. All of it is readable and writable stack memory.
+    let (argv0, auxv) = unsafe {
+        let argc = *sp as usize;
+        let argv = sp.add(1);
+        let mut p = argv.add(argc + 1);
+        while *p != 0 {
+            p = p.add(1);
+        }
+        let argv0 = if argc > 0 { *argv } else { 0 };
+        (argv0, p.add(1))
+    };
+
+    // 1. The plan: read its header, then map the whole of it read-only.
+    let mut hb = [0u8; Header::SIZE];
+    let n = sys::syscall6(sys::SYS_PREAD64, PLAN_FD as usize, hb.as_mut_ptr() as usize, hb.len(), 0, 0, 0);
+    if n != Header::SIZE as isize {
+        let errno = if n < 0 { -n as i32 } else { 0 };
+        fail(-1, Stage::Plan, 0, errno, StatusRecord::plan_error(PlanError::Truncated).0, 0);
+    }
+    let header = match Header::decode(&hb) {
+        Ok(h) => h,
+        Err(e) => plan_fail(-1, e),
+    };
+    let status_fd = header.status_fd;
+    if header.total_size > MAX_PLAN_SIZE || (header.total_size as usize) < Header::SIZE {
+        plan_fail(status_fd, PlanError::Truncated);
+    }
+    let size = header.total_size as usize;
+    let base = sys::syscall6(sys::SYS_MMAP, 0, size, sys::PROT_READ, sys::MAP_PRIVATE, PLAN_FD as usize, 0);
+    if base < 0 {
+        fail(status_fd, Stage::Plan, 0, -base as i32, 0, 0);
+    }
+    // SAFETY: the kernel just mapped `size` readable bytes at `base`; the mapping
+    // lives until the munmap below, after the last use of `bytes`.
+    let bytes = unsafe { core::slice::from_raw_parts(base as *const u8, size) };
+    let plan = match Plan::parse(bytes) {
+        Ok(p) => p,
+        Err(e) => plan_fail(status_fd, e),
+    };
+    let h = plan.header;
+
+    // 2. Regions.
+    for i in 0..h.region_count {
+        let r = plan.region(i);
+        let (flags, fd, off) = match r.source() {
+            Some(Source::Fd) => (sys::MAP_PRIVATE | sys::MAP_FIXED_NOREPLACE, r.fd as isize as usize, r.offset as usize),
+            _ => (sys::MAP_PRIVATE | sys::MAP_ANONYMOUS | sys::MAP_FIXED_NOREPLACE, usize::MAX, 0),
+        };
+        let got = sys::syscall6(sys::SYS_MMAP, r.vaddr as usize, r.len as usize, r.prot as usize, flags, fd, off);
+        if got < 0 {
+            fail(status_fd, Stage::Map, i, -got as i32, 0, r.vaddr);
+        }
+        if got as u64 != r.vaddr {
+            // A kernel that ignores MAP_FIXED_NOREPLACE placed it elsewhere.
+            fail(status_fd, Stage::Map, i, 17, 0, r.vaddr);
+        }
+    }
+
+    // 3. Auxiliary vector.
+    // SAFETY: `auxv` points at the kernel-built auxv pairs on our stack, terminated
+    // by AT_NULL; we rewrite values in place.
+    unsafe {
+        let mut a = auxv;
+        let mut guard = 0;
+        while *a != AT_NULL {
+            let v = a.add(1);
+            match *a {
+                AT_PHDR => *v = h.at_phdr,
+                AT_PHNUM => *v = h.at_phnum,
+                AT_PHENT => *v = h.at_phent,
+                AT_ENTRY => *v = h.at_entry,
+                AT_BASE => *v = h.at_base,
+                AT_EXECFN if argv0 != 0 => *v = argv0,
+                _ => {}
+            }
+            a = a.add(2);
+            guard += 1;
+            if guard > 4096 {
+                fail(status_fd, Stage::Auxv, 0, 0, 0, 0);
+            }
+        }
+    }
+
+    // 4. Name, fds.
+    let name = plan.name();
+    if !name.is_empty() {
+        let mut comm = [0u8; 16];
+        let len = name.len().min(15);
+        comm[..len].copy_from_slice(&name[..len]);
+        sys::syscall3(sys::SYS_PRCTL, sys::PR_SET_NAME, comm.as_ptr() as usize, 0);
+    }
+    for i in 0..h.fd_count {
+        let FdMove { from, to } = plan.fd_move(i);
+        let r = sys::syscall3(sys::SYS_DUP3, from as usize, to as usize, 0);
+        if r < 0 {
+            fail(status_fd, Stage::FdMove, i, -r as i32, 0, 0);
+        }
+    }
+    // Close every fd that is neither stdio nor a move target. Targets are sorted
+    // ascending (checked by Plan::parse), so the gaps are ranges.
+    let mut lo: u32 = 3;
+    for i in 0..h.fd_count {
+        let to = plan.fd_move(i).to as u32;
+        if to >= lo {
+            if to > lo {
+                sys::syscall3(sys::SYS_CLOSE_RANGE, lo as usize, (to - 1) as usize, 0);
+            }
+            lo = to + 1;
+        }
+    }
+    let sigmask = h.sigmask;
+    let entry = h.entry;
+    let rtld_fini = h.rtld_fini;
+    sys::syscall3(sys::SYS_MUNMAP, base as usize, size, 0);
+    // This closes the status pipe too: the spawner sees EOF, meaning success.
+    sys::syscall3(sys::SYS_CLOSE_RANGE, lo as usize, u32::MAX as usize, 0);
+
+    // 5. Signal mask, then jump.
+    sys::syscall6(sys::SYS_RT_SIGPROCMASK, sys::SIG_SETMASK, &sigmask as *const u64 as usize, 0, 8, 0, 0);
+    // SAFETY: the program's image is mapped and `sp` is the kernel's initial stack
+    // pointer, so this is the state a process has at its ELF entry point. We never
+    // return.
+    unsafe {
+        asm!(
+            "mov rsp, rsi",
+            "push rdi",
+            "xor eax, eax",
+            "xor ebx, ebx",
+            "xor ecx, ecx",
+            "xor esi, esi",
+            "xor edi, edi",
+            "xor ebp, ebp",
+            "xor r8d, r8d",
+            "xor r9d, r9d",
+            "xor r10d, r10d",
+            "xor r11d, r11d",
+            "xor r12d, r12d",
+            "xor r13d, r13d",
+            "xor r14d, r14d",
+            "xor r15d, r15d",
+            "cld",
+            "ret",
+            in("rsi") sp,
+            in("rdi") entry,
+            in("rdx") rtld_fini,
+            options(noreturn),
+        );
+    }
+}
+
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    sys::write_all(2, b"zygote-stub: internal error\n");
+    sys::exit_group(STUB_FAILURE_EXIT)
+}
+
+// The compiler lowers copies and fills to these symbols; without libc the stub
+// provides them. `rep movsb` / `rep stosb` keep LLVM from turning the loops back
+// into calls to themselves.
+
+/// # Safety
+/// Standard C `memcpy` contract.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn memcpy(dst: *mut u8, src: *const u8, n: usize) -> *mut u8 {
+    // SAFETY: caller guarantees `dst` and `src` are valid for `n` bytes and do not overlap.
+    unsafe {
+        asm!("rep movsb", inout("rcx") n => _, inout("rdi") dst => _, inout("rsi") src => _, options(nostack, preserves_flags));
+    }
+    dst
+}
+
+/// # Safety
+/// Standard C `memmove` contract.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn memmove(dst: *mut u8, src: *const u8, n: usize) -> *mut u8 {
+    if (dst as usize) <= (src as usize) || (dst as usize) >= (src as usize).wrapping_add(n) {
+        // SAFETY: forward copy is safe when dst is below src or the ranges do not overlap.
+        return unsafe { memcpy(dst, src, n) };
+    }
+    // SAFETY: overlapping with dst above src: copy backwards with the direction flag set.
+    unsafe {
+        asm!(
+            "std",
+            "rep movsb",
+            "cld",
+            inout("rcx") n => _,
+            inout("rdi") dst.add(n - 1) => _,
+            inout("rsi") src.add(n - 1) => _,
+            options(nostack),
+        );
+    }
+    dst
+}
+
+/// # Safety
+/// Standard C `memset` contract.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn memset(dst: *mut u8, c: i32, n: usize) -> *mut u8 {
+    // SAFETY: caller guarantees `dst` is valid for `n` bytes.
+    unsafe {
+        asm!("rep stosb", inout("rcx") n => _, inout("rdi") dst => _, in("al") c as u8, options(nostack, preserves_flags));
+    }
+    dst
+}
+
+/// # Safety
+/// Standard C `memcmp` contract.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn memcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
+    let mut i = 0;
+    while i < n {
+        // SAFETY: caller guarantees both pointers are valid for `n` bytes.
+        let (x, y) = unsafe { (core::ptr::read_volatile(a.add(i)), core::ptr::read_volatile(b.add(i))) };
+        if x != y {
+            return x as i32 - y as i32;
+        }
+        i += 1;
+    }
+    0
+}
+
+/// # Safety
+/// Standard C `bcmp` contract.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn bcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
+    // SAFETY: same contract as memcmp.
+    unsafe { memcmp(a, b, n) }
+}
