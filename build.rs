@@ -52,6 +52,5 @@ fn main() {
     let status = cmd.status().expect("failed to run cargo to build the stub");
     assert!(status.success(), "building zygote-stub failed: {status}");
     let built = target_dir.join(target).join("stub").join("zygote-stub");
-    std::fs::copy(&built, out.join("zygote-stub"))
-        .unwrap_or_else(|e| panic!("copy {}: {e}", built.display()));
+    std::fs::copy(&built, out.join("zygote-stub")).unwrap_or_else(|e| panic!("copy {}: {e}", built.display()));
 }

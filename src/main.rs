@@ -175,11 +175,8 @@ fn inspect(a: InspectArgs) -> i32 {
         }
     };
     if a.json {
-        let objects: Vec<_> = img
-            .objects()
-            .iter()
-            .map(|o| serde_json::json!({ "len": o.len(), "resident": o.resident() }))
-            .collect();
+        let objects: Vec<_> =
+            img.objects().iter().map(|o| serde_json::json!({ "len": o.len(), "resident": o.resident() })).collect();
         let v = serde_json::json!({
             "path": img.path(),
             "key": img.key().to_string(),

@@ -253,10 +253,7 @@ impl FdMove {
     }
 
     pub fn decode(b: &[u8]) -> Self {
-        FdMove {
-            from: rd_i32(b, 0),
-            to: rd_i32(b, 4),
-        }
+        FdMove { from: rd_i32(b, 0), to: rd_i32(b, 4) }
     }
 }
 
@@ -358,11 +355,7 @@ const PAGE: u64 = 4096;
 
 fn table_ok(len: usize, off: u32, count: u32, size: usize) -> bool {
     let off = off as usize;
-    off % 8 == 0
-        && (count as usize)
-            .checked_mul(size)
-            .and_then(|n| n.checked_add(off))
-            .is_some_and(|end| end <= len)
+    off.is_multiple_of(8) && (count as usize).checked_mul(size).and_then(|n| n.checked_add(off)).is_some_and(|end| end <= len)
 }
 
 impl<'a> Plan<'a> {
@@ -382,9 +375,8 @@ impl<'a> Plan<'a> {
         let plan = Plan { header, bytes };
         for i in 0..header.region_count {
             let r = plan.region(i);
-            let aligned = r.vaddr % PAGE == 0 && r.len % PAGE == 0 && r.offset % PAGE == 0;
-            if r.source().is_none() || r.len == 0 || !aligned || r.vaddr.checked_add(r.len).is_none()
-            {
+            let aligned = r.vaddr.is_multiple_of(PAGE) && r.len.is_multiple_of(PAGE) && r.offset.is_multiple_of(PAGE);
+            if r.source().is_none() || r.len == 0 || !aligned || r.vaddr.checked_add(r.len).is_none() {
                 return Err(PlanError::BadRegion(i));
             }
         }
@@ -464,8 +456,24 @@ mod tests {
             ..Header::default()
         };
         let regions = [
-            Region { vaddr: 0x5a00_0000_0000, len: 0x2000, offset: 0, fd: 4, prot: PROT_READ | PROT_EXEC, source: Source::Fd as u32, _reserved: 0 },
-            Region { vaddr: 0x5a00_0000_4000, len: 0x1000, offset: 0, fd: -1, prot: PROT_READ | PROT_WRITE, source: Source::Zero as u32, _reserved: 0 },
+            Region {
+                vaddr: 0x5a00_0000_0000,
+                len: 0x2000,
+                offset: 0,
+                fd: 4,
+                prot: PROT_READ | PROT_EXEC,
+                source: Source::Fd as u32,
+                _reserved: 0,
+            },
+            Region {
+                vaddr: 0x5a00_0000_4000,
+                len: 0x1000,
+                offset: 0,
+                fd: -1,
+                prot: PROT_READ | PROT_WRITE,
+                source: Source::Zero as u32,
+                _reserved: 0,
+            },
         ];
         let fds = [FdMove { from: 20, to: 5 }, FdMove { from: 21, to: 9 }];
         (h, regions, fds)

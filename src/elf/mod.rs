@@ -60,9 +60,7 @@ pub enum ElfError {
     SharedLibrary { path: PathBuf },
     #[error("{path}: is a relocatable object (ET_REL), not a program")]
     Relocatable { path: PathBuf },
-    #[error(
-        "{path}: dynamically linked programs are not supported yet (PT_INTERP names the interpreter {interp})"
-    )]
+    #[error("{path}: dynamically linked programs are not supported yet (PT_INTERP names the interpreter {interp})")]
     Dynamic { path: PathBuf, interp: String },
     #[error("{path}: asks for an executable stack (PT_GNU_STACK has PF_X), which is not supported")]
     ExecStack { path: PathBuf },
@@ -331,7 +329,7 @@ pub fn decode(path: &Path, data: &[u8]) -> Result<ElfInfo, ElfError> {
         });
     }
     let phoff = ehdr.e_phoff(e);
-    let ph_end = phoff.checked_add(phnum as u64 * phentsize).unwrap_or(u64::MAX);
+    let ph_end = phoff.saturating_add(phnum as u64 * phentsize);
     if ph_end > len {
         return Err(ElfError::Truncated { path: p(), what: "the program headers", start: phoff, end: ph_end, len });
     }
@@ -430,7 +428,12 @@ pub fn decode(path: &Path, data: &[u8]) -> Result<ElfInfo, ElfError> {
     }
 
     if segments.is_empty() {
-        return Err(ElfError::BadField { path: p(), field: "e_phnum", value: phnum as u64, why: "no PT_LOAD segments" });
+        return Err(ElfError::BadField {
+            path: p(),
+            field: "e_phnum",
+            value: phnum as u64,
+            why: "no PT_LOAD segments",
+        });
     }
     for w in segments.windows(2) {
         let (a, b) = (&w[0], &w[1]);
@@ -568,12 +571,22 @@ pub fn decode(path: &Path, data: &[u8]) -> Result<ElfInfo, ElfError> {
     })
 }
 
-fn decode_dynamic(path: &Path, data: &[u8], index: usize, off: u64, size: u64, vaddr: u64) -> Result<Dynamic, ElfError> {
+fn decode_dynamic(
+    path: &Path,
+    data: &[u8],
+    index: usize,
+    off: u64,
+    size: u64,
+    vaddr: u64,
+) -> Result<Dynamic, ElfError> {
     let e = LE;
     let bytes = &data[off as usize..(off + size) as usize];
     let entsize = size_of::<elf::Dyn64<LE>>();
     let (dyns, _) = pod::slice_from_bytes::<elf::Dyn64<LE>>(bytes, bytes.len() / entsize).map_err(|()| {
-        ElfError::DynamicSection { path: path.to_path_buf(), why: format!("PT_DYNAMIC (program header {index}) is misaligned") }
+        ElfError::DynamicSection {
+            path: path.to_path_buf(),
+            why: format!("PT_DYNAMIC (program header {index}) is misaligned"),
+        }
     })?;
     let mut entries = Vec::new();
     let mut terminated = false;

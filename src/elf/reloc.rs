@@ -111,7 +111,12 @@ pub struct TableOutcome {
 /// Non-relative entries are left for the program's own start-up code (they are
 /// after the returned prefix; RELA application is idempotent, so a relative
 /// entry after the prefix is harmless if the program applies it again).
-pub fn apply_rela(machine: Machine, table: &[u8], bias: u64, mem: &mut impl Target) -> Result<TableOutcome, RelocError> {
+pub fn apply_rela(
+    machine: Machine,
+    table: &[u8],
+    bias: u64,
+    mem: &mut impl Target,
+) -> Result<TableOutcome, RelocError> {
     const ENT: usize = 24;
     check_size(Table::Rela, table.len(), ENT)?;
     let mut out = TableOutcome { entries: table.len() / ENT, ..Default::default() };
@@ -122,8 +127,11 @@ pub fn apply_rela(machine: Machine, table: &[u8], bias: u64, mem: &mut impl Targ
         let addend = le64(&ent[16..24]);
         let (rtype, sym) = ((r_info & 0xffff_ffff) as u32, r_info >> 32);
         if rtype == machine.r_relative() && sym == 0 {
-            mem.write_u64(r_offset, bias.wrapping_add(addend))
-                .ok_or(RelocError::OutOfImage { table: Table::Rela, index, addr: r_offset })?;
+            mem.write_u64(r_offset, bias.wrapping_add(addend)).ok_or(RelocError::OutOfImage {
+                table: Table::Rela,
+                index,
+                addr: r_offset,
+            })?;
             out.applied += 1;
         } else if rtype != machine.r_none() {
             in_prefix = false;
@@ -200,7 +208,7 @@ pub fn apply_relr(table: &[u8], bias: u64, mem: &mut impl Target) -> Result<Tabl
 }
 
 fn check_size(table: Table, len: usize, ent: usize) -> Result<(), RelocError> {
-    if len % ent != 0 {
+    if !len.is_multiple_of(ent) {
         return Err(RelocError::BadTableSize { table, size: len as u64, entsize: ent as u64 });
     }
     Ok(())

@@ -109,7 +109,14 @@ fn choose_bias(path: &Path, info: &ElfInfo) -> Result<u64, ImageError> {
 }
 
 /// A table named by a (pointer tag, size tag) pair, as file bytes.
-fn table<'d>(path: &Path, info: &ElfInfo, data: &'d [u8], ptr: u32, size: u32, name: &'static str) -> Result<Option<(u64, &'d [u8])>, ImageError> {
+fn table<'d>(
+    path: &Path,
+    info: &ElfInfo,
+    data: &'d [u8],
+    ptr: u32,
+    size: u32,
+    name: &'static str,
+) -> Result<Option<(u64, &'d [u8])>, ImageError> {
     let Some(dynamic) = &info.dynamic else { return Ok(None) };
     let (Some(vaddr), Some(len)) = (dynamic.get(ptr), dynamic.get(size)) else {
         return Ok(None);
@@ -117,26 +124,44 @@ fn table<'d>(path: &Path, info: &ElfInfo, data: &'d [u8], ptr: u32, size: u32, n
     if len == 0 {
         return Ok(None);
     }
-    let off = info
-        .file_offset(vaddr, len)
-        .ok_or(ImageError::DynamicPointer { path: path.to_path_buf(), tag: name, vaddr })?;
+    let off = info.file_offset(vaddr, len).ok_or(ImageError::DynamicPointer {
+        path: path.to_path_buf(),
+        tag: name,
+        vaddr,
+    })?;
     Ok(Some((vaddr, &data[off as usize..(off + len) as usize])))
 }
 
 /// Set a DT_* value in the relocated copy of `.dynamic`, if the tag is present.
-fn patch_dyn(path: &Path, info: &ElfInfo, mem: &mut Copies<'_>, tag: u32, value: u64, name: &'static str) -> Result<(), ImageError> {
+fn patch_dyn(
+    path: &Path,
+    info: &ElfInfo,
+    mem: &mut Copies<'_>,
+    tag: u32,
+    value: u64,
+    name: &'static str,
+) -> Result<(), ImageError> {
     let Some(entry) = info.dynamic.as_ref().and_then(|d| d.entry(tag)) else {
         return Ok(());
     };
-    mem.write_u64(entry.vaddr + 8, value)
-        .ok_or(ImageError::DynamicPointer { path: path.to_path_buf(), tag: name, vaddr: entry.vaddr })
+    mem.write_u64(entry.vaddr + 8, value).ok_or(ImageError::DynamicPointer {
+        path: path.to_path_buf(),
+        tag: name,
+        vaddr: entry.vaddr,
+    })
 }
 
 /// Apply the relative relocations and neutralise start-up self-relocation.
 ///
 /// `.dynamic` keeps its d_ptr values unrelocated (glibc adds the bias itself);
 /// DT_JMPREL is kept, so the program still resolves its own IRELATIVE slots.
-fn relocate(path: &Path, info: &ElfInfo, data: &[u8], bias: u64, mem: &mut Copies<'_>) -> Result<RelocSummary, ImageError> {
+fn relocate(
+    path: &Path,
+    info: &ElfInfo,
+    data: &[u8],
+    bias: u64,
+    mem: &mut Copies<'_>,
+) -> Result<RelocSummary, ImageError> {
     let mut sum = RelocSummary::default();
     if info.kind != ProgramKind::StaticPie {
         return Ok(sum);
@@ -174,7 +199,13 @@ fn relocate(path: &Path, info: &ElfInfo, data: &[u8], bias: u64, mem: &mut Copie
 }
 
 /// Build the image for a static or static-PIE program held in `data`.
-pub fn prepare(path: &Path, file: OwnedFd, identity: FileIdentity, data: &[u8], key: ImageKey) -> Result<Image, ImageError> {
+pub fn prepare(
+    path: &Path,
+    file: OwnedFd,
+    identity: FileIdentity,
+    data: &[u8],
+    key: ImageKey,
+) -> Result<Image, ImageError> {
     let started = Instant::now();
     let info = elfmod::decode(path, data)?;
     let bias = choose_bias(path, &info)?;
@@ -226,8 +257,11 @@ fn push_regions(
         let kind = match copy {
             Some(bytes) => {
                 let name = format!("zygote:{}:phdr{}", path.file_name().unwrap_or_default().to_string_lossy(), s.index);
-                let obj = SealedObject::create(&name, &bytes)
-                    .map_err(|source| ImageError::Seal { path: path.to_path_buf(), segment: s.index, source })?;
+                let obj = SealedObject::create(&name, &bytes).map_err(|source| ImageError::Seal {
+                    path: path.to_path_buf(),
+                    segment: s.index,
+                    source,
+                })?;
                 objects.push(obj);
                 RegionKind::Sealed { object: objects.len() - 1, offset: 0 }
             }

@@ -198,7 +198,8 @@ pub struct Zygote {
 
 impl Zygote {
     pub fn new(cfg: CacheConfig) -> Result<Self, SpawnError> {
-        let stub = Stub::load().map_err(|e| SpawnError::Internal { what: "loading the stub into a memfd", source: e.into() })?;
+        let stub = Stub::load()
+            .map_err(|e| SpawnError::Internal { what: "loading the stub into a memfd", source: e.into() })?;
         Ok(Zygote { cache: Cache::new(cfg), memo: IdentityMemo::default(), stub })
     }
 
@@ -276,11 +277,20 @@ impl Zygote {
         self.start(&image, &launch, &env, &req, &name)
     }
 
-    fn start(&self, image: &Arc<Image>, launch: &Launch, env: &[OsString], req: &SpawnRequest, name: &[u8]) -> Result<Child, SpawnError> {
+    fn start(
+        &self,
+        image: &Arc<Image>,
+        launch: &Launch,
+        env: &[OsString],
+        req: &SpawnRequest,
+        name: &[u8],
+    ) -> Result<Child, SpawnError> {
         let _span = tracing::debug_span!("start", program = %launch.program.display()).entered();
         let cstrings = |v: &[OsString], what: &str| -> Result<Vec<CString>, SpawnError> {
             v.iter()
-                .map(|s| CString::new(s.as_bytes()).map_err(|_| SpawnError::Request(format!("{what} contains a NUL byte"))))
+                .map(|s| {
+                    CString::new(s.as_bytes()).map_err(|_| SpawnError::Request(format!("{what} contains a NUL byte")))
+                })
                 .collect()
         };
         let argv_c = cstrings(&launch.argv, "an argument")?;
@@ -288,14 +298,19 @@ impl Zygote {
         let ptrs = |v: &[CString]| v.iter().map(|s| s.as_ptr()).chain([std::ptr::null()]).collect::<Vec<_>>();
         let (argv_p, env_p) = (ptrs(&argv_c), ptrs(&env_c));
         let cwd_c = match &req.cwd {
-            Some(d) => Some(CString::new(d.as_os_str().as_bytes()).map_err(|_| SpawnError::Request("cwd contains a NUL byte".into()))?),
+            Some(d) => Some(
+                CString::new(d.as_os_str().as_bytes())
+                    .map_err(|_| SpawnError::Request("cwd contains a NUL byte".into()))?,
+            ),
             None => None,
         };
         let user_fds: Vec<(RawFd, RawFd)> = req.fds.iter().map(|(fd, t)| (fd.as_raw_fd(), *t)).collect();
 
         let internal = |what| move |e: rustix::io::Errno| SpawnError::Internal { what, source: e.into() };
-        let (status_r, status_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(internal("status pipe"))?;
-        let old_mask = process::block_all_signals().map_err(|source| SpawnError::Internal { what: "blocking signals", source })?;
+        let (status_r, status_w) =
+            rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(internal("status pipe"))?;
+        let old_mask =
+            process::block_all_signals().map_err(|source| SpawnError::Internal { what: "blocking signals", source })?;
         let result = (|| {
             let layout = plan::build(
                 image,
@@ -350,7 +365,13 @@ fn read_status(fd: &OwnedFd) -> Option<StatusRecord> {
         return None;
     }
     // A short record still means failure; decode what arrived.
-    Some(StatusRecord::decode(&buf).unwrap_or(StatusRecord { stage: 0, index: 0, errno: libc_eio(), detail: 0, addr: 0 }))
+    Some(StatusRecord::decode(&buf).unwrap_or(StatusRecord {
+        stage: 0,
+        index: 0,
+        errno: libc_eio(),
+        detail: 0,
+        addr: 0,
+    }))
 }
 
 fn libc_eio() -> i32 {

@@ -246,7 +246,10 @@ mod tests {
         ));
         let sh = find_program(OsStr::new("sh"), Some(OsStr::new("/nonexistent:/bin")), None).unwrap();
         assert_eq!(sh, PathBuf::from("/bin/sh"));
-        assert!(matches!(find_program(OsStr::new("/etc/passwd"), None, None), Err(ResolveError::PermissionDenied { .. })));
+        assert!(matches!(
+            find_program(OsStr::new("/etc/passwd"), None, None),
+            Err(ResolveError::PermissionDenied { .. })
+        ));
         assert!(matches!(find_program(OsStr::new("/"), None, None), Err(ResolveError::IsDirectory { .. })));
         assert!(matches!(find_program(OsStr::new("/no/such"), None, None), Err(ResolveError::NotFound { .. })));
     }

@@ -29,8 +29,7 @@ compile_error!("the zygote stub supports Linux x86_64 only");
 
 use core::arch::{asm, global_asm};
 use zygote_plan::{
-    FdMove, Header, MAX_PLAN_SIZE, PLAN_FD, Plan, PlanError, STUB_FAILURE_EXIT, Source, Stage,
-    StatusRecord,
+    FdMove, Header, MAX_PLAN_SIZE, PLAN_FD, Plan, PlanError, STUB_FAILURE_EXIT, Source, Stage, StatusRecord,
 };
 
 mod sys {
@@ -125,13 +124,7 @@ const AT_EXECFN: u64 = 31;
 
 /// Report a failure and exit.
 fn fail(status_fd: i32, stage: Stage, index: u32, errno: i32, detail: u32, addr: u64) -> ! {
-    let rec = StatusRecord {
-        stage: stage as u32,
-        index,
-        errno,
-        detail,
-        addr,
-    };
+    let rec = StatusRecord { stage: stage as u32, index, errno, detail, addr };
     if status_fd >= 0 {
         sys::write_all(status_fd, &rec.encode());
     } else {
@@ -206,7 +199,9 @@ extern "C" fn stub_main(sp: *mut u64) -> ! {
     for i in 0..h.region_count {
         let r = plan.region(i);
         let (flags, fd, off) = match r.source() {
-            Some(Source::Fd) => (sys::MAP_PRIVATE | sys::MAP_FIXED_NOREPLACE, r.fd as isize as usize, r.offset as usize),
+            Some(Source::Fd) => {
+                (sys::MAP_PRIVATE | sys::MAP_FIXED_NOREPLACE, r.fd as isize as usize, r.offset as usize)
+            }
             _ => (sys::MAP_PRIVATE | sys::MAP_ANONYMOUS | sys::MAP_FIXED_NOREPLACE, usize::MAX, 0),
         };
         let got = sys::syscall6(sys::SYS_MMAP, r.vaddr as usize, r.len as usize, r.prot as usize, flags, fd, off);

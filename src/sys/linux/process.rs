@@ -85,14 +85,7 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
     // SAFETY: argv/envp are NULL-terminated arrays of NUL-terminated strings that
     // live in the parent's (shared) memory until the exec completes.
     unsafe {
-        libc::syscall(
-            libc::SYS_execveat,
-            stub_fd,
-            c"".as_ptr(),
-            s.argv.as_ptr(),
-            s.envp.as_ptr(),
-            libc::AT_EMPTY_PATH,
-        );
+        libc::syscall(libc::SYS_execveat, stub_fd, c"".as_ptr(), s.argv.as_ptr(), s.envp.as_ptr(), libc::AT_EMPTY_PATH);
     }
     report(status_fd, Stage::ChildExec, 0, errno())
 }
@@ -202,9 +195,8 @@ pub fn wait_pidfd(pidfd: BorrowedFd<'_>) -> io::Result<ExitStatus> {
     loop {
         let mut info = MaybeUninit::<libc::siginfo_t>::zeroed();
         // SAFETY: waitid writes a siginfo_t into `info`.
-        let r = unsafe {
-            libc::waitid(libc::P_PIDFD, pidfd.as_raw_fd() as libc::id_t, info.as_mut_ptr(), libc::WEXITED)
-        };
+        let r =
+            unsafe { libc::waitid(libc::P_PIDFD, pidfd.as_raw_fd() as libc::id_t, info.as_mut_ptr(), libc::WEXITED) };
         if r < 0 {
             let e = io::Error::last_os_error();
             if e.kind() == io::ErrorKind::Interrupted {
@@ -226,6 +218,7 @@ pub fn wait_pidfd(pidfd: BorrowedFd<'_>) -> io::Result<ExitStatus> {
 /// Send `sig` to the process behind `pidfd` (race-free against pid reuse).
 pub fn pidfd_kill(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
     // SAFETY: pidfd_send_signal with a NULL siginfo and no flags.
-    let r = unsafe { libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), sig, std::ptr::null::<c_void>(), 0) };
+    let r =
+        unsafe { libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), sig, std::ptr::null::<c_void>(), 0) };
     if r < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
 }
