@@ -133,7 +133,7 @@ fn run(a: RunArgs) -> i32 {
             return e.exit_code();
         }
     };
-    let status = match child.wait() {
+    let status = match child.wait_relaying_signals() {
         Ok(s) => s,
         Err(e) => {
             eprintln!("zygote: waiting for pid {}: {e}", child.pid());

@@ -184,6 +184,19 @@ impl Child {
         self.status = Some(s);
         Ok(s)
     }
+    /// Like [`Child::wait`], passing SIGINT, SIGTERM, SIGHUP and SIGQUIT that
+    /// other processes send to the caller on to the child meanwhile.
+    pub fn wait_relaying_signals(&mut self) -> io::Result<ExitStatus> {
+        if let Some(s) = self.status {
+            return Ok(s);
+        }
+        let sigs = [rustix::process::Signal::INT, rustix::process::Signal::TERM, rustix::process::Signal::HUP, rustix::process::Signal::QUIT];
+        let sigs = sigs.map(|s| s.as_raw());
+        let s = process::wait_relaying(self.pidfd.as_fd(), &sigs)?;
+        self.status = Some(s);
+        Ok(s)
+    }
+
     pub fn kill(&self, sig: i32) -> io::Result<()> {
         process::pidfd_kill(self.pidfd.as_fd(), sig)
     }

@@ -222,3 +222,69 @@ pub fn pidfd_kill(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
         unsafe { libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), sig, std::ptr::null::<c_void>(), 0) };
     if r < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
 }
+
+/// Wait for the child behind `pidfd` while relaying `signals` sent to us.
+///
+/// The signals are blocked and read from a signalfd. One sent by another
+/// process (`kill`) is passed on to the child; one the kernel generated (a
+/// terminal's Ctrl-C reaches the whole foreground process group, the child
+/// included) is not sent again. The caller's mask is restored on return.
+pub fn wait_relaying(pidfd: BorrowedFd<'_>, signals: &[i32]) -> io::Result<ExitStatus> {
+    let mut set = MaybeUninit::<libc::sigset_t>::uninit();
+    let mut old = MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: sigemptyset initialises `set`; sigaddset/pthread_sigmask read and
+    // write only these sigsets.
+    let old = unsafe {
+        libc::sigemptyset(set.as_mut_ptr());
+        for &s in signals {
+            libc::sigaddset(set.as_mut_ptr(), s);
+        }
+        let r = libc::pthread_sigmask(libc::SIG_BLOCK, set.as_ptr(), old.as_mut_ptr());
+        if r != 0 {
+            return Err(io::Error::from_raw_os_error(r));
+        }
+        old.assume_init()
+    };
+    let result = (|| {
+        // SAFETY: `set` was initialised above; signalfd returns a new fd we own.
+        let sfd = unsafe { libc::signalfd(-1, set.as_ptr(), libc::SFD_CLOEXEC) };
+        if sfd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a fresh fd from signalfd.
+        let sfd = unsafe { OwnedFd::from_raw_fd(sfd) };
+        loop {
+            let mut fds = [
+                libc::pollfd { fd: pidfd.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+                libc::pollfd { fd: sfd.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+            ];
+            // SAFETY: `fds` is a valid array of two pollfds.
+            let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+            if r < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            if fds[1].revents & libc::POLLIN != 0 {
+                let mut info = MaybeUninit::<libc::signalfd_siginfo>::zeroed();
+                let size = size_of::<libc::signalfd_siginfo>();
+                // SAFETY: reading one signalfd_siginfo into a buffer of that size.
+                let n = unsafe { libc::read(sfd.as_raw_fd(), info.as_mut_ptr().cast(), size) };
+                if n as usize == size {
+                    // SAFETY: the kernel filled the whole struct.
+                    let info = unsafe { info.assume_init() };
+                    if info.ssi_code != libc::SI_KERNEL {
+                        let _ = pidfd_kill(pidfd, info.ssi_signo as i32);
+                    }
+                }
+            }
+            if fds[0].revents != 0 {
+                return wait_pidfd(pidfd);
+            }
+        }
+    })();
+    restore_signals(&old);
+    result
+}
