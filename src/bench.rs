@@ -110,36 +110,36 @@ impl fmt::Display for Round {
 /// errors: they are counted in the report.
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
-    #[error("zygote bench: --iterations must be at least 1")]
+    #[error("bench: --iterations must be at least 1")]
     NoIterations,
-    #[error("zygote bench: {program}: {source}")]
+    #[error("{program}: {source}")]
     Resolve {
         program: String,
         #[source]
         source: io::Error,
     },
-    #[error("zygote bench: {program}: the {what} contains a NUL byte")]
+    #[error("{program}: the {what} contains a NUL byte")]
     Nul { program: String, what: &'static str },
-    #[error("zygote bench: opening /dev/null: {source}")]
+    #[error("bench: opening /dev/null: {source}")]
     DevNull {
         #[source]
         source: io::Error,
     },
-    #[error("zygote bench: {program}: preparing the {method} spawner: {source}")]
+    #[error("{program}: preparing the {method} spawner: {source}")]
     Setup {
         program: String,
         method: Method,
         #[source]
         source: io::Error,
     },
-    #[error("zygote bench: {program}: zygote spawn failed ({round}): {source}")]
+    #[error("{program}: zygote spawn failed ({round}): {source}")]
     ZygoteSpawn {
         program: String,
         round: Round,
         #[source]
         source: Box<crate::Error>,
     },
-    #[error("zygote bench: {program}: {method} failed ({round}): {source}")]
+    #[error("{program}: {method} failed ({round}): {source}")]
     Spawn {
         program: String,
         method: Method,
@@ -147,7 +147,7 @@ pub enum BenchError {
         #[source]
         source: io::Error,
     },
-    #[error("zygote bench: {program}: waiting for the {method} child ({round}): {source}")]
+    #[error("{program}: waiting for the {method} child ({round}): {source}")]
     Wait {
         program: String,
         method: Method,
@@ -155,6 +155,20 @@ pub enum BenchError {
         #[source]
         source: io::Error,
     },
+}
+
+impl BenchError {
+    /// The status the CLI should exit with: like a shell for a program that cannot be
+    /// found (127) or started (126, or the zygote's own code); 2 for bad options; 1 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            BenchError::NoIterations => 2,
+            BenchError::Resolve { source, .. } if source.kind() == io::ErrorKind::NotFound => 127,
+            BenchError::Resolve { .. } => 126,
+            BenchError::ZygoteSpawn { source, .. } => source.exit_code(),
+            _ => 1,
+        }
+    }
 }
 
 /// Latency distribution of one method's timed runs, in microseconds.
@@ -204,9 +218,13 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 #[derive(Clone, Debug, Serialize)]
 pub struct MethodReport {
     pub method: Method,
-    /// Distribution of the timed runs.
+    /// Distribution of the timed runs: spawn and wait, until the child has been reaped.
     #[serde(flatten)]
     pub latency: LatencyStats,
+    /// Distribution of the spawn call alone (same runs): until `Zygote::spawn`,
+    /// `posix_spawn` or `clone` returned, that is until the new program runs (for the
+    /// zygote: until the stub reported every mapping made).
+    pub spawn_call: LatencyStats,
     /// Every run of this method, warm-up (and, for the zygote, the first spawn) included.
     pub runs: usize,
     /// Runs that did not exit with status 0.
@@ -300,46 +318,37 @@ impl BenchReport {
                 "  first zygote spawn (cache miss): {:.1} µs, image build {:.1} µs",
                 self.first_spawn.total_us, build
             )?,
-            None => writeln!(
-                w,
-                "  first zygote spawn (image already cached): {:.1} µs",
-                self.first_spawn.total_us
-            )?,
+            None => writeln!(w, "  first zygote spawn (image already cached): {:.1} µs", self.first_spawn.total_us)?,
         }
         writeln!(w)?;
         writeln!(
             w,
-            "  {:<13} {:>7} {:>10} {:>10} {:>10} {:>10}  {:>8}",
-            "method", "n", "min µs", "median µs", "p90 µs", "max µs", "failures"
+            "  {:<13} {:>7} {:>10} {:>10} {:>10} {:>10}  {:>12}  {:>8}",
+            "method", "n", "min µs", "median µs", "p90 µs", "max µs", "call med µs", "failures"
         )?;
         for m in &self.methods {
             let l = &m.latency;
             writeln!(
                 w,
-                "  {:<13} {:>7} {:>10.1} {:>10.1} {:>10.1} {:>10.1}  {:>8}",
+                "  {:<13} {:>7} {:>10.1} {:>10.1} {:>10.1} {:>10.1}  {:>12.1}  {:>8}",
                 m.method.name(),
                 l.n,
                 l.min_us,
                 l.median_us,
                 l.p90_us,
                 l.max_us,
+                m.spawn_call.median_us,
                 m.failures
             )?;
         }
+        writeln!(w, "  (spawn and wait; call med: median time until the spawn call returned)")?;
         writeln!(w)?;
         match (self.ratio, self.speedup) {
-            (Some(r), Some(s)) => writeln!(
-                w,
-                "  zygote / posix_spawn median: {r:.3}  (speed-up {s:.2}x)"
-            )?,
+            (Some(r), Some(s)) => writeln!(w, "  zygote / posix_spawn median: {r:.3}  (speed-up {s:.2}x)")?,
             _ => writeln!(w, "  zygote / posix_spawn median: n/a")?,
         }
         if self.cache.rebuilds > 0 {
-            writeln!(
-                w,
-                "  warning: the image was rebuilt {} time(s) after the first spawn",
-                self.cache.rebuilds
-            )?;
+            writeln!(w, "  warning: the image was rebuilt {} time(s) after the first spawn", self.cache.rebuilds)?;
         }
         if self.failures > 0 {
             writeln!(w, "  FAILED: {} run(s) did not exit 0", self.failures)?;
@@ -362,10 +371,7 @@ impl BenchReport {
 /// executable regular file of that name in `PATH` (default `/bin:/usr/bin`).
 pub fn resolve_program(program: &OsStr) -> io::Result<PathBuf> {
     if program.is_empty() {
-        return Err(io::Error::new(
-            io::ErrorKind::NotFound,
-            "empty program name",
-        ));
+        return Err(io::Error::new(io::ErrorKind::NotFound, "empty program name"));
     }
     if program.as_bytes().contains(&b'/') {
         return Ok(PathBuf::from(program));
@@ -373,20 +379,13 @@ pub fn resolve_program(program: &OsStr) -> io::Result<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_else(|| OsString::from("/bin:/usr/bin"));
     for dir in std::env::split_paths(&path) {
         // An empty PATH entry means the current directory.
-        let dir = if dir.as_os_str().is_empty() {
-            PathBuf::from(".")
-        } else {
-            dir
-        };
+        let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
         let candidate = dir.join(program);
         if is_executable_file(&candidate) {
             return Ok(candidate);
         }
     }
-    Err(io::Error::new(
-        io::ErrorKind::NotFound,
-        "command not found (not in PATH)",
-    ))
+    Err(io::Error::new(io::ErrorKind::NotFound, "command not found (not in PATH)"))
 }
 
 fn is_executable_file(path: &Path) -> bool {
@@ -394,10 +393,7 @@ fn is_executable_file(path: &Path) -> bool {
 }
 
 fn cstring(bytes: &[u8], program: &str, what: &'static str) -> Result<CString, BenchError> {
-    CString::new(bytes).map_err(|_| BenchError::Nul {
-        program: program.to_owned(),
-        what,
-    })
+    CString::new(bytes).map_err(|_| BenchError::Nul { program: program.to_owned(), what })
 }
 
 fn describe_exit(status: ExitStatus) -> String {
@@ -427,11 +423,7 @@ impl Progress {
                 Method::ALL.len()
             );
         }
-        Progress {
-            tty,
-            total,
-            shown_decile: 0,
-        }
+        Progress { tty, total, shown_decile: 0 }
     }
 
     fn round_done(&mut self, label: &str, done: usize) {
@@ -441,11 +433,7 @@ impl Progress {
         let decile = done * 10 / self.total;
         if decile > self.shown_decile {
             self.shown_decile = decile;
-            eprint!(
-                "\rzygote bench: {label}: {:3}% ({done}/{} rounds)",
-                decile * 10,
-                self.total
-            );
+            eprint!("\rzygote bench: {label}: {:3}% ({done}/{} rounds)", decile * 10, self.total);
         }
     }
 
@@ -459,10 +447,18 @@ impl Progress {
     }
 }
 
+/// One run: spawn call, spawn and wait, and how it ended if not with status 0.
+struct Sample {
+    call: Duration,
+    total: Duration,
+    failure: Option<String>,
+}
+
 /// Samples and failures of one method.
 struct Tally {
     method: Method,
-    samples: Vec<Duration>,
+    calls: Vec<Duration>,
+    totals: Vec<Duration>,
     runs: usize,
     failures: usize,
     first_failure: Option<String>,
@@ -472,29 +468,31 @@ impl Tally {
     fn new(method: Method, capacity: usize) -> Tally {
         Tally {
             method,
-            samples: Vec::with_capacity(capacity),
+            calls: Vec::with_capacity(capacity),
+            totals: Vec::with_capacity(capacity),
             runs: 0,
             failures: 0,
             first_failure: None,
         }
     }
 
-    fn record(&mut self, round: Round, elapsed: Duration, failure: Option<String>) {
+    fn record(&mut self, round: Round, sample: Sample) {
         self.runs += 1;
         if let Round::Timed { .. } = round {
-            self.samples.push(elapsed);
+            self.calls.push(sample.call);
+            self.totals.push(sample.total);
         }
-        if let Some(how) = failure {
+        if let Some(how) = sample.failure {
             self.failures += 1;
-            self.first_failure
-                .get_or_insert_with(|| format!("{round}: {how}"));
+            self.first_failure.get_or_insert_with(|| format!("{round}: {how}"));
         }
     }
 
     fn report(&self) -> MethodReport {
         MethodReport {
             method: self.method,
-            latency: LatencyStats::from_samples(&self.samples),
+            latency: LatencyStats::from_samples(&self.totals),
+            spawn_call: LatencyStats::from_samples(&self.calls),
             runs: self.runs,
             failures: self.failures,
             first_failure: self.first_failure.clone(),
@@ -513,76 +511,59 @@ struct Bench<'a> {
 }
 
 impl Bench<'_> {
-    /// One zygote spawn and wait. Returns the time and, if it did not exit 0, how it ended.
-    fn zygote(&self, round: Round) -> Result<(Duration, Option<String>), BenchError> {
+    /// One zygote spawn and wait.
+    fn zygote(&self, round: Round) -> Result<Sample, BenchError> {
         // Prepare the request, stdio fds included, before the clock starts (the baselines
         // build theirs once, in `Baseline::new`).
-        let dup = || {
-            self.null
-                .try_clone()
-                .map_err(|source| BenchError::DevNull { source })
-        };
+        let dup = || self.null.try_clone().map_err(|source| BenchError::DevNull { source });
         let (fd0, fd1, fd2) = (dup()?, dup()?, dup()?);
         let mut argv = self.argv.iter();
         let argv0 = argv.next().cloned().unwrap_or_default();
-        let req = SpawnRequest::new(self.path.clone())
-            .argv0(argv0)
-            .args(argv.cloned())
-            .fd(fd0, 0)
-            .fd(fd1, 1)
-            .fd(fd2, 2);
+        let req =
+            SpawnRequest::new(self.path.clone()).argv0(argv0).args(argv.cloned()).fd(fd0, 0).fd(fd1, 1).fd(fd2, 2);
 
         let start = Instant::now();
-        let mut child = self
-            .zygote
-            .spawn(req)
-            .map_err(|e| BenchError::ZygoteSpawn {
-                program: self.label.clone(),
-                round,
-                source: Box::new(e),
-            })?;
+        let mut child = self.zygote.spawn(req).map_err(|e| BenchError::ZygoteSpawn {
+            program: self.label.clone(),
+            round,
+            source: Box::new(e),
+        })?;
+        let call = start.elapsed();
         let status = child.wait().map_err(|source| BenchError::Wait {
             program: self.label.clone(),
             method: Method::Zygote,
             round,
             source,
         })?;
-        let elapsed = start.elapsed();
+        let total = start.elapsed();
         let failure = match status {
             ExitStatus::Exited(0) => None,
             other => Some(describe_exit(other)),
         };
-        Ok((elapsed, failure))
+        Ok(Sample { call, total, failure })
     }
 
     /// One baseline spawn and wait.
-    fn baseline(
-        &mut self,
-        method: Method,
-        round: Round,
-    ) -> Result<(Duration, Option<String>), BenchError> {
+    fn baseline(&mut self, method: Method, round: Round) -> Result<Sample, BenchError> {
         let start = Instant::now();
-        let status = match method {
-            Method::VforkExec => self.baseline.vfork_exec_wait(),
-            _ => self.baseline.posix_spawn_wait(),
-        };
-        let elapsed = start.elapsed();
-        let status = status.map_err(|source| BenchError::Spawn {
+        let pid = match method {
+            Method::VforkExec => self.baseline.vfork_exec(),
+            _ => self.baseline.posix_spawn(),
+        }
+        .map_err(|source| BenchError::Spawn { program: self.label.clone(), method, round, source })?;
+        let call = start.elapsed();
+        let status = baseline::wait_pid(pid).map_err(|source| BenchError::Wait {
             program: self.label.clone(),
             method,
             round,
             source,
         })?;
-        let failure = (!baseline::wait_status_success(status))
-            .then(|| baseline::describe_wait_status(status));
-        Ok((elapsed, failure))
+        let total = start.elapsed();
+        let failure = (!baseline::wait_status_success(status)).then(|| baseline::describe_wait_status(status));
+        Ok(Sample { call, total, failure })
     }
 
-    fn spawn(
-        &mut self,
-        method: Method,
-        round: Round,
-    ) -> Result<(Duration, Option<String>), BenchError> {
+    fn spawn(&mut self, method: Method, round: Round) -> Result<Sample, BenchError> {
         match method {
             Method::Zygote => self.zygote(round),
             Method::PosixSpawn | Method::VforkExec => self.baseline(method, round),
@@ -600,20 +581,15 @@ pub fn run(opts: &BenchOptions, zygote: &Zygote) -> Result<BenchReport, BenchErr
     }
     let wall_start = Instant::now();
     let label = opts.program.to_string_lossy().into_owned();
-    let path = resolve_program(&opts.program).map_err(|source| BenchError::Resolve {
-        program: label.clone(),
-        source,
-    })?;
+    let path =
+        resolve_program(&opts.program).map_err(|source| BenchError::Resolve { program: label.clone(), source })?;
 
     // The same argv and environment for every method.
     let mut argv: Vec<OsString> = Vec::with_capacity(opts.args.len() + 1);
     argv.push(opts.program.clone());
     argv.extend(opts.args.iter().cloned());
     let c_path = cstring(path.as_os_str().as_bytes(), &label, "program path")?;
-    let c_argv = argv
-        .iter()
-        .map(|a| cstring(a.as_bytes(), &label, "argument list"))
-        .collect::<Result<Vec<_>, _>>()?;
+    let c_argv = argv.iter().map(|a| cstring(a.as_bytes(), &label, "argument list")).collect::<Result<Vec<_>, _>>()?;
     let c_envp = std::env::vars_os()
         .map(|(k, v)| {
             let mut kv = Vec::with_capacity(k.len() + v.len() + 1);
@@ -630,49 +606,34 @@ pub fn run(opts: &BenchOptions, zygote: &Zygote) -> Result<BenchReport, BenchErr
         .open("/dev/null")
         .map(OwnedFd::from)
         .map_err(|source| BenchError::DevNull { source })?;
-    let baseline = Baseline::new(&c_path, &c_argv, &c_envp, Stdio::Null).map_err(|source| {
-        BenchError::Setup {
-            program: label.clone(),
-            method: Method::PosixSpawn,
-            source,
-        }
+    let baseline = Baseline::new(&c_path, &c_argv, &c_envp, Stdio::Null).map_err(|source| BenchError::Setup {
+        program: label.clone(),
+        method: Method::PosixSpawn,
+        source,
     })?;
-    let mut bench = Bench {
-        zygote,
-        label: label.clone(),
-        path: path.clone(),
-        argv: argv.clone(),
-        null,
-        baseline,
-    };
-    let mut tallies: Vec<Tally> = Method::ALL
-        .iter()
-        .map(|&m| Tally::new(m, opts.iterations))
-        .collect();
+    let mut bench = Bench { zygote, label: label.clone(), path: path.clone(), argv: argv.clone(), null, baseline };
+    let mut tallies: Vec<Tally> = Method::ALL.iter().map(|&m| Tally::new(m, opts.iterations)).collect();
 
     // The first zygote spawn builds the image: time it on its own.
     let before = zygote.stats();
-    let (first_elapsed, first_failure) = bench.zygote(Round::First)?;
+    let first = bench.zygote(Round::First)?;
+    let first_total = first.total;
     let after_first = zygote.stats();
-    tallies[0].record(Round::First, first_elapsed, first_failure);
+    tallies[0].record(Round::First, first);
     let first_builds = after_first.builds.saturating_sub(before.builds);
     let first_spawn = FirstSpawn {
-        total_us: first_elapsed.as_secs_f64() * 1e6,
-        build_us: (first_builds > 0)
-            .then(|| after_first.build_nanos.saturating_sub(before.build_nanos) as f64 / 1e3),
+        total_us: first_total.as_secs_f64() * 1e6,
+        build_us: (first_builds > 0).then(|| after_first.build_nanos.saturating_sub(before.build_nanos) as f64 / 1e3),
     };
 
     let mut progress = Progress::start(&label, opts.warmup, opts.iterations);
     let rounds = (0..opts.warmup)
         .map(|n| Round::Warmup { n, of: opts.warmup })
-        .chain((0..opts.iterations).map(|n| Round::Timed {
-            n,
-            of: opts.iterations,
-        }));
+        .chain((0..opts.iterations).map(|n| Round::Timed { n, of: opts.iterations }));
     for (done, round) in rounds.enumerate() {
         for tally in &mut tallies {
-            let (elapsed, failure) = bench.spawn(tally.method, round)?;
-            tally.record(round, elapsed, failure);
+            let sample = bench.spawn(tally.method, round)?;
+            tally.record(round, sample);
         }
         progress.round_done(&label, done + 1);
     }
@@ -681,13 +642,7 @@ pub fn run(opts: &BenchOptions, zygote: &Zygote) -> Result<BenchReport, BenchErr
 
     let end = zygote.stats();
     let methods: Vec<MethodReport> = tallies.iter().map(Tally::report).collect();
-    let median = |m: Method| {
-        methods
-            .iter()
-            .find(|r| r.method == m)
-            .map(|r| r.latency.median_us)
-            .filter(|&v| v > 0.0)
-    };
+    let median = |m: Method| methods.iter().find(|r| r.method == m).map(|r| r.latency.median_us).filter(|&v| v > 0.0);
     let (ratio, speedup) = match (median(Method::Zygote), median(Method::PosixSpawn)) {
         (Some(z), Some(p)) => (Some(z / p), Some(p / z)),
         _ => (None, None),
@@ -695,10 +650,7 @@ pub fn run(opts: &BenchOptions, zygote: &Zygote) -> Result<BenchReport, BenchErr
     Ok(BenchReport {
         program: label,
         path: path.to_string_lossy().into_owned(),
-        argv: argv
-            .iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect(),
+        argv: argv.iter().map(|a| a.to_string_lossy().into_owned()).collect(),
         iterations: opts.iterations,
         warmup: opts.warmup,
         first_spawn,
@@ -743,18 +695,12 @@ mod tests {
     fn stats_of_nothing_and_one() {
         assert_eq!(LatencyStats::from_samples(&[]), LatencyStats::default());
         let s = LatencyStats::from_samples(&us(&[7]));
-        assert_eq!(
-            (s.n, s.min_us, s.median_us, s.p90_us, s.max_us),
-            (1, 7.0, 7.0, 7.0, 7.0)
-        );
+        assert_eq!((s.n, s.min_us, s.median_us, s.p90_us, s.max_us), (1, 7.0, 7.0, 7.0, 7.0));
     }
 
     #[test]
     fn resolve_uses_path_only_without_slash() {
-        assert_eq!(
-            resolve_program(OsStr::new("./x/y")).expect("as is"),
-            PathBuf::from("./x/y")
-        );
+        assert_eq!(resolve_program(OsStr::new("./x/y")).expect("as is"), PathBuf::from("./x/y"));
         let sh = resolve_program(OsStr::new("sh")).expect("sh is in PATH");
         assert!(sh.is_absolute() || sh.starts_with("."), "{}", sh.display());
         assert!(sh.ends_with("sh"));
@@ -765,14 +711,8 @@ mod tests {
 
     #[test]
     fn round_names_are_one_based() {
-        assert_eq!(
-            Round::Timed { n: 0, of: 10 }.to_string(),
-            "iteration 1 of 10"
-        );
-        assert_eq!(
-            Round::Warmup { n: 4, of: 5 }.to_string(),
-            "warm-up round 5 of 5"
-        );
+        assert_eq!(Round::Timed { n: 0, of: 10 }.to_string(), "iteration 1 of 10");
+        assert_eq!(Round::Warmup { n: 4, of: 5 }.to_string(), "warm-up round 5 of 5");
         assert_eq!(Round::First.to_string(), "first spawn");
     }
 
@@ -780,10 +720,8 @@ mod tests {
         let latency = LatencyStats::from_samples(&us(&[100, 120, 110]));
         let mk = |method, scale: f64, failures| MethodReport {
             method,
-            latency: LatencyStats {
-                median_us: latency.median_us * scale,
-                ..latency.clone()
-            },
+            latency: LatencyStats { median_us: latency.median_us * scale, ..latency.clone() },
+            spawn_call: LatencyStats { median_us: 42.0, ..latency.clone() },
             runs: 4,
             failures,
             first_failure: (failures > 0).then(|| "iteration 2 of 3: exited with status 1".into()),
@@ -794,10 +732,7 @@ mod tests {
             argv: vec!["tiny".into(), "a".into()],
             iterations: 3,
             warmup: 1,
-            first_spawn: FirstSpawn {
-                total_us: 900.0,
-                build_us: Some(800.0),
-            },
+            first_spawn: FirstSpawn { total_us: 900.0, build_us: Some(800.0) },
             methods: vec![
                 mk(Method::Zygote, 1.0, failures),
                 mk(Method::PosixSpawn, 4.0, 0),
@@ -806,14 +741,7 @@ mod tests {
             ratio: Some(0.25),
             speedup: Some(4.0),
             failures,
-            cache: CacheSummary {
-                entries: 1,
-                bytes: 4096,
-                hits: 4,
-                misses: 1,
-                builds: 1,
-                rebuilds: 0,
-            },
+            cache: CacheSummary { entries: 1, bytes: 4096, hits: 4, misses: 1, builds: 1, rebuilds: 0 },
             wall_seconds: 0.01,
         }
     }
@@ -823,14 +751,7 @@ mod tests {
         let mut out = Vec::new();
         sample_report(0).write_table(&mut out).expect("write");
         let text = String::from_utf8(out).expect("utf8");
-        for needle in [
-            "zygote ",
-            "posix_spawn",
-            "vfork+execve",
-            "0.250",
-            "4.00x",
-            "image build 800.0",
-        ] {
+        for needle in ["zygote ", "posix_spawn", "vfork+execve", "0.250", "4.00x", "image build 800.0"] {
             assert!(text.contains(needle), "{needle:?} missing in:\n{text}");
         }
         assert!(!text.contains("FAILED"));
@@ -850,6 +771,7 @@ mod tests {
         assert_eq!(v["methods"][2]["method"], "vfork+execve");
         assert_eq!(v["methods"][0]["n"], 3);
         assert!(v["methods"][0]["median_us"].is_number());
+        assert_eq!(v["methods"][0]["spawn_call"]["median_us"], 42.0);
         assert_eq!(v["ratio"], 0.25);
         assert_eq!(v["speedup"], 4.0);
         assert_eq!(v["failures"], 0);

@@ -7,6 +7,7 @@
 //! - [`spawn`]: exec semantics, plans, launching and waiting;
 //! - [`sys`]: the kernel layer (Linux: memfds, clone+exec of the stub, pidfds).
 
+pub mod bench;
 pub mod cache;
 pub mod elf;
 pub mod image;

@@ -23,6 +23,26 @@ enum Command {
     Run(RunArgs),
     /// Prepare PROGRAM and show its image: regions, sealed objects, relocations.
     Inspect(InspectArgs),
+    /// Measure spawn-and-wait latency: zygote against posix_spawn and vfork+execve.
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Timed rounds; each round starts the program once per method.
+    #[arg(long, default_value_t = zygote::bench::DEFAULT_ITERATIONS)]
+    iterations: usize,
+    /// Untimed warm-up rounds before the timed ones.
+    #[arg(long, default_value_t = zygote::bench::DEFAULT_WARMUP)]
+    warmup: usize,
+    /// Print the report as JSON on stdout; the table then goes to stderr.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    cache: CacheArgs,
+    /// The program and its arguments.
+    #[arg(trailing_var_arg = true, required = true, value_name = "PROGRAM ARGS")]
+    command: Vec<OsString>,
 }
 
 #[derive(Args)]
@@ -92,22 +112,29 @@ fn main() -> ExitCode {
     let code = match cli.command {
         Command::Run(a) => run(a),
         Command::Inspect(a) => inspect(a),
+        Command::Bench(a) => bench(a),
     };
     ExitCode::from(code.clamp(0, 255) as u8)
 }
 
-fn run(a: RunArgs) -> i32 {
-    let zygote = match Zygote::new(a.cache.config()) {
-        Ok(z) => z,
-        Err(e) => {
-            eprintln!("zygote: {e}");
-            return e.exit_code();
-        }
-    };
-    let mut it = a.command.into_iter();
+/// The zygote plus the program and its arguments, or the exit code to give up with.
+fn setup(cache: &CacheArgs, command: Vec<OsString>) -> Result<(Zygote, OsString, std::vec::IntoIter<OsString>), i32> {
+    let zygote = Zygote::new(cache.config()).map_err(|e| {
+        eprintln!("zygote: {e}");
+        e.exit_code()
+    })?;
+    let mut it = command.into_iter();
     let Some(program) = it.next() else {
         eprintln!("zygote: no program given");
-        return 2;
+        return Err(2);
+    };
+    Ok((zygote, program, it))
+}
+
+fn run(a: RunArgs) -> i32 {
+    let (zygote, program, it) = match setup(&a.cache, a.command) {
+        Ok(v) => v,
+        Err(code) => return code,
     };
     let mut req = SpawnRequest::new(program).args(it);
     if a.clear_env {
@@ -213,4 +240,33 @@ fn inspect(a: InspectArgs) -> i32 {
         println!("    {:#014x}-{:#014x} {prot} phdr{:<2} {:?}", reg.vaddr, reg.vaddr + reg.len, reg.segment, reg.kind);
     }
     0
+}
+
+fn bench(a: BenchArgs) -> i32 {
+    let (zygote, program, it) = match setup(&a.cache, a.command) {
+        Ok(v) => v,
+        Err(code) => return code,
+    };
+    let opts = zygote::bench::BenchOptions { program, args: it.collect(), iterations: a.iterations, warmup: a.warmup };
+    let report = match zygote::bench::run(&opts, &zygote) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("zygote: {e}");
+            return e.exit_code();
+        }
+    };
+    if a.json {
+        // Table for the human on stderr, the report for the machine on stdout.
+        let _ = report.write_table(&mut std::io::stderr());
+        match serde_json::to_string_pretty(&report) {
+            Ok(s) => println!("{s}"),
+            Err(e) => {
+                eprintln!("zygote: bench: writing JSON: {e}");
+                return 1;
+            }
+        }
+    } else {
+        report.print_table();
+    }
+    if report.failures() > 0 { 1 } else { 0 }
 }

@@ -355,7 +355,8 @@ const PAGE: u64 = 4096;
 
 fn table_ok(len: usize, off: u32, count: u32, size: usize) -> bool {
     let off = off as usize;
-    off.is_multiple_of(8) && (count as usize).checked_mul(size).and_then(|n| n.checked_add(off)).is_some_and(|end| end <= len)
+    off.is_multiple_of(8)
+        && (count as usize).checked_mul(size).and_then(|n| n.checked_add(off)).is_some_and(|end| end <= len)
 }
 
 impl<'a> Plan<'a> {

@@ -437,42 +437,25 @@ pub fn decode(path: &Path, data: &[u8]) -> Result<ElfInfo, ElfError> {
     }
     for w in segments.windows(2) {
         let (a, b) = (&w[0], &w[1]);
-        if b.vaddr < a.vaddr {
-            return Err(ElfError::BadSegment {
-                path: p(),
-                index: b.index,
-                ptype: PType(elf::PT_LOAD),
-                field: "p_vaddr",
-                why: format!("{:#x} is below the previous PT_LOAD's {:#x} (PT_LOADs must be sorted)", b.vaddr, a.vaddr),
-            });
-        }
-        if b.vaddr < a.vaddr + a.memsz {
-            return Err(ElfError::BadSegment {
-                path: p(),
-                index: b.index,
-                ptype: PType(elf::PT_LOAD),
-                field: "p_vaddr",
-                why: format!(
-                    "{:#x} overlaps program header {} ({:#x}..{:#x})",
-                    b.vaddr,
-                    a.index,
-                    a.vaddr,
-                    a.vaddr + a.memsz
-                ),
-            });
-        }
-        if page_down(b.vaddr) < page_up(a.vaddr + a.memsz) {
-            return Err(ElfError::BadSegment {
-                path: p(),
-                index: b.index,
-                ptype: PType(elf::PT_LOAD),
-                field: "p_vaddr",
-                why: format!(
-                    "{:#x} shares a page with program header {} (segments must start on their own page)",
-                    b.vaddr, a.index
-                ),
-            });
-        }
+        let why = if b.vaddr < a.vaddr {
+            format!("{:#x} is below the previous PT_LOAD's {:#x} (PT_LOADs must be sorted)", b.vaddr, a.vaddr)
+        } else if b.vaddr < a.vaddr + a.memsz {
+            format!("{:#x} overlaps program header {} ({:#x}..{:#x})", b.vaddr, a.index, a.vaddr, a.vaddr + a.memsz)
+        } else if page_down(b.vaddr) < page_up(a.vaddr + a.memsz) {
+            format!(
+                "{:#x} shares a page with program header {} (segments must start on their own page)",
+                b.vaddr, a.index
+            )
+        } else {
+            continue;
+        };
+        return Err(ElfError::BadSegment {
+            path: p(),
+            index: b.index,
+            ptype: PType(elf::PT_LOAD),
+            field: "p_vaddr",
+            why,
+        });
     }
     let first = segments[0];
     let last = segments[segments.len() - 1];

@@ -6,7 +6,7 @@ use std::fmt;
 use std::os::fd::AsFd;
 use std::sync::Mutex;
 
-use rustix::fs::fstat;
+use rustix::fs::{Stat, fstat};
 
 /// What the kernel says about a file, enough to notice any change to it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -21,15 +21,18 @@ pub struct FileIdentity {
 
 impl FileIdentity {
     pub fn of(fd: impl AsFd) -> rustix::io::Result<Self> {
-        let st = fstat(fd)?;
-        Ok(FileIdentity {
+        Ok(Self::from_stat(&fstat(fd)?))
+    }
+
+    pub fn from_stat(st: &Stat) -> Self {
+        FileIdentity {
             dev: st.st_dev,
             ino: st.st_ino,
             size: st.st_size as u64,
             mtime: (st.st_mtime, st.st_mtime_nsec as i64),
             ctime: (st.st_ctime, st.st_ctime_nsec as i64),
             mode: st.st_mode,
-        })
+        }
     }
 }
 

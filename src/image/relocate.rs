@@ -151,16 +151,25 @@ fn patch_dyn(
     })
 }
 
+/// DT_RELA or DT_REL: the (pointer, size, count) tags, their names, the entry
+/// size and the function that applies the table.
+struct ExplicitTable<'d> {
+    tags: [u32; 3],
+    names: [&'static str; 3],
+    entsize: u64,
+    apply: fn(reloc::Machine, &[u8], u64, &mut Copies<'d>) -> Result<reloc::TableOutcome, reloc::RelocError>,
+}
+
 /// Apply the relative relocations and neutralise start-up self-relocation.
 ///
 /// `.dynamic` keeps its d_ptr values unrelocated (glibc adds the bias itself);
 /// DT_JMPREL is kept, so the program still resolves its own IRELATIVE slots.
-fn relocate(
+fn relocate<'d>(
     path: &Path,
     info: &ElfInfo,
     data: &[u8],
     bias: u64,
-    mem: &mut Copies<'_>,
+    mem: &mut Copies<'d>,
 ) -> Result<RelocSummary, ImageError> {
     let mut sum = RelocSummary::default();
     if info.kind != ProgramKind::StaticPie {
@@ -169,23 +178,30 @@ fn relocate(
     let m = info.machine;
     let rerr = |source| ImageError::Reloc { path: path.to_path_buf(), source };
 
-    if let Some((vaddr, t)) = table(path, info, data, elf::DT_RELA, elf::DT_RELASZ, "DT_RELA")? {
-        let out = reloc::apply_rela(m, t, bias, mem).map_err(rerr)?;
-        sum.applied += out.applied;
-        sum.left_to_program += out.entries - out.prefix;
-        let skipped = (out.prefix * 24) as u64;
-        patch_dyn(path, info, mem, elf::DT_RELA, vaddr + skipped, "DT_RELA")?;
-        patch_dyn(path, info, mem, elf::DT_RELASZ, t.len() as u64 - skipped, "DT_RELASZ")?;
-        patch_dyn(path, info, mem, elf::DT_RELACOUNT, 0, "DT_RELACOUNT")?;
-    }
-    if let Some((vaddr, t)) = table(path, info, data, elf::DT_REL, elf::DT_RELSZ, "DT_REL")? {
-        let out = reloc::apply_rel(m, t, bias, mem).map_err(rerr)?;
-        sum.applied += out.applied;
-        sum.left_to_program += out.entries - out.prefix;
-        let skipped = (out.prefix * 16) as u64;
-        patch_dyn(path, info, mem, elf::DT_REL, vaddr + skipped, "DT_REL")?;
-        patch_dyn(path, info, mem, elf::DT_RELSZ, t.len() as u64 - skipped, "DT_RELSZ")?;
-        patch_dyn(path, info, mem, elf::DT_RELCOUNT, 0, "DT_RELCOUNT")?;
+    let tables = [
+        ExplicitTable {
+            tags: [elf::DT_RELA, elf::DT_RELASZ, elf::DT_RELACOUNT],
+            names: ["DT_RELA", "DT_RELASZ", "DT_RELACOUNT"],
+            entsize: 24,
+            apply: reloc::apply_rela,
+        },
+        ExplicitTable {
+            tags: [elf::DT_REL, elf::DT_RELSZ, elf::DT_RELCOUNT],
+            names: ["DT_REL", "DT_RELSZ", "DT_RELCOUNT"],
+            entsize: 16,
+            apply: reloc::apply_rel,
+        },
+    ];
+    for ExplicitTable { tags: [ptr, size, count], names, entsize, apply } in tables {
+        if let Some((vaddr, t)) = table(path, info, data, ptr, size, names[0])? {
+            let out = apply(m, t, bias, mem).map_err(rerr)?;
+            sum.applied += out.applied;
+            sum.left_to_program += out.entries - out.prefix;
+            let skipped = out.prefix as u64 * entsize;
+            patch_dyn(path, info, mem, ptr, vaddr + skipped, names[0])?;
+            patch_dyn(path, info, mem, size, t.len() as u64 - skipped, names[1])?;
+            patch_dyn(path, info, mem, count, 0, names[2])?;
+        }
     }
     if let Some((_, t)) = table(path, info, data, elfmod::DT_RELR, elfmod::DT_RELRSZ, "DT_RELR")? {
         let out = reloc::apply_relr(t, bias, mem).map_err(rerr)?;
@@ -199,14 +215,16 @@ fn relocate(
 }
 
 /// Build the image for a static or static-PIE program held in `data`.
+/// `started` is when the work for it began: reading and hashing the file
+/// count as build time.
 pub fn prepare(
     path: &Path,
     file: OwnedFd,
     identity: FileIdentity,
     data: &[u8],
     key: ImageKey,
+    started: Instant,
 ) -> Result<Image, ImageError> {
-    let started = Instant::now();
     let info = elfmod::decode(path, data)?;
     let bias = choose_bias(path, &info)?;
     let mut mem = Copies::new(&info, data);

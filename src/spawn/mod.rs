@@ -16,6 +16,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 
 use zygote_plan::{PLAN_FD, Stage, StatusRecord};
 
@@ -190,7 +191,12 @@ impl Child {
         if let Some(s) = self.status {
             return Ok(s);
         }
-        let sigs = [rustix::process::Signal::INT, rustix::process::Signal::TERM, rustix::process::Signal::HUP, rustix::process::Signal::QUIT];
+        let sigs = [
+            rustix::process::Signal::INT,
+            rustix::process::Signal::TERM,
+            rustix::process::Signal::HUP,
+            rustix::process::Signal::QUIT,
+        ];
         let sigs = sigs.map(|s| s.as_raw());
         let s = process::wait_relaying(self.pidfd.as_fd(), &sigs)?;
         self.status = Some(s);
@@ -233,14 +239,7 @@ impl Zygote {
     pub fn prepare(&self, path: &Path) -> Result<Arc<Image>, SpawnError> {
         let _span = tracing::debug_span!("identify", path = %path.display()).entered();
         let st = rustix::fs::stat(path).map_err(io_err(path, "stat"))?;
-        let id = FileIdentity {
-            dev: st.st_dev,
-            ino: st.st_ino,
-            size: st.st_size as u64,
-            mtime: (st.st_mtime, st.st_mtime_nsec as i64),
-            ctime: (st.st_ctime, st.st_ctime_nsec as i64),
-            mode: st.st_mode,
-        };
+        let id = FileIdentity::from_stat(&st);
         if let Some(hash) = self.memo.get(&id) {
             let key = ImageKey::relocate(hash);
             if let Some(img) = self.cache.get(&key) {
@@ -253,6 +252,7 @@ impl Zygote {
             }
         }
         // Unknown identity or not cached: read and hash (the build reuses the bytes).
+        let started = Instant::now();
         let (file, id, data) = read_program(path)?;
         let hash = ContentHash::of(&data);
         self.memo.insert(id, hash);
@@ -261,7 +261,7 @@ impl Zygote {
         self.cache.get_or_build(key, || {
             let file = file.take().ok_or_else(|| SpawnError::Request("internal: build ran twice".into()))?;
             let _span = tracing::debug_span!("prepare", %key).entered();
-            Ok::<_, SpawnError>(relocate::prepare(path, file, id, &data, key)?)
+            Ok::<_, SpawnError>(relocate::prepare(path, file, id, &data, key, started)?)
         })
     }
 

@@ -66,20 +66,12 @@ impl std::fmt::Debug for Baseline {
 
 /// Turn a libc return value that is an error number (posix_spawn family) into a Result.
 fn check_errno(rc: c_int) -> io::Result<()> {
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::from_raw_os_error(rc))
-    }
+    if rc == 0 { Ok(()) } else { Err(io::Error::from_raw_os_error(rc)) }
 }
 
 /// Pointer array for `execve`: one pointer per string, then a null pointer.
 fn pointer_array(strings: &[CString]) -> Vec<*mut c_char> {
-    strings
-        .iter()
-        .map(|s| s.as_ptr().cast_mut())
-        .chain(std::iter::once(std::ptr::null_mut()))
-        .collect()
+    strings.iter().map(|s| s.as_ptr().cast_mut()).chain(std::iter::once(std::ptr::null_mut())).collect()
 }
 
 impl Baseline {
@@ -90,12 +82,7 @@ impl Baseline {
             Stdio::Inherit => None,
             // Rust opens with O_CLOEXEC: the parent's copy never leaks into children
             // except through the explicit dup2 below.
-            Stdio::Null => Some(OwnedFd::from(
-                OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .open("/dev/null")?,
-            )),
+            Stdio::Null => Some(OwnedFd::from(OpenOptions::new().read(true).write(true).open("/dev/null")?)),
         };
         let argv = argv.to_vec();
         let envp = envp.to_vec();
@@ -105,8 +92,7 @@ impl Baseline {
         // SAFETY: posix_spawn_file_actions_t is a plain C struct of integers and a
         // pointer, for which all-zero is a valid (if uninitialised) value; it is
         // initialised by posix_spawn_file_actions_init right below before any other use.
-        let mut actions: Box<libc::posix_spawn_file_actions_t> =
-            Box::new(unsafe { std::mem::zeroed() });
+        let mut actions: Box<libc::posix_spawn_file_actions_t> = Box::new(unsafe { std::mem::zeroed() });
         // SAFETY: `actions` points to writable, properly aligned storage owned by the Box.
         check_errno(unsafe { libc::posix_spawn_file_actions_init(&mut *actions) })?;
         // SAFETY: as for `actions`; the attr is initialised before any other use.
@@ -140,11 +126,7 @@ impl Baseline {
                 // SAFETY: `actions` was initialised in `new`; the fd is open and stays
                 // open for the life of `self` (it is an OwnedFd field).
                 check_errno(unsafe {
-                    libc::posix_spawn_file_actions_adddup2(
-                        &mut *self.actions,
-                        null.as_raw_fd(),
-                        target,
-                    )
+                    libc::posix_spawn_file_actions_adddup2(&mut *self.actions, null.as_raw_fd(), target)
                 })?;
             }
         }
@@ -170,6 +152,19 @@ impl Baseline {
 
     /// `posix_spawn` the program, then `waitpid` for it. Returns the raw wait status.
     pub fn posix_spawn_wait(&mut self) -> io::Result<i32> {
+        wait_pid(self.posix_spawn()?)
+    }
+
+    /// `clone(CLONE_VM | CLONE_VFORK)` + `execve` the program, then `waitpid` for it.
+    /// Returns the raw wait status; a failed `execve` is returned as its error.
+    pub fn vfork_exec_wait(&mut self) -> io::Result<i32> {
+        wait_pid(self.vfork_exec()?)
+    }
+
+    /// `posix_spawn` the program and return its pid once it has been exec'd (glibc
+    /// reports a failed exec as the error, having reaped the child). The caller must
+    /// [`wait_pid`] for it.
+    pub fn posix_spawn(&mut self) -> io::Result<libc::pid_t> {
         let mut pid: libc::pid_t = 0;
         // SAFETY: `path` is a NUL-terminated string; `argv_ptrs` and `envp_ptrs` are
         // null-terminated arrays of pointers to NUL-terminated strings owned by `self`
@@ -185,12 +180,13 @@ impl Baseline {
                 self.envp_ptrs.as_ptr(),
             )
         })?;
-        wait_pid(pid)
+        Ok(pid)
     }
 
-    /// `clone(CLONE_VM | CLONE_VFORK)` + `execve` the program, then `waitpid` for it.
-    /// Returns the raw wait status; a failed `execve` is returned as its error.
-    pub fn vfork_exec_wait(&mut self) -> io::Result<i32> {
+    /// `clone(CLONE_VM | CLONE_VFORK)` + `execve` the program and return its pid once it
+    /// has been exec'd. A failed `execve` is returned as its error (the child is reaped).
+    /// The caller must [`wait_pid`] for it.
+    pub fn vfork_exec(&mut self) -> io::Result<libc::pid_t> {
         let mut args = VforkArgs {
             path: self.path.as_ptr(),
             argv: self.argv_ptrs.as_ptr(),
@@ -232,24 +228,27 @@ impl Baseline {
         };
         let clone_err = io::Error::last_os_error();
         // SAFETY: `args.old_mask` holds the mask saved above.
-        let rc = unsafe {
-            libc::pthread_sigmask(libc::SIG_SETMASK, &args.old_mask, std::ptr::null_mut())
-        };
+        let restored =
+            check_errno(unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &args.old_mask, std::ptr::null_mut()) });
         if pid < 0 {
             return Err(clone_err);
         }
-        check_errno(rc)?;
 
         // The child wrote `exec_errno` (through the shared memory) before exiting, and it
         // has exited or exec'd by now (CLONE_VFORK). Read it volatile: the compiler
         // cannot see the write done by the other task.
         // SAFETY: `args` is a live, aligned local.
         let exec_errno = unsafe { std::ptr::read_volatile(&raw const args.exec_errno) };
-        let status = wait_pid(pid)?;
         if exec_errno != 0 {
+            wait_pid(pid)?;
             return Err(io::Error::from_raw_os_error(exec_errno));
         }
-        Ok(status)
+        if let Err(e) = restored {
+            // Cannot happen with valid arguments; do not leave the child unreaped.
+            wait_pid(pid)?;
+            return Err(e);
+        }
+        Ok(pid)
     }
 }
 
@@ -341,19 +340,18 @@ unsafe fn child_fail(args: *mut VforkArgs) -> c_int {
     // volatile once we are gone.
     unsafe {
         let err = *libc::__errno_location();
-        std::ptr::write_volatile(
-            &raw mut (*args).exec_errno,
-            if err == 0 { libc::EINVAL } else { err },
-        );
+        std::ptr::write_volatile(&raw mut (*args).exec_errno, if err == 0 { libc::EINVAL } else { err });
         libc::_exit(127)
     }
 }
 
-/// `waitpid(pid, 0)`, retried on EINTR. Returns the raw wait status.
-fn wait_pid(pid: libc::pid_t) -> io::Result<i32> {
+/// `waitpid(pid, 0)`, retried on EINTR: wait for a child to end and reap it. Returns
+/// the raw wait status.
+pub fn wait_pid(pid: libc::pid_t) -> io::Result<i32> {
     let mut status: c_int = 0;
     loop {
-        // SAFETY: `status` is a valid, writable int; `pid` is our own child.
+        // SAFETY: `status` is a valid, writable int; waitpid accepts any pid (not our
+        // child: ECHILD).
         let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
         if rc == pid {
             return Ok(status);
@@ -367,12 +365,7 @@ fn wait_pid(pid: libc::pid_t) -> io::Result<i32> {
 
 /// `posix_spawn` `path` with `argv` and `envp` once and wait for it; stdio is `/dev/null`
 /// when `quiet`, inherited otherwise. Returns the raw wait status.
-pub fn posix_spawn_wait(
-    path: &CStr,
-    argv: &[CString],
-    envp: &[CString],
-    quiet: bool,
-) -> io::Result<i32> {
+pub fn posix_spawn_wait(path: &CStr, argv: &[CString], envp: &[CString], quiet: bool) -> io::Result<i32> {
     let stdio = if quiet { Stdio::Null } else { Stdio::Inherit };
     Baseline::new(path, argv, envp, stdio)?.posix_spawn_wait()
 }
@@ -407,13 +400,8 @@ mod tests {
 
     #[test]
     fn posix_spawn_reports_exit_status() {
-        let st = posix_spawn_wait(
-            &c("/bin/sh"),
-            &[c("sh"), c("-c"), c("exit 3")],
-            &env(),
-            true,
-        )
-        .expect("spawn /bin/sh");
+        let st =
+            posix_spawn_wait(&c("/bin/sh"), &[c("sh"), c("-c"), c("exit 3")], &env(), true).expect("spawn /bin/sh");
         assert!(libc::WIFEXITED(st));
         assert_eq!(libc::WEXITSTATUS(st), 3);
         assert!(!wait_status_success(st));
@@ -422,34 +410,21 @@ mod tests {
 
     #[test]
     fn vfork_reports_exit_status_and_signal() {
-        let mut b = Baseline::new(
-            &c("/bin/sh"),
-            &[c("sh"), c("-c"), c("exit 0")],
-            &env(),
-            Stdio::Null,
-        )
-        .expect("prepare");
+        let mut b =
+            Baseline::new(&c("/bin/sh"), &[c("sh"), c("-c"), c("exit 0")], &env(), Stdio::Null).expect("prepare");
         for _ in 0..3 {
             assert!(wait_status_success(b.vfork_exec_wait().expect("vfork")));
-            assert!(wait_status_success(
-                b.posix_spawn_wait().expect("posix_spawn")
-            ));
+            assert!(wait_status_success(b.posix_spawn_wait().expect("posix_spawn")));
         }
-        let mut k = Baseline::new(
-            &c("/bin/sh"),
-            &[c("sh"), c("-c"), c("kill -9 $$")],
-            &env(),
-            Stdio::Null,
-        )
-        .expect("prepare");
+        let mut k =
+            Baseline::new(&c("/bin/sh"), &[c("sh"), c("-c"), c("kill -9 $$")], &env(), Stdio::Null).expect("prepare");
         let st = k.vfork_exec_wait().expect("vfork");
         assert_eq!(describe_wait_status(st), "killed by signal 9");
     }
 
     #[test]
     fn missing_program_is_an_error() {
-        let mut b = Baseline::new(&c("/nonexistent/prog"), &[c("prog")], &env(), Stdio::Null)
-            .expect("prepare");
+        let mut b = Baseline::new(&c("/nonexistent/prog"), &[c("prog")], &env(), Stdio::Null).expect("prepare");
         let e = b.vfork_exec_wait().expect_err("must fail");
         assert_eq!(e.raw_os_error(), Some(libc::ENOENT));
         let e = b.posix_spawn_wait().expect_err("must fail");
@@ -462,10 +437,8 @@ mod tests {
         std::fs::create_dir_all(&dir).expect("mkdir");
         for (i, method) in ["posix_spawn", "vfork"].iter().enumerate() {
             let out = dir.join(format!("out{i}"));
-            let script = format!(
-                "printf '%s %s %s' \"$0\" \"$1\" \"$FOO\" > {}; echo noise; echo noise >&2",
-                out.display()
-            );
+            let script =
+                format!("printf '%s %s %s' \"$0\" \"$1\" \"$FOO\" > {}; echo noise; echo noise >&2", out.display());
             let mut b = Baseline::new(
                 &c("/bin/sh"),
                 &[c("sh"), c("-c"), c(&script), c("zero"), c("one")],
@@ -473,22 +446,9 @@ mod tests {
                 Stdio::Null,
             )
             .expect("prepare");
-            let st = if *method == "vfork" {
-                b.vfork_exec_wait()
-            } else {
-                b.posix_spawn_wait()
-            }
-            .expect("spawn");
-            assert!(
-                wait_status_success(st),
-                "{method}: {}",
-                describe_wait_status(st)
-            );
-            assert_eq!(
-                std::fs::read_to_string(&out).expect("read"),
-                "zero one bar",
-                "{method}"
-            );
+            let st = if *method == "vfork" { b.vfork_exec_wait() } else { b.posix_spawn_wait() }.expect("spawn");
+            assert!(wait_status_success(st), "{method}: {}", describe_wait_status(st));
+            assert_eq!(std::fs::read_to_string(&out).expect("read"), "zero one bar", "{method}");
         }
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -497,23 +457,10 @@ mod tests {
     fn sigpipe_is_default_in_the_child() {
         // Rust ignores SIGPIPE in its own process (tests included); the child must not.
         for vfork in [false, true] {
-            let mut b = Baseline::new(
-                &c("/bin/sh"),
-                &[c("sh"), c("-c"), c("kill -PIPE $$")],
-                &env(),
-                Stdio::Null,
-            )
-            .expect("prepare");
-            let st = if vfork {
-                b.vfork_exec_wait()
-            } else {
-                b.posix_spawn_wait()
-            }
-            .expect("spawn");
-            assert_eq!(
-                describe_wait_status(st),
-                format!("killed by signal {}", libc::SIGPIPE)
-            );
+            let mut b = Baseline::new(&c("/bin/sh"), &[c("sh"), c("-c"), c("kill -PIPE $$")], &env(), Stdio::Null)
+                .expect("prepare");
+            let st = if vfork { b.vfork_exec_wait() } else { b.posix_spawn_wait() }.expect("spawn");
+            assert_eq!(describe_wait_status(st), format!("killed by signal {}", libc::SIGPIPE));
         }
     }
 }

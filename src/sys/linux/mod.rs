@@ -2,6 +2,7 @@
 //! pidfds, randomness. Everything above `sys` is kernel-neutral; this module and
 //! the stub are the only places with `unsafe`.
 
+pub mod baseline;
 pub mod memfd;
 pub mod process;
 

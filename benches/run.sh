@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Build the benchmark programs and zygote (release), then run `zygote bench` on each.
+#
+# Usage: benches/run.sh [PROGRAM...]        PROGRAM: tiny, bigrel-ends, bigrel, bigrel-scan (default: all)
+# Environment:
+#   ITERATIONS   timed rounds per program (default 1000)
+#   WARMUP       untimed warm-up rounds   (default 20)
+#   ENTRIES      pointers in bigrel's table (default 500000)
+#
+# Output: the tables on the terminal; the JSON reports in target/bench/PROGRAM.json;
+# the programs themselves in target/bench/. Exits non-zero if any run failed.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+out="$root/target/bench"
+iterations=${ITERATIONS:-1000}
+warmup=${WARMUP:-20}
+entries=${ENTRIES:-500000}
+programs=("$@")
+[ ${#programs[@]} -gt 0 ] || programs=(tiny bigrel-ends bigrel bigrel-scan)
+
+die() { echo "benches/run.sh: $*" >&2; exit 1; }
+for tool in gcc python3 readelf cargo; do
+    command -v "$tool" >/dev/null || die "$tool not found"
+done
+mkdir -p "$out"
+
+# Keep the relocations as R_X86_64_RELATIVE entries (newer toolchains may default to RELR).
+ldflags=()
+if ld --help 2>/dev/null | grep -q nopack-relative-relocs; then
+    ldflags=(-Wl,-z,nopack-relative-relocs)
+fi
+
+relative_count() { readelf -rW "$1" | grep -c 'R_X86_64_RELATIVE' || true; }
+
+build_tiny() {
+    gcc -O2 -static-pie "${ldflags[@]}" -o "$out/tiny" "$root/benches/programs/tiny.c" \
+        || die "gcc -static-pie failed for tiny.c (static glibc, libc6-dev, needed)"
+}
+
+build_bigrel() {
+    local name=$1
+    shift
+    local src="$out/$name.c"
+    # Regenerate only when the generator or the entry count changed (compiling takes seconds).
+    if [ ! -f "$src" ] || [ "$root/benches/gen_bigrel.py" -nt "$src" ] \
+        || ! grep -q "^#define N $entries\$" "$src"; then
+        python3 "$root/benches/gen_bigrel.py" --entries "$entries" "$@" "$src"
+    fi
+    if [ ! -x "$out/$name" ] || [ "$src" -nt "$out/$name" ]; then
+        gcc -O0 -static-pie "${ldflags[@]}" -o "$out/$name" "$src" || die "gcc failed for $name.c"
+    fi
+    local n
+    n=$(relative_count "$out/$name")
+    [ "$n" -ge "$entries" ] || die "$name has $n R_X86_64_RELATIVE relocations, expected >= $entries"
+}
+
+for p in "${programs[@]}"; do
+    case $p in
+        tiny) build_tiny ;;
+        bigrel-ends) build_bigrel bigrel-ends --touch ends ;;
+        bigrel) build_bigrel bigrel --touch sparse ;;
+        bigrel-scan) build_bigrel bigrel-scan --touch scan ;;
+        *) die "unknown program '$p' (tiny, bigrel-ends, bigrel, bigrel-scan)" ;;
+    esac
+    "$out/$p" >/dev/null || die "$out/$p does not run on its own"
+    echo "built $out/$p: $(relative_count "$out/$p") R_X86_64_RELATIVE relocations, $(stat -c %s "$out/$p") bytes" >&2
+done
+
+(cd "$root" && cargo build --release --quiet) || die "cargo build --release failed"
+zygote="$root/target/release/zygote"
+
+status=0
+for p in "${programs[@]}"; do
+    echo
+    json="$out/$p.json"
+    # The table goes to the terminal, the JSON report to the file.
+    if ! "$zygote" bench --iterations "$iterations" --warmup "$warmup" --json -- "$out/$p" >"$json"; then
+        status=1
+        echo "benches/run.sh: zygote bench failed for $p (report, if any: $json)" >&2
+    fi
+    # A one-line summary from the JSON, whatever the CLI printed.
+    if [ -s "$json" ]; then
+        python3 - "$json" <<'PY' || status=1
+import json, sys
+r = json.load(open(sys.argv[1]))
+m = {x["method"]: x for x in r["methods"]}
+z, p = m["zygote"], m["posix_spawn"]
+ratio = r["ratio"]
+print(f"summary {r['program']}: zygote median {z['median_us']:.1f} us, posix_spawn median "
+      f"{p['median_us']:.1f} us, ratio {ratio:.3f} (speed-up {r['speedup']:.2f}x), "
+      f"failures {r['failures']} -> {sys.argv[1]}" if ratio is not None else
+      f"summary {r['program']}: no ratio; failures {r['failures']}")
+sys.exit(1 if r["failures"] else 0)
+PY
+    fi
+done
+exit $status
