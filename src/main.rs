@@ -237,7 +237,14 @@ fn inspect(a: InspectArgs) -> i32 {
             if p & 2 != 0 { 'w' } else { '-' },
             if p & 4 != 0 { 'x' } else { '-' }
         );
-        println!("    {:#014x}-{:#014x} {prot} phdr{:<2} {:?}", reg.vaddr, reg.vaddr + reg.len, reg.segment, reg.kind);
+        let relro = if reg.relro { " relro" } else { "" };
+        println!(
+            "    {:#014x}-{:#014x} {prot} phdr{:<2} {:?}{relro}",
+            reg.vaddr,
+            reg.vaddr + reg.len,
+            reg.segment,
+            reg.kind
+        );
     }
     0
 }

@@ -84,6 +84,8 @@ pub struct ImageRegion {
     pub kind: RegionKind,
     /// The program header this region comes from.
     pub segment: usize,
+    /// Inside PT_GNU_RELRO (relocated data made read-only after start-up).
+    pub relro: bool,
 }
 
 /// Register and auxv state at the program's entry point.

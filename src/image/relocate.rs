@@ -233,7 +233,7 @@ pub fn prepare(
     let mut objects = Vec::new();
     let mut regions = Vec::new();
     for (i, s) in info.segments.iter().enumerate() {
-        push_regions(path, s, mem.copies[i].take(), bias, &mut objects, &mut regions)?;
+        push_regions(path, s, info.relro, mem.copies[i].take(), bias, &mut objects, &mut regions)?;
     }
     let entry = EntryState {
         pc: bias + info.entry,
@@ -259,9 +259,15 @@ pub fn prepare(
     })
 }
 
+/// The regions of one segment. A RELRO range at the start of the segment's
+/// file pages becomes a region of its own (same object, later offset for the
+/// rest), so metrics can tell relocated read-only data from ordinary data. It
+/// stays writable here: a static PIE's start-up writes `.dynamic` inside it and
+/// then applies RELRO protection itself.
 fn push_regions(
     path: &Path,
     s: &Segment,
+    relro: Option<(u64, u64)>,
     copy: Option<Vec<u8>>,
     bias: u64,
     objects: &mut Vec<SealedObject>,
@@ -285,7 +291,28 @@ fn push_regions(
             }
             None => RegionKind::File { offset: page_down(s.offset) },
         };
-        regions.push(ImageRegion { vaddr: bias + start, len: file_end - start, prot, kind, segment: s.index });
+        let split = relro
+            .filter(|&(v, len)| len > 0 && page_down(v) == start)
+            .map(|(v, len)| page_down(v + len).min(file_end))
+            .filter(|&end| end > start);
+        let push = |regions: &mut Vec<ImageRegion>, from: u64, to: u64, relro: bool| {
+            let skip = from - start;
+            let kind = match kind {
+                RegionKind::File { offset } => RegionKind::File { offset: offset + skip },
+                RegionKind::Sealed { object, offset } => RegionKind::Sealed { object, offset: offset + skip },
+                RegionKind::Zero => RegionKind::Zero,
+            };
+            regions.push(ImageRegion { vaddr: bias + from, len: to - from, prot, kind, segment: s.index, relro });
+        };
+        match split {
+            Some(end) => {
+                push(regions, start, end, true);
+                if end < file_end {
+                    push(regions, end, file_end, false);
+                }
+            }
+            None => push(regions, start, file_end, false),
+        }
     }
     let zero_start = if s.filesz > 0 { file_end } else { start };
     if mem_end > zero_start {
@@ -295,6 +322,7 @@ fn push_regions(
             prot,
             kind: RegionKind::Zero,
             segment: s.index,
+            relro: false,
         });
     }
     Ok(())
