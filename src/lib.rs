@@ -9,8 +9,11 @@
 
 pub mod bench;
 pub mod cache;
+pub mod config;
 pub mod elf;
 pub mod image;
+pub mod remote;
+pub mod service;
 pub mod spawn;
 pub mod sys;
 

@@ -25,6 +25,98 @@ enum Command {
     Inspect(InspectArgs),
     /// Measure spawn-and-wait latency: zygote against posix_spawn and vfork+execve.
     Bench(BenchArgs),
+    /// Serve spawn requests on a Unix socket (the main job).
+    Daemon(DaemonArgs),
+    /// Start PROGRAM through the daemon, with this terminal's stdio; exits with its status.
+    Spawn(SpawnArgs),
+    /// Prepare programs into the daemon's cache.
+    Preload(PreloadArgs),
+    /// Drop a program (or an image by its hash) from the daemon's cache.
+    Evict(EvictArgs),
+    /// Show the daemon's cache and spawn statistics.
+    Stats(StatsArgs),
+}
+
+#[derive(Args)]
+struct SocketArg {
+    /// Daemon socket (default: $XDG_RUNTIME_DIR/zygote/zygote.sock, or /tmp/zygote-$UID/zygote.sock).
+    #[arg(long)]
+    socket: Option<PathBuf>,
+}
+
+impl SocketArg {
+    fn path(&self) -> PathBuf {
+        self.socket.clone().unwrap_or_else(zygote::config::default_socket_path)
+    }
+}
+
+#[derive(Args)]
+struct DaemonArgs {
+    /// Configuration file (JSON, the fields of config/zygote.json); default: the built-in one.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Socket path (overrides the configuration).
+    #[arg(long)]
+    socket: Option<PathBuf>,
+    /// Most images the cache holds (overrides the configuration).
+    #[arg(long)]
+    cache_entries: Option<u64>,
+    /// Most sealed bytes the cache holds (overrides the configuration).
+    #[arg(long)]
+    cache_bytes: Option<u64>,
+    /// Seconds that pending waits may still complete after SIGTERM.
+    #[arg(long, default_value_t = 10)]
+    grace_secs: u64,
+}
+
+#[derive(Args)]
+struct SpawnArgs {
+    #[command(flatten)]
+    socket: SocketArg,
+    /// Set an environment variable (KEY=VALUE); repeatable.
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    env: Vec<String>,
+    /// Start from an empty environment.
+    #[arg(long)]
+    clear_env: bool,
+    /// Working directory (default: the current one).
+    #[arg(long)]
+    cwd: Option<PathBuf>,
+    /// Process name (comm).
+    #[arg(long)]
+    name: Option<OsString>,
+    /// Do not wait: print the pid and exit; the process outlives this command.
+    #[arg(long)]
+    no_wait: bool,
+    /// The program and its arguments.
+    #[arg(trailing_var_arg = true, required = true, value_name = "PROGRAM ARGS")]
+    command: Vec<OsString>,
+}
+
+#[derive(Args)]
+struct PreloadArgs {
+    #[command(flatten)]
+    socket: SocketArg,
+    /// Programs (PATH is searched for names without a slash).
+    #[arg(required = true)]
+    programs: Vec<OsString>,
+}
+
+#[derive(Args)]
+struct EvictArgs {
+    #[command(flatten)]
+    socket: SocketArg,
+    /// A program, or a 64-digit image hash as `zygote stats` shows.
+    target: OsString,
+}
+
+#[derive(Args)]
+struct StatsArgs {
+    #[command(flatten)]
+    socket: SocketArg,
+    /// Machine-readable output (the DaemonStats schema, docs/PROTOCOL.md).
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -97,22 +189,39 @@ struct InspectArgs {
     json: bool,
 }
 
-fn init_logging(filter: Option<&str>) {
+/// Logging: --log, else RUST_LOG, else `default`. At debug level and above,
+/// closing spans report their durations (identify, prepare, start, request).
+fn init_logging(flag: Option<&str>, default: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = match filter {
+    use tracing_subscriber::fmt::format::FmtSpan;
+    let filter = match flag {
         Some(f) => EnvFilter::new(f),
-        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default)),
     };
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_span_events(FmtSpan::CLOSE)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log.as_deref());
     let code = match cli.command {
-        Command::Run(a) => run(a),
-        Command::Inspect(a) => inspect(a),
-        Command::Bench(a) => bench(a),
+        Command::Daemon(a) => daemon(a, cli.log.as_deref()),
+        command => {
+            init_logging(cli.log.as_deref(), "warn");
+            match command {
+                Command::Run(a) => run(a),
+                Command::Inspect(a) => inspect(a),
+                Command::Bench(a) => bench(a),
+                Command::Spawn(a) => remote_spawn(a),
+                Command::Preload(a) => report(zygote::remote::preload(&a.socket.path(), &a.programs)),
+                Command::Evict(a) => report(zygote::remote::evict(&a.socket.path(), &a.target)),
+                Command::Stats(a) => report(zygote::remote::stats(&a.socket.path(), a.json)),
+                Command::Daemon(_) => unreachable!("handled above"),
+            }
+        }
     };
     ExitCode::from(code.clamp(0, 255) as u8)
 }
@@ -276,4 +385,75 @@ fn bench(a: BenchArgs) -> i32 {
         report.print_table();
     }
     if report.failures() > 0 { 1 } else { 0 }
+}
+
+fn report(r: Result<i32, zygote::remote::RemoteError>) -> i32 {
+    r.unwrap_or_else(|e| {
+        eprintln!("zygote: {e}");
+        e.exit_code()
+    })
+}
+
+fn remote_spawn(a: SpawnArgs) -> i32 {
+    let mut env = Vec::new();
+    for kv in &a.env {
+        let Some((k, v)) = kv.split_once('=') else {
+            eprintln!("zygote: --env {kv}: expected KEY=VALUE");
+            return 2;
+        };
+        env.push((k.to_string(), v.to_string()));
+    }
+    let mut it = a.command.into_iter();
+    let Some(program) = it.next() else {
+        eprintln!("zygote: no program given");
+        return 2;
+    };
+    report(zygote::remote::spawn(zygote::remote::SpawnCommand {
+        socket: a.socket.path(),
+        program,
+        args: it.collect(),
+        env,
+        clear_env: a.clear_env,
+        cwd: a.cwd,
+        name: a.name,
+        no_wait: a.no_wait,
+    }))
+}
+
+fn daemon(a: DaemonArgs, log: Option<&str>) -> i32 {
+    let loaded = match &a.config {
+        Some(p) => zygote::config::Config::load(p),
+        None => Ok(zygote::config::Config::defaults()),
+    };
+    let mut config = match loaded {
+        Ok(c) => c,
+        Err(e) => {
+            init_logging(log, "warn");
+            eprintln!("zygote: {e}");
+            return 2;
+        }
+    };
+    if let Some(s) = &a.socket {
+        config.socket_path = s.to_string_lossy().into_owned();
+    }
+    if let Some(n) = a.cache_entries {
+        config.cache_max_entries = n;
+    }
+    if let Some(n) = a.cache_bytes {
+        config.cache_max_bytes = n;
+    }
+    init_logging(log, &config.log_filter);
+    let opts = zygote::service::server::ServerOptions {
+        socket: a.socket.clone().unwrap_or_else(|| config.socket()),
+        config,
+        limits: zygote::service::message::Limits::default(),
+        grace: std::time::Duration::from_secs(a.grace_secs),
+    };
+    match zygote::service::server::run(opts) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("zygote: {e}");
+            1
+        }
+    }
 }

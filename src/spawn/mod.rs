@@ -24,6 +24,7 @@ use crate::cache::{Cache, CacheConfig, CacheStats};
 use crate::image::{ContentHash, FileIdentity, IdentityMemo, Image, ImageError, ImageKey, relocate};
 use crate::sys::linux::process::{self, ChildSetup};
 use crate::sys::linux::{Stub, memfd};
+use rustix::fs::Mode;
 
 pub use crate::sys::linux::ExitStatus;
 pub use resolve::{Launch, ResolveError};
@@ -156,6 +157,18 @@ impl SpawnRequest {
     }
 }
 
+/// Per-spawn options for [`Zygote::start`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StartOptions<'a> {
+    /// `KEY=VALUE` entries.
+    pub env: &'a [OsString],
+    pub cwd: Option<&'a Path>,
+    /// Process name; `None` or empty: the exec'd file's name.
+    pub name: Option<&'a [u8]>,
+    /// (fd in the caller, fd number in the child).
+    pub fds: &'a [(RawFd, RawFd)],
+}
+
 /// A started process.
 #[derive(Debug)]
 pub struct Child {
@@ -239,21 +252,56 @@ impl Zygote {
     pub fn prepare(&self, path: &Path) -> Result<Arc<Image>, SpawnError> {
         let _span = tracing::debug_span!("identify", path = %path.display()).entered();
         let st = rustix::fs::stat(path).map_err(io_err(path, "stat"))?;
-        let id = FileIdentity::from_stat(&st);
-        if let Some(hash) = self.memo.get(&id) {
-            let key = ImageKey::relocate(hash);
-            if let Some(img) = self.cache.get(&key) {
-                // The same bytes may be cached from another file; make sure that
-                // file still holds them before mapping from it.
-                if img.identity() == &id || img.file_unchanged() {
-                    return Ok(img);
-                }
-                self.cache.invalidate(&key, &img);
-            }
+        if let Some(img) = self.lookup(&FileIdentity::from_stat(&st)) {
+            return Ok(img);
         }
         // Unknown identity or not cached: read and hash (the build reuses the bytes).
+        let file = rustix::fs::open(path, rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC, Mode::empty())
+            .map_err(io_err(path, "open"))?;
+        self.build(file, path)
+    }
+
+    /// Like [`Zygote::prepare`], for a file the caller opened (the daemon gets
+    /// one from each client). `path` is only for messages.
+    pub fn prepare_fd(&self, file: OwnedFd, path: &Path) -> Result<Arc<Image>, SpawnError> {
+        let _span = tracing::debug_span!("identify", path = %path.display()).entered();
+        let id = FileIdentity::of(&file).map_err(io_err(path, "fstat"))?;
+        if let Some(img) = self.lookup(&id) {
+            return Ok(img);
+        }
+        self.build(file, path)
+    }
+
+    /// The content hash of an open file: from the memo, or by reading it.
+    pub fn identify_fd(&self, file: &OwnedFd) -> Result<ContentHash, SpawnError> {
+        let path = Path::new("<fd>");
+        let id = FileIdentity::of(file).map_err(io_err(path, "fstat"))?;
+        if let Some(h) = self.memo.get(&id) {
+            return Ok(h);
+        }
+        let (id, data) = read_program(file, path)?;
+        let hash = ContentHash::of(&data);
+        self.memo.insert(id, hash);
+        Ok(hash)
+    }
+
+    /// A cached image for a file identity seen before, if still valid.
+    fn lookup(&self, id: &FileIdentity) -> Option<Arc<Image>> {
+        let key = ImageKey::relocate(self.memo.get(id)?);
+        let img = self.cache.get(&key)?;
+        // The same bytes may be cached from another file; make sure that file
+        // still holds them before mapping from it.
+        if img.identity() == id || img.file_unchanged() {
+            return Some(img);
+        }
+        self.cache.invalidate(&key, &img);
+        None
+    }
+
+    /// Read and hash `file`, then build its image through the cache.
+    fn build(&self, file: OwnedFd, path: &Path) -> Result<Arc<Image>, SpawnError> {
         let started = Instant::now();
-        let (file, id, data) = read_program(path)?;
+        let (id, data) = read_program(&file, path)?;
         let hash = ContentHash::of(&data);
         self.memo.insert(id, hash);
         let key = ImageKey::relocate(hash);
@@ -277,27 +325,28 @@ impl Zygote {
     pub fn spawn(&self, req: SpawnRequest) -> Result<Child, SpawnError> {
         let env = req.environment();
         let launch = self.resolve(&req, &env)?;
-        for (_, t) in &req.fds {
+        let image = self.prepare(&launch.program)?;
+        let fds: Vec<(RawFd, RawFd)> = req.fds.iter().map(|(fd, t)| (fd.as_raw_fd(), *t)).collect();
+        let opts = StartOptions {
+            env: &env,
+            cwd: req.cwd.as_deref(),
+            name: req.name.as_deref().map(OsStr::as_bytes),
+            fds: &fds,
+        };
+        self.start(&image, &launch, &opts)
+    }
+
+    /// Start `launch` from an already prepared image (the daemon's path: the
+    /// client resolved the program and opened it).
+    pub fn start(&self, image: &Arc<Image>, launch: &Launch, opts: &StartOptions<'_>) -> Result<Child, SpawnError> {
+        for (_, t) in opts.fds {
             if !(0..=MAX_TARGET_FD).contains(t) {
                 return Err(SpawnError::Request(format!("fd target {t} is outside 0..={MAX_TARGET_FD}")));
             }
         }
-        let image = self.prepare(&launch.program)?;
-        let name = match &req.name {
-            Some(n) => n.as_bytes().to_vec(),
-            None => launch.exec_path.file_name().map(|n| n.as_bytes().to_vec()).unwrap_or_default(),
-        };
-        self.start(&image, &launch, &env, &req, &name)
-    }
-
-    fn start(
-        &self,
-        image: &Arc<Image>,
-        launch: &Launch,
-        env: &[OsString],
-        req: &SpawnRequest,
-        name: &[u8],
-    ) -> Result<Child, SpawnError> {
+        let default_name = launch.exec_path.file_name().map(|n| n.as_bytes()).unwrap_or_default();
+        let name = opts.name.filter(|n| !n.is_empty()).unwrap_or(default_name);
+        let env = opts.env;
         let _span = tracing::debug_span!("start", program = %launch.program.display()).entered();
         let cstrings = |v: &[OsString], what: &str| -> Result<Vec<CString>, SpawnError> {
             v.iter()
@@ -310,14 +359,14 @@ impl Zygote {
         let env_c = cstrings(env, "an environment entry")?;
         let ptrs = |v: &[CString]| v.iter().map(|s| s.as_ptr()).chain([std::ptr::null()]).collect::<Vec<_>>();
         let (argv_p, env_p) = (ptrs(&argv_c), ptrs(&env_c));
-        let cwd_c = match &req.cwd {
+        let cwd_c = match opts.cwd {
             Some(d) => Some(
                 CString::new(d.as_os_str().as_bytes())
                     .map_err(|_| SpawnError::Request("cwd contains a NUL byte".into()))?,
             ),
             None => None,
         };
-        let user_fds: Vec<(RawFd, RawFd)> = req.fds.iter().map(|(fd, t)| (fd.as_raw_fd(), *t)).collect();
+        let user_fds = opts.fds;
 
         let internal = |what| move |e: rustix::io::Errno| SpawnError::Internal { what, source: e.into() };
         let (status_r, status_w) =
@@ -325,11 +374,11 @@ impl Zygote {
         let old_mask =
             process::block_all_signals().map_err(|source| SpawnError::Internal { what: "blocking signals", source })?;
         let result = (|| {
-            let layout = plan::build(
-                image,
-                &plan::SpawnParts { fds: &user_fds, sigmask: process::sigset_bits(&old_mask), name },
-            );
+            let plan_span = tracing::debug_span!("plan").entered();
+            let layout =
+                plan::build(image, &plan::SpawnParts { fds: user_fds, sigmask: process::sigset_bits(&old_mask), name });
             let plan_fd = memfd::memfd_with("zygote-plan", &layout.plan).map_err(internal("plan memfd"))?;
+            drop(plan_span);
             let mut placements = layout.placements;
             placements.push((plan_fd.as_raw_fd(), PLAN_FD));
             placements.push((status_w.as_raw_fd(), layout.status_fd));
@@ -347,7 +396,9 @@ impl Zygote {
         drop(status_w);
         let (pid, pidfd) = result?;
         let mut child = Child { pid, pidfd, key: *image.key(), status: None };
-        // EOF: the stub closed the pipe right before jumping. A record: it failed.
+        // The stub maps the image; EOF on the status pipe: it closed the pipe
+        // right before jumping. A record: it failed.
+        let _map = tracing::debug_span!("map", pid).entered();
         if let Some(rec) = read_status(&status_r) {
             let _ = child.wait();
             let stage = Stage::from_u32(rec.stage).map_or_else(|| format!("stage {}", rec.stage), |s| format!("{s:?}"));
@@ -391,18 +442,23 @@ fn libc_eio() -> i32 {
     rustix::io::Errno::IO.raw_os_error()
 }
 
-/// Open a program file and read it whole, checking its size first.
-fn read_program(path: &Path) -> Result<(OwnedFd, FileIdentity, Vec<u8>), SpawnError> {
-    use rustix::fs::{Mode, OFlags, open};
-    let file = open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).map_err(io_err(path, "open"))?;
-    let id = FileIdentity::of(&file).map_err(io_err(path, "fstat"))?;
+/// Read a program file whole, checking its size first.
+fn read_program(file: &OwnedFd, path: &Path) -> Result<(FileIdentity, Vec<u8>), SpawnError> {
+    let id = FileIdentity::of(file).map_err(io_err(path, "fstat"))?;
+    if id.mode & 0o170000 != 0o100000 {
+        return Err(SpawnError::Io {
+            path: path.to_path_buf(),
+            what: "read",
+            source: io::Error::from_raw_os_error(rustix::io::Errno::ACCESS.raw_os_error()),
+        });
+    }
     if id.size > MAX_PROGRAM_BYTES {
         return Err(SpawnError::TooLarge { path: path.to_path_buf(), size: id.size });
     }
     let mut data = vec![0u8; id.size as usize];
     let mut n = 0;
     while n < data.len() {
-        match rustix::io::pread(&file, &mut data[n..], n as u64) {
+        match rustix::io::pread(file, &mut data[n..], n as u64) {
             Ok(0) => break,
             Ok(k) => n += k,
             Err(rustix::io::Errno::INTR) => {}
@@ -410,5 +466,5 @@ fn read_program(path: &Path) -> Result<(OwnedFd, FileIdentity, Vec<u8>), SpawnEr
         }
     }
     data.truncate(n);
-    Ok((file, id, data))
+    Ok((id, data))
 }

@@ -31,6 +31,26 @@ impl Stub {
     }
 }
 
+/// Take ownership of an fd inherited at a known number (systemd socket
+/// activation passes listeners from fd 3), if it is open.
+pub fn claim_inherited_fd(fd: std::os::fd::RawFd) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: F_GETFD only queries the fd table.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        return None;
+    }
+    // SAFETY: the fd is open, and by the protocol that passed it nothing else in
+    // this process owns it; this is called once per fd.
+    Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+/// Register an owned fd with the tokio reactor.
+pub fn async_fd(fd: std::os::fd::OwnedFd) -> std::io::Result<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>> {
+    // SAFETY: an OwnedFd keeps one fd number for its whole life and closes it
+    // only when dropped, which deregisters it first (AsyncFd owns it).
+    unsafe { tokio::io::unix::AsyncFd::register(fd) }.map_err(std::io::Error::from)
+}
+
 /// 64 random bits from the kernel.
 pub fn random_u64() -> Result<u64, Errno> {
     let mut b = [0u8; 8];

@@ -223,13 +223,19 @@ pub fn pidfd_kill(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
     if r < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
 }
 
-/// Wait for the child behind `pidfd` while relaying `signals` sent to us.
+/// Block until `until` is readable, passing `signals` that arrive meanwhile on
+/// to the process behind `target` (a pidfd).
 ///
-/// The signals are blocked and read from a signalfd. One sent by another
-/// process (`kill`) is passed on to the child; one the kernel generated (a
-/// terminal's Ctrl-C reaches the whole foreground process group, the child
-/// included) is not sent again. The caller's mask is restored on return.
-pub fn wait_relaying(pidfd: BorrowedFd<'_>, signals: &[i32]) -> io::Result<ExitStatus> {
+/// The signals are blocked and read from a signalfd. With `skip_kernel`, a
+/// signal the kernel generated (a terminal's Ctrl-C, which reaches the whole
+/// foreground process group, the child included when it shares our group) is
+/// not sent again. The caller's mask is restored on return.
+pub fn relay_signals_until(
+    until: BorrowedFd<'_>,
+    target: BorrowedFd<'_>,
+    signals: &[i32],
+    skip_kernel: bool,
+) -> io::Result<()> {
     let mut set = MaybeUninit::<libc::sigset_t>::uninit();
     let mut old = MaybeUninit::<libc::sigset_t>::uninit();
     // SAFETY: sigemptyset initialises `set`; sigaddset/pthread_sigmask read and
@@ -255,7 +261,7 @@ pub fn wait_relaying(pidfd: BorrowedFd<'_>, signals: &[i32]) -> io::Result<ExitS
         let sfd = unsafe { OwnedFd::from_raw_fd(sfd) };
         loop {
             let mut fds = [
-                libc::pollfd { fd: pidfd.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+                libc::pollfd { fd: until.as_raw_fd(), events: libc::POLLIN, revents: 0 },
                 libc::pollfd { fd: sfd.as_raw_fd(), events: libc::POLLIN, revents: 0 },
             ];
             // SAFETY: `fds` is a valid array of two pollfds.
@@ -275,16 +281,23 @@ pub fn wait_relaying(pidfd: BorrowedFd<'_>, signals: &[i32]) -> io::Result<ExitS
                 if n as usize == size {
                     // SAFETY: the kernel filled the whole struct.
                     let info = unsafe { info.assume_init() };
-                    if info.ssi_code != libc::SI_KERNEL {
-                        let _ = pidfd_kill(pidfd, info.ssi_signo as i32);
+                    if !(skip_kernel && info.ssi_code == libc::SI_KERNEL) {
+                        let _ = pidfd_kill(target, info.ssi_signo as i32);
                     }
                 }
             }
             if fds[0].revents != 0 {
-                return wait_pidfd(pidfd);
+                return Ok(());
             }
         }
     })();
     restore_signals(&old);
     result
+}
+
+/// Wait for our child behind `pidfd`, relaying `signals` sent to us by other
+/// processes (see [`relay_signals_until`]).
+pub fn wait_relaying(pidfd: BorrowedFd<'_>, signals: &[i32]) -> io::Result<ExitStatus> {
+    relay_signals_until(pidfd, pidfd, signals, true)?;
+    wait_pidfd(pidfd)
 }

@@ -1,0 +1,190 @@
+//! Daemon configuration. The fields are exactly those of the structured-config
+//! schema in `meta/zygote.cml` (a test keeps the two equal); the defaults live
+//! in `config/zygote.json`, which is also the Fuchsia config values file.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+/// The default configuration, as shipped (and embedded, so no install path matters).
+pub const DEFAULT_CONFIG: &str = include_str!("../config/zygote.json");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: not valid JSON: {source}")]
+    Syntax { path: PathBuf, source: serde_json::Error },
+    #[error("{path}: the configuration must be a JSON object")]
+    NotObject { path: PathBuf },
+    #[error("{path}: field `{field}`: {why}")]
+    Field { path: PathBuf, field: String, why: String },
+}
+
+/// Field names and their structured-config types, in schema order.
+pub const FIELDS: [(&str, &str); 6] = [
+    ("cache_max_entries", "uint64"),
+    ("cache_max_bytes", "uint64"),
+    ("socket_path", "string"),
+    ("allowed_uids", "vector<uint32>"),
+    ("log_filter", "string"),
+    ("preload", "vector<string>"),
+];
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Config {
+    /// Most images in the cache.
+    pub cache_max_entries: u64,
+    /// Most sealed bytes in the cache.
+    pub cache_max_bytes: u64,
+    /// Socket path; empty means `$XDG_RUNTIME_DIR/zygote/zygote.sock`, or
+    /// `/tmp/zygote-$UID/zygote.sock` when XDG_RUNTIME_DIR is unset.
+    pub socket_path: String,
+    /// Uids besides the daemon's own that may connect.
+    pub allowed_uids: Vec<u32>,
+    /// tracing-subscriber filter (RUST_LOG overrides it when set).
+    pub log_filter: String,
+    /// Programs prepared at start-up.
+    pub preload: Vec<String>,
+}
+
+const MAX_STRING: usize = 4096;
+const MAX_VECTOR: usize = 256;
+
+fn field_err(path: &Path, field: &str, why: impl Into<String>) -> ConfigError {
+    ConfigError::Field { path: path.to_path_buf(), field: field.to_string(), why: why.into() }
+}
+
+fn take_u64(path: &Path, m: &Map<String, Value>, f: &str) -> Result<u64, ConfigError> {
+    match m.get(f) {
+        Some(Value::Number(n)) => n.as_u64().ok_or_else(|| field_err(path, f, "must be a non-negative integer")),
+        Some(other) => Err(field_err(path, f, format!("must be a non-negative integer, not {other}"))),
+        None => Err(field_err(path, f, "is missing")),
+    }
+}
+
+fn take_string(path: &Path, m: &Map<String, Value>, f: &str) -> Result<String, ConfigError> {
+    match m.get(f) {
+        Some(Value::String(s)) if s.len() <= MAX_STRING => Ok(s.clone()),
+        Some(Value::String(_)) => Err(field_err(path, f, format!("longer than {MAX_STRING} bytes"))),
+        Some(other) => Err(field_err(path, f, format!("must be a string, not {other}"))),
+        None => Err(field_err(path, f, "is missing")),
+    }
+}
+
+fn take_vec<T>(
+    path: &Path,
+    m: &Map<String, Value>,
+    f: &str,
+    each: impl Fn(&Value) -> Option<T>,
+    what: &str,
+) -> Result<Vec<T>, ConfigError> {
+    let Some(v) = m.get(f) else { return Err(field_err(path, f, "is missing")) };
+    let Value::Array(items) = v else { return Err(field_err(path, f, format!("must be an array of {what}"))) };
+    if items.len() > MAX_VECTOR {
+        return Err(field_err(path, f, format!("more than {MAX_VECTOR} entries")));
+    }
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, x)| each(x).ok_or_else(|| field_err(path, &format!("{f}[{i}]"), format!("must be {what}, not {x}"))))
+        .collect()
+}
+
+impl Config {
+    /// The shipped defaults.
+    pub fn defaults() -> Self {
+        Self::parse(Path::new("config/zygote.json (built in)"), DEFAULT_CONFIG)
+            .unwrap_or_else(|e| unreachable!("the built-in config is checked by a test: {e}"))
+    }
+
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        Self::parse(path, &text)
+    }
+
+    /// Parse and validate; every field is required and unknown fields are
+    /// refused, each error naming the field.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        let v: Value =
+            serde_json::from_str(text).map_err(|source| ConfigError::Syntax { path: path.into(), source })?;
+        let Value::Object(m) = v else { return Err(ConfigError::NotObject { path: path.into() }) };
+        if let Some(unknown) = m.keys().find(|k| !FIELDS.iter().any(|(f, _)| f == k)) {
+            return Err(field_err(path, unknown, "is not a configuration field"));
+        }
+        let cfg = Config {
+            cache_max_entries: take_u64(path, &m, "cache_max_entries")?,
+            cache_max_bytes: take_u64(path, &m, "cache_max_bytes")?,
+            socket_path: take_string(path, &m, "socket_path")?,
+            allowed_uids: take_vec(
+                path,
+                &m,
+                "allowed_uids",
+                |x| x.as_u64().and_then(|n| u32::try_from(n).ok()),
+                "a uid (0..=4294967295)",
+            )?,
+            log_filter: take_string(path, &m, "log_filter")?,
+            preload: take_vec(path, &m, "preload", |x| x.as_str().map(str::to_string), "a path string")?,
+        };
+        if cfg.cache_max_entries > usize::MAX as u64 {
+            return Err(field_err(path, "cache_max_entries", "too large"));
+        }
+        if !cfg.socket_path.is_empty() && !cfg.socket_path.starts_with('/') {
+            return Err(field_err(path, "socket_path", "must be an absolute path or empty"));
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&cfg.log_filter) {
+            return Err(field_err(path, "log_filter", format!("not a valid filter: {e}")));
+        }
+        Ok(cfg)
+    }
+
+    /// The socket path to use: the configured one, or the default.
+    pub fn socket(&self) -> PathBuf {
+        if !self.socket_path.is_empty() {
+            return PathBuf::from(&self.socket_path);
+        }
+        default_socket_path()
+    }
+}
+
+/// `$XDG_RUNTIME_DIR/zygote/zygote.sock`, or `/tmp/zygote-$UID/zygote.sock`.
+pub fn default_socket_path() -> PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+        Some(dir) => PathBuf::from(dir).join("zygote").join("zygote.sock"),
+        None => PathBuf::from(format!("/tmp/zygote-{}", rustix::process::getuid().as_raw())).join("zygote.sock"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_defaults_parse() {
+        let c = Config::defaults();
+        assert!(c.cache_max_entries > 0 && c.cache_max_bytes > 0);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let p = Path::new("t.json");
+        let base: Value = serde_json::from_str(DEFAULT_CONFIG).unwrap();
+        let with = |k: &str, v: Value| {
+            let mut b = base.clone();
+            b[k] = v;
+            Config::parse(p, &b.to_string()).unwrap_err().to_string()
+        };
+        assert!(with("cache_max_entries", Value::from(-1)).contains("`cache_max_entries`"));
+        assert!(with("cache_max_bytes", Value::from("big")).contains("`cache_max_bytes`"));
+        assert!(with("socket_path", Value::from("relative")).contains("`socket_path`"));
+        assert!(with("allowed_uids", serde_json::json!([1, "x"])).contains("`allowed_uids[1]`"));
+        assert!(with("preload", Value::from(3)).contains("`preload`"));
+        assert!(with("log_filter", Value::from("=[")).contains("`log_filter`"));
+        assert!(with("bogus", Value::from(1)).contains("`bogus`"));
+        let mut missing = base.clone();
+        missing.as_object_mut().unwrap().remove("preload");
+        assert!(Config::parse(p, &missing.to_string()).unwrap_err().to_string().contains("`preload` is missing"));
+        assert!(matches!(Config::parse(p, "{"), Err(ConfigError::Syntax { .. })));
+    }
+}

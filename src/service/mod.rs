@@ -1,0 +1,8 @@
+//! The service: protocol messages, framing, peer checks, the Linux server and
+//! client (mini-redis style: one small module each).
+
+pub mod client;
+pub mod frame;
+pub mod message;
+pub mod peer;
+pub mod server;

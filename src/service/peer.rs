@@ -1,0 +1,93 @@
+//! Who is on the other end of a connection, and what it may run.
+
+use std::os::fd::{AsFd, BorrowedFd};
+
+use rustix::fs::fstat;
+use rustix::net::sockopt::socket_peercred;
+
+/// The peer's credentials, from SO_PEERCRED.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Peer {
+    pub pid: i32,
+    pub uid: u32,
+    pub gid: u32,
+    /// Supplementary groups (from /proc/PID/status; empty if unreadable).
+    pub groups: Vec<u32>,
+}
+
+impl Peer {
+    pub fn of(sock: BorrowedFd<'_>) -> std::io::Result<Self> {
+        let cred = socket_peercred(sock)?;
+        let pid = cred.pid.as_raw_nonzero().get();
+        Ok(Peer { pid, uid: cred.uid.as_raw(), gid: cred.gid.as_raw(), groups: groups_of(pid) })
+    }
+
+    /// May this peer connect? Its uid is the daemon's or allow-listed.
+    pub fn admitted(&self, own_uid: u32, allowed: &[u32]) -> bool {
+        self.uid == own_uid || allowed.contains(&self.uid)
+    }
+
+    /// Would execve let this peer run `file`? (The client opened it, which
+    /// proves read access; execute permission is checked here, by the same
+    /// rules as the kernel: root needs any x bit, else owner, group, other.)
+    pub fn may_execute(&self, file: impl AsFd) -> std::io::Result<bool> {
+        let st = fstat(file)?;
+        let mode = st.st_mode;
+        if mode & 0o170000 != 0o100000 {
+            return Ok(false);
+        }
+        if self.uid == 0 {
+            return Ok(mode & 0o111 != 0);
+        }
+        let bit = if self.uid == st.st_uid {
+            0o100
+        } else if self.gid == st.st_gid || self.groups.contains(&st.st_gid) {
+            0o010
+        } else {
+            0o001
+        };
+        Ok(mode & bit != 0)
+    }
+}
+
+fn groups_of(pid: i32) -> Vec<u32> {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return Vec::new();
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Groups:"))
+        .map(|g| g.split_whitespace().filter_map(|x| x.parse().ok()).collect())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixStream;
+
+    #[test]
+    fn own_credentials_and_exec_bits() {
+        let (a, _b) = UnixStream::pair().unwrap();
+        let p = Peer::of(a.as_fd()).unwrap();
+        assert_eq!(p.pid, std::process::id() as i32);
+        assert_eq!(p.uid, rustix::process::getuid().as_raw());
+        assert!(p.admitted(p.uid, &[]));
+        assert!(!p.admitted(p.uid.wrapping_add(1), &[]));
+        assert!(p.admitted(p.uid.wrapping_add(1), &[p.uid]));
+        let sh = std::fs::File::open("/bin/sh").unwrap();
+        assert!(p.may_execute(&sh).unwrap());
+        let passwd = std::fs::File::open("/etc/passwd").unwrap();
+        assert!(!p.may_execute(&passwd).unwrap());
+        // Another user: /bin/sh is world-executable, a 0700 file of root is not.
+        let other = Peer { pid: 1, uid: 65534, gid: 65534, groups: vec![] };
+        assert!(other.may_execute(&sh).unwrap());
+        let dir = std::env::temp_dir().join(format!("zygote-peer-{}", std::process::id()));
+        std::fs::write(&dir, b"x").unwrap();
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+        let f = std::fs::File::open(&dir).unwrap();
+        let owner_is_other = fstat(&f).unwrap().st_uid != 65534;
+        assert_eq!(other.may_execute(&f).unwrap(), !owner_is_other);
+        std::fs::remove_file(&dir).unwrap();
+    }
+}

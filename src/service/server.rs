@@ -1,0 +1,577 @@
+//! The Linux daemon: a tokio server on a Unix stream socket.
+//!
+//! One task per connection: credentials check (SO_PEERCRED), version
+//! handshake, then requests in order. Spawning and preparing run on the
+//! blocking pool, never on the reactor. Every child is reaped by a task that
+//! waits on its pidfd; children of a connection that goes away (unless
+//! detached) are killed first, so a crashed client leaves nothing behind.
+//! SIGTERM or SIGINT: stop accepting, let in-flight requests finish, remove
+//! the socket, give pending waits a grace period, exit.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::io::unix::AsyncFd;
+use tokio::sync::watch;
+
+use super::frame::{self, FrameError, FrameReader, FrameWriter, ReadStatus};
+use super::message::{
+    DaemonStats, ErrorCode, Hello, ImageStats, Limits, PROTOCOL_VERSION, Request, Response, SpawnArgs, Welcome,
+};
+use super::peer::Peer;
+use crate::config::Config;
+use crate::image::{ContentHash, ImageKey};
+use crate::spawn::{Child, Launch, SpawnError, StartOptions, Zygote};
+use crate::sys::linux::ExitStatus;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("{path}: a daemon is already listening there")]
+    AlreadyRunning { path: PathBuf },
+    #[error("{path}: {what}: {source}")]
+    Socket { path: PathBuf, what: &'static str, source: std::io::Error },
+    #[error("starting the zygote: {0}")]
+    Zygote(#[from] SpawnError),
+    #[error("runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// How the daemon runs.
+#[derive(Clone, Debug)]
+pub struct ServerOptions {
+    pub config: Config,
+    pub socket: PathBuf,
+    pub limits: Limits,
+    /// How long waits may still complete after SIGTERM.
+    pub grace: Duration,
+}
+
+#[derive(Default)]
+struct Counters {
+    spawns: AtomicU64,
+    spawn_errors: AtomicU64,
+    connections: AtomicU64,
+    open_connections: AtomicU64,
+    live_children: AtomicU64,
+}
+
+/// A child's end, shared between its reaper and any waiter.
+type StatusRx = watch::Receiver<Option<ExitStatus>>;
+
+struct State {
+    zygote: Arc<Zygote>,
+    config: Config,
+    limits: Limits,
+    own_uid: u32,
+    counters: Counters,
+    shutdown: watch::Receiver<bool>,
+}
+
+fn code_for(e: &SpawnError) -> ErrorCode {
+    match e {
+        SpawnError::Resolve(r) if r.exit_code() == 127 => ErrorCode::NotFound,
+        SpawnError::Resolve(_) => ErrorCode::PermissionDenied,
+        SpawnError::Image(_) | SpawnError::TooLarge { .. } | SpawnError::Io { .. } => ErrorCode::BadExecutable,
+        SpawnError::Request(_) => ErrorCode::BadRequest,
+        SpawnError::Launcher { .. } | SpawnError::Internal { .. } => ErrorCode::Internal,
+    }
+}
+
+fn error(code: ErrorCode, message: impl Into<String>) -> Response {
+    Response::Error { code, message: message.into() }
+}
+
+/// A connection's socket plus serialised writes.
+struct Conn {
+    fd: AsyncFd<OwnedFd>,
+    write_lock: tokio::sync::Mutex<()>,
+}
+
+impl Conn {
+    async fn send<T: serde::Serialize>(&self, msg: &T, fds: &[BorrowedFd<'_>]) -> std::io::Result<()> {
+        let body = frame::encode(msg);
+        let _w = self.write_lock.lock().await;
+        let mut w = FrameWriter::new(&body, fds);
+        while !w.done() {
+            let mut guard = self.fd.writable().await?;
+            match w.write_once(self.fd.get_ref().as_fd()) {
+                Ok(()) | Err(rustix::io::Errno::INTR) => {}
+                Err(rustix::io::Errno::AGAIN) => guard.clear_ready(),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    async fn recv(&self, reader: &mut FrameReader, limits: &Limits) -> Result<Option<frame::Frame>, FrameError> {
+        loop {
+            if let Some(f) = reader.next_frame(limits)? {
+                return Ok(Some(f));
+            }
+            let mut guard = self.fd.readable().await?;
+            match reader.read_once(self.fd.get_ref().as_fd())? {
+                ReadStatus::Data => {}
+                ReadStatus::Eof => return reader.finish(limits),
+                ReadStatus::WouldBlock => guard.clear_ready(),
+            }
+        }
+    }
+}
+
+/// Bind the socket: directory 0700, socket 0600; a stale socket is replaced,
+/// a live one is an error. With systemd socket activation (LISTEN_FDS), use fd 3.
+fn listener(path: &Path) -> Result<(std::os::unix::net::UnixListener, bool), ServerError> {
+    let sock_err = |what, source| ServerError::Socket { path: path.to_path_buf(), what, source };
+    if let Some(l) = systemd_listener() {
+        return Ok((l, false));
+    }
+    if let Some(dir) = path.parent()
+        && !dir.exists()
+    {
+        std::fs::create_dir_all(dir).map_err(|e| sock_err("creating the directory", e))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| sock_err("chmod 0700 of the directory", e))?;
+    }
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(ServerError::AlreadyRunning { path: path.to_path_buf() });
+        }
+        std::fs::remove_file(path).map_err(|e| sock_err("removing a stale socket", e))?;
+    }
+    let l = std::os::unix::net::UnixListener::bind(path).map_err(|e| sock_err("bind", e))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|e| sock_err("chmod 0600", e))?;
+    Ok((l, true))
+}
+
+/// The listening socket systemd passed, if it passed one to this process.
+fn systemd_listener() -> Option<std::os::unix::net::UnixListener> {
+    let pid: u32 = std::env::var("LISTEN_PID").ok()?.parse().ok()?;
+    let n: i32 = std::env::var("LISTEN_FDS").ok()?.parse().ok()?;
+    if pid != std::process::id() || n < 1 {
+        return None;
+    }
+    // fd 3 is ours by the sd_listen_fds protocol.
+    let fd = crate::sys::linux::claim_inherited_fd(3)?;
+    // Mark it CLOEXEC so children never inherit it.
+    let _ = rustix::io::fcntl_setfd(&fd, rustix::io::FdFlags::CLOEXEC);
+    Some(std::os::unix::net::UnixListener::from(fd))
+}
+
+/// Run the daemon until SIGTERM or SIGINT.
+pub fn run(opts: ServerOptions) -> Result<(), ServerError> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(ServerError::Runtime)?;
+    rt.block_on(serve(opts))
+}
+
+async fn serve(opts: ServerOptions) -> Result<(), ServerError> {
+    let cfg = &opts.config;
+    let cache = crate::cache::CacheConfig {
+        max_entries: usize::try_from(cfg.cache_max_entries).unwrap_or(usize::MAX),
+        max_bytes: cfg.cache_max_bytes,
+    };
+    let zygote = Arc::new(Zygote::new(cache)?);
+    for p in &cfg.preload {
+        match zygote.prepare(Path::new(p)) {
+            Ok(img) => tracing::info!(program = %p, key = %img.key(), "preloaded"),
+            Err(e) => tracing::warn!("preload {p}: {e}"),
+        }
+    }
+    let (std_listener, owned) = listener(&opts.socket)?;
+    std_listener.set_nonblocking(true).map_err(ServerError::Runtime)?;
+    let listener = tokio::net::UnixListener::from_std(std_listener).map_err(ServerError::Runtime)?;
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let state = Arc::new(State {
+        zygote,
+        config: opts.config.clone(),
+        limits: opts.limits,
+        own_uid: rustix::process::getuid().as_raw(),
+        counters: Counters::default(),
+        shutdown: shutdown_rx,
+    });
+    tracing::info!(socket = %opts.socket.display(), "zygote daemon listening");
+    let mut term =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(ServerError::Runtime)?;
+    let mut int =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).map_err(ServerError::Runtime)?;
+    let mut tasks = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let state = state.clone();
+                    tasks.spawn(async move { connection(state, stream).await });
+                }
+                Err(e) => tracing::warn!("accept: {e}"),
+            },
+            Some(Some(())) = async { tasks.join_next().await.map(|_| Some(())) }, if !tasks.is_empty() => {}
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+    drop(listener);
+    if owned {
+        let _ = std::fs::remove_file(&opts.socket);
+    }
+    let _ = shutdown_tx.send(true);
+    let deadline = tokio::time::sleep(opts.grace);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            next = tasks.join_next() => if next.is_none() { break },
+            _ = &mut deadline => {
+                tracing::warn!(pending = tasks.len(), "grace period over; leaving pending waits");
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A child spawned on a connection.
+struct SessionChild {
+    status: StatusRx,
+    pidfd: Arc<OwnedFd>,
+    detached: bool,
+}
+
+/// Per-connection state: the children it spawned.
+struct Session {
+    children: Mutex<HashMap<i32, SessionChild>>,
+}
+
+async fn connection(state: Arc<State>, stream: tokio::net::UnixStream) {
+    let counters = &state.counters;
+    counters.connections.fetch_add(1, Ordering::Relaxed);
+    counters.open_connections.fetch_add(1, Ordering::Relaxed);
+    let Ok(std_stream) = stream.into_std() else {
+        counters.open_connections.fetch_sub(1, Ordering::Relaxed);
+        return;
+    };
+    let fd: OwnedFd = std_stream.into();
+    let peer = Peer::of(fd.as_fd());
+    let conn = match crate::sys::linux::async_fd(fd) {
+        Ok(fd) => Arc::new(Conn { fd, write_lock: tokio::sync::Mutex::new(()) }),
+        Err(e) => {
+            tracing::warn!("registering a connection: {e}");
+            counters.open_connections.fetch_sub(1, Ordering::Relaxed);
+            return;
+        }
+    };
+    let session = Arc::new(Session { children: Mutex::new(HashMap::new()) });
+    match peer {
+        Ok(peer) if peer.admitted(state.own_uid, &state.config.allowed_uids) => {
+            let span = tracing::debug_span!("conn", peer_pid = peer.pid, peer_uid = peer.uid);
+            let _ = tracing::Instrument::instrument(serve_conn(&state, &conn, &peer, &session), span).await;
+        }
+        Ok(peer) => {
+            tracing::warn!(uid = peer.uid, pid = peer.pid, "refused a peer");
+            let msg = format!("uid {} may not use this zygote (daemon uid {})", peer.uid, state.own_uid);
+            let _ = conn.send(&error(ErrorCode::PeerRefused, msg), &[]).await;
+        }
+        Err(e) => tracing::warn!("SO_PEERCRED: {e}"),
+    }
+    // The client is gone: kill its attached children that still run; their
+    // reapers collect them.
+    let children: Vec<_> = session.children.lock().unwrap_or_else(|e| e.into_inner()).drain().collect();
+    for (pid, SessionChild { status, pidfd, detached }) in children {
+        if !detached && status.borrow().is_none() {
+            tracing::info!(pid, "client went away: killing its child");
+            let _ = crate::sys::linux::process::pidfd_kill(pidfd.as_fd(), libc::SIGKILL);
+        }
+    }
+    counters.open_connections.fetch_sub(1, Ordering::Relaxed);
+}
+
+async fn serve_conn(state: &Arc<State>, conn: &Arc<Conn>, peer: &Peer, session: &Arc<Session>) -> Option<()> {
+    let mut reader = FrameReader::new();
+    let limits = state.limits;
+    let mut shutdown = state.shutdown.clone();
+    // Handshake.
+    let hello = conn.recv(&mut reader, &limits).await;
+    let hello: Hello = match hello {
+        Ok(Some(f)) => match serde_json::from_slice(&f.body) {
+            Ok(h) => h,
+            Err(e) => {
+                let _ = conn.send(&error(ErrorCode::BadRequest, format!("expected Hello: {e}")), &[]).await;
+                return None;
+            }
+        },
+        Ok(None) => return None,
+        Err(e) => {
+            let _ = conn.send(&frame_error(&e), &[]).await;
+            return None;
+        }
+    };
+    if hello.version != PROTOCOL_VERSION {
+        let msg = format!("protocol version {} is not {}", hello.version, PROTOCOL_VERSION);
+        let _ = conn.send(&error(ErrorCode::BadVersion, msg), &[]).await;
+        return None;
+    }
+    conn.send(&Welcome { version: PROTOCOL_VERSION, limits }, &[]).await.ok()?;
+    let mut waits = tokio::task::JoinSet::new();
+    loop {
+        let frame = tokio::select! {
+            f = conn.recv(&mut reader, &limits) => f,
+            _ = shutdown.changed() => break,
+        };
+        let frame = match frame {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) => {
+                let _ = conn.send(&frame_error(&e), &[]).await;
+                break;
+            }
+        };
+        let request: Request = match serde_json::from_slice(&frame.body) {
+            Ok(r) => r,
+            Err(e) => {
+                // The frame was well formed: answer and keep the connection.
+                conn.send(&error(ErrorCode::BadRequest, format!("undecodable request: {e}")), &[]).await.ok()?;
+                continue;
+            }
+        };
+        let span = tracing::debug_span!("request", method = request.method());
+        let fut = handle(state, conn, peer, session, request, frame.fds, &mut waits);
+        let keep = tracing::Instrument::instrument(fut, span).await;
+        if keep.is_none() {
+            break;
+        }
+    }
+    // Pending waits finish (within the grace period at shutdown) unless the
+    // client is gone, in which case sending fails at once.
+    while waits.join_next().await.is_some() {}
+    Some(())
+}
+
+fn frame_error(e: &FrameError) -> Response {
+    let code = match e {
+        FrameError::TooLarge { .. } => ErrorCode::MessageTooLarge,
+        FrameError::TooManyFds { .. } | FrameError::FdMismatch { .. } => ErrorCode::TooManyFds,
+        _ => ErrorCode::BadRequest,
+    };
+    error(code, e.to_string())
+}
+
+/// Handle one request. `None` ends the connection.
+async fn handle(
+    state: &Arc<State>,
+    conn: &Arc<Conn>,
+    peer: &Peer,
+    session: &Arc<Session>,
+    request: Request,
+    mut fds: Vec<OwnedFd>,
+    waits: &mut tokio::task::JoinSet<()>,
+) -> Option<()> {
+    if !request.expected_fds().contains(&fds.len()) {
+        let msg = format!("{} takes {:?} fds, got {}", request.method(), request.expected_fds(), fds.len());
+        return conn.send(&error(ErrorCode::TooManyFds, msg), &[]).await.ok();
+    }
+    let reply = match request {
+        Request::Spawn(args) => {
+            let started = Instant::now();
+            match spawn(state, peer, session, args, fds).await {
+                Ok((pid, key, pidfd)) => {
+                    state.counters.spawns.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(pid, elapsed_us = started.elapsed().as_micros() as u64, "spawned");
+                    return conn.send(&Response::Spawned { pid, key }, &[pidfd.as_fd()]).await.ok();
+                }
+                Err(r) => {
+                    state.counters.spawn_errors.fetch_add(1, Ordering::Relaxed);
+                    r
+                }
+            }
+        }
+        Request::Preload { name } => {
+            let file = fds.remove(0);
+            let z = state.zygote.clone();
+            let path = PathBuf::from(&name);
+            match tokio::task::spawn_blocking(move || z.prepare_fd(file, &path)).await {
+                Ok(Ok(img)) => Response::Preloaded { key: img.key().to_string(), sealed_bytes: img.sealed_bytes() },
+                Ok(Err(e)) => error(code_for(&e), e.to_string()),
+                Err(e) => error(ErrorCode::Internal, e.to_string()),
+            }
+        }
+        Request::Evict { key } => evict(state, key, fds).await,
+        Request::Stats => Response::Stats(stats(state)),
+        Request::Wait { pid } => {
+            let entry = session.children.lock().unwrap_or_else(|e| e.into_inner()).get(&pid).map(|e| e.status.clone());
+            let Some(mut rx) = entry else {
+                let msg = format!("pid {pid} was not spawned on this connection");
+                return conn.send(&error(ErrorCode::NotFound, msg), &[]).await.ok();
+            };
+            let conn = conn.clone();
+            waits.spawn(async move {
+                let status = loop {
+                    if let Some(s) = *rx.borrow_and_update() {
+                        break Some(s);
+                    }
+                    if rx.changed().await.is_err() {
+                        break *rx.borrow();
+                    }
+                };
+                let (code, signal) = match status {
+                    Some(ExitStatus::Exited(c)) => (Some(c), None),
+                    Some(ExitStatus::Signaled(s)) => (None, Some(s)),
+                    None => (None, None),
+                };
+                let _ = conn.send(&Response::Exited { pid, code, signal }, &[]).await;
+            });
+            return Some(());
+        }
+    };
+    conn.send(&reply, &[]).await.ok()
+}
+
+async fn spawn(
+    state: &Arc<State>,
+    peer: &Peer,
+    session: &Arc<Session>,
+    args: SpawnArgs,
+    mut fds: Vec<OwnedFd>,
+) -> Result<(i32, String, Arc<OwnedFd>), Response> {
+    if args.args_bytes() > state.limits.max_args_bytes as usize {
+        let msg =
+            format!("argv and environ take {} bytes, more than {}", args.args_bytes(), state.limits.max_args_bytes);
+        return Err(error(ErrorCode::ArgsTooLarge, msg));
+    }
+    if args.argv.is_empty() {
+        return Err(error(ErrorCode::BadRequest, "argv is empty"));
+    }
+    let exe = fds.remove(0);
+    let path = PathBuf::from(OsString::from_vec(args.path.clone()));
+    match peer.may_execute(&exe) {
+        Ok(true) => {}
+        Ok(false) => return Err(error(ErrorCode::PermissionDenied, format!("{}: Permission denied", path.display()))),
+        Err(e) => return Err(error(ErrorCode::BadExecutable, format!("{}: {e}", path.display()))),
+    }
+    let z = state.zygote.clone();
+    let result = tokio::task::spawn_blocking(move || -> Result<Child, SpawnError> {
+        let image = z.prepare_fd(exe, &path)?;
+        let launch = Launch {
+            program: path.clone(),
+            argv: args.argv.into_iter().map(OsString::from_vec).collect(),
+            exec_path: path,
+        };
+        let env: Vec<OsString> = args.environ.into_iter().map(OsString::from_vec).collect();
+        let cwd = (!args.cwd.is_empty()).then(|| PathBuf::from(OsString::from_vec(args.cwd)));
+        let placed: Vec<(RawFd, RawFd)> = fds.iter().map(|f| f.as_raw_fd()).zip(args.fds.iter().copied()).collect();
+        let opts = StartOptions { env: &env, cwd: cwd.as_deref(), name: Some(&args.name), fds: &placed };
+        let child = z.start(&image, &launch, &opts);
+        drop(fds);
+        child
+    })
+    .await
+    .map_err(|e| error(ErrorCode::Internal, e.to_string()))?;
+    let child = result.map_err(|e| error(code_for(&e), e.to_string()))?;
+    let pid = child.pid();
+    let key = child.image_key().to_string();
+    let pidfd = Arc::new(
+        child.pidfd().try_clone_to_owned().map_err(|e| error(ErrorCode::Internal, format!("dup pidfd: {e}")))?,
+    );
+    let (tx, rx) = watch::channel(None);
+    session
+        .children
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(pid, SessionChild { status: rx, pidfd: pidfd.clone(), detached: args.detach });
+    state.counters.live_children.fetch_add(1, Ordering::Relaxed);
+    let st = state.clone();
+    tokio::spawn(reap(st, child, tx));
+    Ok((pid, key, pidfd))
+}
+
+/// Wait for a child's pidfd to become readable (it exited), reap it, publish
+/// its status.
+async fn reap(state: Arc<State>, mut child: Child, tx: watch::Sender<Option<ExitStatus>>) {
+    let status = match child.pidfd().try_clone_to_owned().map(crate::sys::linux::async_fd) {
+        Ok(Ok(afd)) => {
+            let _ = afd.readable().await;
+            tokio::task::spawn_blocking(move || child.wait()).await.ok().and_then(Result::ok)
+        }
+        _ => tokio::task::spawn_blocking(move || child.wait()).await.ok().and_then(Result::ok),
+    };
+    state.counters.live_children.fetch_sub(1, Ordering::Relaxed);
+    let _ = tx.send(status);
+}
+
+async fn evict(state: &Arc<State>, key: String, mut fds: Vec<OwnedFd>) -> Response {
+    let hash = if key.is_empty() {
+        let file = fds.remove(0);
+        let z = state.zygote.clone();
+        match tokio::task::spawn_blocking(move || z.identify_fd(&file)).await {
+            Ok(Ok(h)) => h,
+            Ok(Err(e)) => return error(code_for(&e), e.to_string()),
+            Err(e) => return error(ErrorCode::Internal, e.to_string()),
+        }
+    } else {
+        match parse_hash(&key) {
+            Some(h) => h,
+            None => return error(ErrorCode::BadRequest, format!("{key:?} is not a 64-digit hex image key")),
+        }
+    };
+    match state.zygote.cache().remove(&ImageKey::relocate(hash)) {
+        Some(_) => Response::Evicted { count: 1 },
+        None => error(ErrorCode::NotFound, format!("no cached image {hash}")),
+    }
+}
+
+fn parse_hash(s: &str) -> Option<ContentHash> {
+    if s.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(ContentHash(out))
+}
+
+fn stats(state: &State) -> DaemonStats {
+    let c = &state.counters;
+    let images = state
+        .zygote
+        .cache()
+        .images()
+        .iter()
+        .map(|i| ImageStats {
+            key: i.key().to_string(),
+            path: String::from_utf8_lossy(i.path().as_os_str().as_bytes()).into_owned(),
+            sealed_bytes: i.sealed_bytes(),
+            regions: i.regions().len() as u64,
+        })
+        .collect();
+    DaemonStats {
+        cache: state.zygote.stats().into(),
+        spawns: c.spawns.load(Ordering::Relaxed),
+        spawn_errors: c.spawn_errors.load(Ordering::Relaxed),
+        live_children: c.live_children.load(Ordering::Relaxed),
+        connections: c.connections.load(Ordering::Relaxed),
+        open_connections: c.open_connections.load(Ordering::Relaxed),
+        images,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_keys() {
+        let h = ContentHash([0xab; 32]);
+        assert_eq!(parse_hash(&h.to_string()), Some(h));
+        assert_eq!(parse_hash("xyz"), None);
+        assert_eq!(parse_hash(&"g".repeat(64)), None);
+    }
+}
