@@ -184,7 +184,7 @@ mod tests {
         assert!(with("bogus", Value::from(1)).contains("`bogus`"));
         let mut missing = base.clone();
         missing.as_object_mut().unwrap().remove("preload");
-        assert!(Config::parse(p, &missing.to_string()).unwrap_err().to_string().contains("`preload` is missing"));
+        assert!(Config::parse(p, &missing.to_string()).unwrap_err().to_string().contains("`preload`: is missing"));
         assert!(matches!(Config::parse(p, "{"), Err(ConfigError::Syntax { .. })));
     }
 }
