@@ -127,11 +127,8 @@ impl Conn {
 
 /// Bind the socket: directory 0700, socket 0600; a stale socket is replaced,
 /// a live one is an error. With systemd socket activation (LISTEN_FDS), use fd 3.
-fn listener(path: &Path) -> Result<(std::os::unix::net::UnixListener, bool), ServerError> {
+fn listener(path: &Path) -> Result<std::os::unix::net::UnixListener, ServerError> {
     let sock_err = |what, source| ServerError::Socket { path: path.to_path_buf(), what, source };
-    if let Some(l) = systemd_listener() {
-        return Ok((l, false));
-    }
     if let Some(dir) = path.parent()
         && !dir.exists()
     {
@@ -147,18 +144,26 @@ fn listener(path: &Path) -> Result<(std::os::unix::net::UnixListener, bool), Ser
     }
     let l = std::os::unix::net::UnixListener::bind(path).map_err(|e| sock_err("bind", e))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|e| sock_err("chmod 0600", e))?;
-    Ok((l, true))
+    Ok(l)
 }
 
 /// The listening socket systemd passed, if it passed one to this process.
+/// Must run before anything else opens an fd (fd 3 is claimed by number).
 fn systemd_listener() -> Option<std::os::unix::net::UnixListener> {
     let pid: u32 = std::env::var("LISTEN_PID").ok()?.parse().ok()?;
     let n: i32 = std::env::var("LISTEN_FDS").ok()?.parse().ok()?;
     if pid != std::process::id() || n < 1 {
         return None;
     }
-    // fd 3 is ours by the sd_listen_fds protocol.
+    // fd 3 is ours by the sd_listen_fds protocol, if it is a listening socket.
     let fd = crate::sys::linux::claim_inherited_fd(3)?;
+    let listening = rustix::net::sockopt::socket_acceptconn(&fd).unwrap_or(false);
+    if !listening {
+        tracing::warn!("LISTEN_FDS is set but fd 3 is not a listening socket; ignoring it");
+        // Not ours to close: give it back to whoever holds it.
+        std::mem::forget(fd);
+        return None;
+    }
     // Mark it CLOEXEC so children never inherit it.
     let _ = rustix::io::fcntl_setfd(&fd, rustix::io::FdFlags::CLOEXEC);
     Some(std::os::unix::net::UnixListener::from(fd))
@@ -166,15 +171,16 @@ fn systemd_listener() -> Option<std::os::unix::net::UnixListener> {
 
 /// Run the daemon until SIGTERM or SIGINT.
 pub fn run(opts: ServerOptions) -> Result<(), ServerError> {
+    let activated = systemd_listener();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(ServerError::Runtime)?;
-    rt.block_on(serve(opts))
+    rt.block_on(serve(opts, activated))
 }
 
-async fn serve(opts: ServerOptions) -> Result<(), ServerError> {
+async fn serve(opts: ServerOptions, activated: Option<std::os::unix::net::UnixListener>) -> Result<(), ServerError> {
     let cfg = &opts.config;
     let cache = crate::cache::CacheConfig {
         max_entries: usize::try_from(cfg.cache_max_entries).unwrap_or(usize::MAX),
@@ -187,7 +193,11 @@ async fn serve(opts: ServerOptions) -> Result<(), ServerError> {
             Err(e) => tracing::warn!("preload {p}: {e}"),
         }
     }
-    let (std_listener, owned) = listener(&opts.socket)?;
+    let owned = activated.is_none();
+    let std_listener = match activated {
+        Some(l) => l,
+        None => listener(&opts.socket)?,
+    };
     std_listener.set_nonblocking(true).map_err(ServerError::Runtime)?;
     let listener = tokio::net::UnixListener::from_std(std_listener).map_err(ServerError::Runtime)?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
