@@ -422,6 +422,7 @@ async fn handle(
                 return conn.send(&error(ErrorCode::NotFound, msg), &[]).await.ok();
             };
             let conn = conn.clone();
+            let session = session.clone();
             waits.spawn(async move {
                 let status = loop {
                     if let Some(s) = *rx.borrow_and_update() {
@@ -437,6 +438,8 @@ async fn handle(
                     None => (None, None),
                 };
                 let _ = conn.send(&Response::Exited { pid, code, signal }, &[]).await;
+                // Reaped and reported: the connection need not remember it.
+                session.children.lock().unwrap_or_else(|e| e.into_inner()).remove(&pid);
             });
             return Some(());
         }
