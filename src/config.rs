@@ -23,13 +23,14 @@ pub enum ConfigError {
 }
 
 /// Field names and their structured-config types, in schema order.
-pub const FIELDS: [(&str, &str); 6] = [
+pub const FIELDS: [(&str, &str); 7] = [
     ("cache_max_entries", "uint64"),
     ("cache_max_bytes", "uint64"),
     ("socket_path", "string"),
     ("allowed_uids", "vector<uint32>"),
     ("log_filter", "string"),
     ("preload", "vector<string>"),
+    ("metrics_port", "uint16"),
 ];
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -47,6 +48,8 @@ pub struct Config {
     pub log_filter: String,
     /// Programs prepared at start-up.
     pub preload: Vec<String>,
+    /// TCP port on 127.0.0.1 serving OpenMetrics at `GET /metrics`; 0: off.
+    pub metrics_port: u16,
 }
 
 const MAX_STRING: usize = 4096;
@@ -125,7 +128,15 @@ impl Config {
                 "a uid (0..=4294967295)",
             )?,
             log_filter: take_string(path, &m, "log_filter")?,
-            preload: take_vec(path, &m, "preload", |x| x.as_str().map(str::to_string), "a path string")?,
+            preload: take_vec(
+                path,
+                &m,
+                "preload",
+                |x| x.as_str().filter(|s| s.len() <= MAX_STRING).map(str::to_string),
+                "a path string of at most 4096 bytes",
+            )?,
+            metrics_port: u16::try_from(take_u64(path, &m, "metrics_port")?)
+                .map_err(|_| field_err(path, "metrics_port", "must be a port number (0..=65535)"))?,
         };
         if cfg.cache_max_entries > usize::MAX as u64 {
             return Err(field_err(path, "cache_max_entries", "too large"));
@@ -182,6 +193,8 @@ mod tests {
         assert!(with("preload", Value::from(3)).contains("`preload`"));
         assert!(with("log_filter", Value::from("=[")).contains("`log_filter`"));
         assert!(with("bogus", Value::from(1)).contains("`bogus`"));
+        assert!(with("metrics_port", Value::from(65536)).contains("`metrics_port`"));
+        assert!(with("metrics_port", Value::from(-1)).contains("`metrics_port`"));
         let mut missing = base.clone();
         missing.as_object_mut().unwrap().remove("preload");
         assert!(Config::parse(p, &missing.to_string()).unwrap_err().to_string().contains("`preload`: is missing"));

@@ -5,13 +5,16 @@
 //! - [`image`]: identity and keys, the `Image` model, the relocating preparer;
 //! - [`cache`]: LRU of images, bounded by entries and sealed bytes;
 //! - [`spawn`]: exec semantics, plans, launching and waiting;
+//! - [`metrics`]: shared-page accounting from smaps, spawn latency, OpenMetrics;
 //! - [`sys`]: the kernel layer (Linux: memfds, clone+exec of the stub, pidfds).
 
 pub mod bench;
+pub mod bench_daemon;
 pub mod cache;
 pub mod config;
 pub mod elf;
 pub mod image;
+pub mod metrics;
 pub mod remote;
 pub mod service;
 pub mod spawn;

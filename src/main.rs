@@ -25,6 +25,8 @@ enum Command {
     Inspect(InspectArgs),
     /// Measure spawn-and-wait latency: zygote against posix_spawn and vfork+execve.
     Bench(BenchArgs),
+    /// Measure spawns through a running daemon (concurrent clients) against posix_spawn.
+    BenchDaemon(BenchDaemonArgs),
     /// Serve spawn requests on a Unix socket (the main job).
     Daemon(DaemonArgs),
     /// Start PROGRAM through the daemon, with this terminal's stdio; exits with its status.
@@ -115,8 +117,11 @@ struct StatsArgs {
     #[command(flatten)]
     socket: SocketArg,
     /// Machine-readable output (the DaemonStats schema, docs/PROTOCOL.md).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "prometheus")]
     json: bool,
+    /// OpenMetrics text, as the daemon's `GET /metrics` (metrics_port) serves it.
+    #[arg(long)]
+    prometheus: bool,
 }
 
 #[derive(Args)]
@@ -133,6 +138,30 @@ struct BenchArgs {
     #[command(flatten)]
     cache: CacheArgs,
     /// The program and its arguments.
+    #[arg(trailing_var_arg = true, required = true, value_name = "PROGRAM ARGS")]
+    command: Vec<OsString>,
+}
+
+#[derive(Args)]
+struct BenchDaemonArgs {
+    #[command(flatten)]
+    socket: SocketArg,
+    /// Concurrent clients (threads, each with its own daemon connection).
+    #[arg(long, default_value_t = zygote::bench_daemon::DEFAULT_CLIENTS)]
+    clients: usize,
+    /// Timed spawn-and-wait rounds per client and per method.
+    #[arg(long, default_value_t = zygote::bench_daemon::DEFAULT_SPAWNS_PER_CLIENT)]
+    spawns: usize,
+    /// Untimed rounds per client and per method before the timed ones.
+    #[arg(long, default_value_t = zygote::bench_daemon::DEFAULT_WARMUP)]
+    warmup: usize,
+    /// Timed blocks per method; the methods alternate block by block (ABBA).
+    #[arg(long, default_value_t = zygote::bench_daemon::DEFAULT_BLOCKS)]
+    blocks: usize,
+    /// Print the report as JSON on stdout; the table then goes to stderr.
+    #[arg(long)]
+    json: bool,
+    /// Programs and their arguments, separated by `::`: PROGRAM [ARGS] [:: PROGRAM [ARGS]]...
     #[arg(trailing_var_arg = true, required = true, value_name = "PROGRAM ARGS")]
     command: Vec<OsString>,
 }
@@ -207,6 +236,9 @@ fn init_logging(flag: Option<&str>, default: &str) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Daemon(_)) {
+        zygote::sys::linux::default_sigpipe();
+    }
     let code = match cli.command {
         Command::Daemon(a) => daemon(a, cli.log.as_deref()),
         command => {
@@ -215,10 +247,19 @@ fn main() -> ExitCode {
                 Command::Run(a) => run(a),
                 Command::Inspect(a) => inspect(a),
                 Command::Bench(a) => bench(a),
+                Command::BenchDaemon(a) => bench_daemon(a),
                 Command::Spawn(a) => remote_spawn(a),
                 Command::Preload(a) => report(zygote::remote::preload(&a.socket.path(), &a.programs)),
                 Command::Evict(a) => report(zygote::remote::evict(&a.socket.path(), &a.target)),
-                Command::Stats(a) => report(zygote::remote::stats(&a.socket.path(), a.json)),
+                Command::Stats(a) => {
+                    use zygote::remote::StatsFormat;
+                    let format = match (a.json, a.prometheus) {
+                        (true, _) => StatsFormat::Json,
+                        (_, true) => StatsFormat::Prometheus,
+                        _ => StatsFormat::Table,
+                    };
+                    report(zygote::remote::stats_as(&a.socket.path(), format))
+                }
                 Command::Daemon(_) => unreachable!("handled above"),
             }
         }
@@ -278,12 +319,24 @@ fn run(a: RunArgs) -> i32 {
     };
     if a.stats {
         let stats = zygote.stats();
+        let image = zygote.cache().images().into_iter().find(|i| i.key() == child.image_key());
+        let kind = image.as_ref().map(|i| i.kind());
+        let fallback = image.as_ref().and_then(|i| i.fallback().map(str::to_string));
         if a.json {
-            let v = serde_json::json!({ "status": status, "exit_code": status.shell_code(), "cache": stats });
+            let v = serde_json::json!({
+                "status": status,
+                "exit_code": status.shell_code(),
+                "image": { "key": child.image_key().to_string(), "kind": kind, "fallback": fallback },
+                "cache": stats,
+            });
             eprintln!("{v}");
         } else {
+            let how = match &fallback {
+                Some(why) => format!("plain exec ({why})"),
+                None => format!("from image {}", &child.image_key().to_string()[..16]),
+            };
             eprintln!(
-                "zygote: {status}; cache: {} entries, {} sealed bytes, {} hits, {} misses, build {:.3} ms",
+                "zygote: {status}; started {how}; cache: {} entries, {} sealed bytes, {} hits, {} misses, build {:.3} ms",
                 stats.entries,
                 stats.bytes,
                 stats.hits,
@@ -378,6 +431,45 @@ fn bench(a: BenchArgs) -> i32 {
             Ok(s) => println!("{s}"),
             Err(e) => {
                 eprintln!("zygote: bench: writing JSON: {e}");
+                return 1;
+            }
+        }
+    } else {
+        report.print_table();
+    }
+    if report.failures() > 0 { 1 } else { 0 }
+}
+
+fn bench_daemon(a: BenchDaemonArgs) -> i32 {
+    let programs = match zygote::bench_daemon::split_programs(a.command) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("zygote: {e}");
+            return e.exit_code();
+        }
+    };
+    let opts = zygote::bench_daemon::DaemonBenchOptions {
+        socket: a.socket.path(),
+        programs,
+        clients: a.clients,
+        spawns_per_client: a.spawns,
+        warmup: a.warmup,
+        blocks: a.blocks,
+    };
+    let report = match zygote::bench_daemon::run(&opts) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("zygote: {e}");
+            return e.exit_code();
+        }
+    };
+    if a.json {
+        // Table for the human on stderr, the report for the machine on stdout.
+        let _ = report.write_table(&mut std::io::stderr());
+        match serde_json::to_string_pretty(&report) {
+            Ok(s) => println!("{s}"),
+            Err(e) => {
+                eprintln!("zygote: bench-daemon: writing JSON: {e}");
                 return 1;
             }
         }

@@ -95,23 +95,37 @@ pub fn spawn(cmd: SpawnCommand) -> Result<i32, RemoteError> {
         path: bytes(launch.program.as_os_str()),
         detach: cmd.no_wait,
     };
-    let mut client = Client::connect(&cmd.socket)?;
-    // SAFETY-free borrows of our own stdio for the duration of the call.
+    // Signals to relay stay pending from here on, so none is lost (or kills
+    // us) before the child exists; they are passed on once it does.
+    let sigs = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
+    let old_mask = crate::sys::linux::process::block_signals(&sigs).map_err(ClientError::Io)?;
+    let result = spawn_blocked(&cmd.socket, cmd.no_wait, args, exe, &sigs);
+    crate::sys::linux::process::restore_signals(&old_mask);
+    result
+}
+
+fn spawn_blocked(
+    socket: &Path,
+    no_wait: bool,
+    args: SpawnArgs,
+    exe: OwnedFd,
+    sigs: &[i32],
+) -> Result<i32, RemoteError> {
+    let mut client = Client::connect(socket)?;
     let (stdin, stdout, stderr) = (std::io::stdin(), std::io::stdout(), std::io::stderr());
     let fds: [BorrowedFd<'_>; 4] = [exe.as_fd(), stdin.as_fd(), stdout.as_fd(), stderr.as_fd()];
     let (reply, reply_fds) = client.call(&Request::Spawn(args), &fds)?;
     let Response::Spawned { pid, .. } = reply else {
         return Err(ClientError::Protocol(format!("expected Spawned, got {reply:?}")).into());
     };
-    if cmd.no_wait {
+    if no_wait {
         println!("{pid}");
         return Ok(0);
     }
     let pidfd = reply_fds.into_iter().next().ok_or_else(|| ClientError::Protocol("Spawned without a pidfd".into()))?;
     client.send(&Request::Wait { pid }, &[])?;
     // Our child lives in the daemon's process group: pass every signal on.
-    let sigs = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
-    crate::sys::linux::process::relay_signals_until(client.socket(), pidfd.as_fd(), &sigs, false)
+    crate::sys::linux::process::relay_signals_until(client.socket(), pidfd.as_fd(), sigs, false)
         .map_err(ClientError::Io)?;
     match client.recv()? {
         (Response::Exited { code: Some(c), .. }, _) => Ok(c),
@@ -157,20 +171,71 @@ pub fn evict(socket: &Path, target: &OsStr) -> Result<i32, RemoteError> {
     }
 }
 
+/// How `zygote stats` prints.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StatsFormat {
+    /// A table for people.
+    #[default]
+    Table,
+    /// `DaemonStats` as JSON (docs/PROTOCOL.md).
+    Json,
+    /// OpenMetrics text (`# EOF`-terminated), as the daemon's `GET /metrics`.
+    Prometheus,
+}
+
 /// `zygote stats [--json]`.
 pub fn stats(socket: &Path, json: bool) -> Result<i32, RemoteError> {
+    stats_as(socket, if json { StatsFormat::Json } else { StatsFormat::Table })
+}
+
+/// `zygote stats [--json | --prometheus]`.
+pub fn stats_as(socket: &Path, format: StatsFormat) -> Result<i32, RemoteError> {
     let mut client = Client::connect(socket)?;
     let stats: DaemonStats = match client.call(&Request::Stats, &[])? {
         (Response::Stats(s), _) => s,
         (other, _) => return Err(ClientError::Protocol(format!("expected Stats, got {other:?}")).into()),
     };
-    if json {
-        println!("{}", serde_json::to_string_pretty(&stats).unwrap_or_default());
-        return Ok(0);
+    match format {
+        StatsFormat::Json => println!("{}", serde_json::to_string_pretty(&stats).unwrap_or_default()),
+        StatsFormat::Prometheus => print!("{}", crate::metrics::openmetrics::render(&stats)),
+        StatsFormat::Table => print!("{}", stats_table(&stats)),
     }
+    Ok(0)
+}
+
+/// Bytes for people: B, KiB, MiB, GiB.
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
+}
+
+/// Microseconds for people.
+fn human_us(us: u64) -> String {
+    match us {
+        0..1_000 => format!("{us} µs"),
+        1_000..1_000_000 => format!("{:.1} ms", us as f64 / 1e3),
+        _ => format!("{:.2} s", us as f64 / 1e6),
+    }
+}
+
+/// Most processes the table lists per image (`--json` has them all).
+const TABLE_PROCESSES: usize = 8;
+
+/// The human table of `zygote stats`.
+pub fn stats_table(stats: &DaemonStats) -> String {
+    use std::fmt::Write as _;
+    let mut o = String::new();
     let c = &stats.cache;
-    println!("cache      {} / {} images, {} / {} sealed bytes", c.entries, c.max_entries, c.bytes, c.max_bytes);
-    println!(
+    let _ =
+        writeln!(o, "cache      {} / {} images, {} / {} sealed bytes", c.entries, c.max_entries, c.bytes, c.max_bytes);
+    let _ = writeln!(
+        o,
         "lookups    {} hits, {} misses, {} evictions, {} builds ({:.1} ms building)",
         c.hits,
         c.misses,
@@ -178,13 +243,67 @@ pub fn stats(socket: &Path, json: bool) -> Result<i32, RemoteError> {
         c.builds,
         c.build_nanos as f64 / 1e6
     );
-    println!(
+    let _ = writeln!(
+        o,
         "spawns     {} served, {} failed, {} children running",
         stats.spawns, stats.spawn_errors, stats.live_children
     );
-    println!("clients    {} connections, {} open", stats.connections, stats.open_connections);
-    for i in &stats.images {
-        println!("image      {} {:>10} B {:>3} regions  {}", &i.key[..16], i.sealed_bytes, i.regions, i.path);
+    let l = &stats.spawn_latency;
+    if let Some(mean) = l.sum_us.checked_div(l.count) {
+        let q = |p| l.quantile_bound_us(p).map_or_else(|| "more".to_string(), |us| format!("<= {}", human_us(us)));
+        let _ = writeln!(o, "latency    mean {}, p50 {}, p90 {}, p99 {}", human_us(mean), q(0.5), q(0.9), q(0.99));
     }
-    Ok(0)
+    let _ = writeln!(o, "clients    {} connections, {} open", stats.connections, stats.open_connections);
+    let m = &stats.memory;
+    let _ = writeln!(
+        o,
+        "memory     image mappings: {} rss, {} pss, {} private dirty; sharing saves {}",
+        human_bytes(m.rss),
+        human_bytes(m.pss),
+        human_bytes(m.private_dirty),
+        human_bytes(stats.saved_bytes)
+    );
+    if stats.images.is_empty() {
+        return o;
+    }
+    let _ = writeln!(
+        o,
+        "\n{:<16} {:>6} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}  path",
+        "image", "procs", "sealed", "resident", "rss", "pss", "priv dirty", "saved"
+    );
+    for i in &stats.images {
+        let key = i.key.get(..16).unwrap_or(&i.key);
+        let evicted = if i.cached { "" } else { " (evicted)" };
+        let _ = writeln!(
+            o,
+            "{key:<16} {:>6} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}  {}{evicted}",
+            i.live_processes,
+            human_bytes(i.sealed_bytes),
+            human_bytes(i.resident_bytes),
+            human_bytes(i.memory.rss),
+            human_bytes(i.memory.pss),
+            human_bytes(i.memory.private_dirty),
+            human_bytes(i.saved_bytes),
+            i.path
+        );
+        for p in i.processes.iter().take(TABLE_PROCESSES) {
+            let _ = writeln!(
+                o,
+                "  pid {:<10} {:>6} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}  up {:.1} s",
+                p.pid,
+                "",
+                "",
+                "",
+                human_bytes(p.memory.rss),
+                human_bytes(p.memory.pss),
+                human_bytes(p.memory.private_dirty),
+                human_bytes(p.saved_bytes),
+                p.uptime_ms as f64 / 1e3
+            );
+        }
+        if i.processes.len() > TABLE_PROCESSES {
+            let _ = writeln!(o, "  ... {} more processes (--json lists them)", i.processes.len() - TABLE_PROCESSES);
+        }
+    }
+    o
 }

@@ -7,7 +7,13 @@
 //! Header                      (Header::SIZE bytes, at offset 0)
 //! Region  * header.region_count (at header.region_off)
 //! FdMove  * header.fd_count     (at header.fd_off)
+//! Op      * header.op_count     (at header.op_off)
 //! ```
+//!
+//! Ops restore the state a prototype had at its entry point (images of
+//! dynamically linked programs): the vDSO position, stack-pointer fixups,
+//! protections, the thread pointer, tid/robust-list/rseq registration, a fresh
+//! stack canary and the mm layout (brk). Static images have none.
 //!
 //! The daemon hands the plan to the stub on [`PLAN_FD`]. The stub `mmap`s it
 //! (never `read`s it: children spawned from one fd would share its offset),
@@ -24,7 +30,7 @@
 /// "ZYGPLAN\0" as a little-endian u64.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"ZYGPLAN\0");
 /// Bumped on every incompatible change of the layout below.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// The fd on which the stub finds its plan.
 pub const PLAN_FD: i32 = 3;
 /// Largest plan the stub accepts (a sanity bound, not a tuning knob).
@@ -123,6 +129,11 @@ pub struct Header {
     pub region_count: u32,
     pub fd_off: u32,
     pub fd_count: u32,
+    pub op_off: u32,
+    pub op_count: u32,
+    /// Program file to make `/proc/self/exe` (PR_SET_MM_MAP exe_fd, needs
+    /// CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN); -1 to leave it.
+    pub exe_fd: i32,
 }
 
 impl Header {
@@ -149,7 +160,10 @@ impl Header {
         wr_u32(b, 116, self.region_count);
         wr_u32(b, 120, self.fd_off);
         wr_u32(b, 124, self.fd_count);
-        b[128..144].fill(0);
+        wr_u32(b, 128, self.op_off);
+        wr_u32(b, 132, self.op_count);
+        wr_u32(b, 136, self.exe_fd as u32);
+        wr_u32(b, 140, 0);
     }
 
     pub fn decode(b: &[u8]) -> Result<Self, PlanError> {
@@ -182,6 +196,9 @@ impl Header {
             region_count: rd_u32(b, 116),
             fd_off: rd_u32(b, 120),
             fd_count: rd_u32(b, 124),
+            op_off: rd_u32(b, 128),
+            op_count: rd_u32(b, 132),
+            exe_fd: rd_i32(b, 136),
         })
     }
 }
@@ -257,6 +274,137 @@ impl FdMove {
     }
 }
 
+/// One restore step; `kind` is an [`OpKind`], the meaning of `arg` and `a`..`d`
+/// depends on it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Op {
+    pub kind: u32,
+    pub arg: u32,
+    pub a: u64,
+    pub b: u64,
+    pub c: u64,
+    pub d: u64,
+}
+
+/// Restore steps, executed by the stub in this order: all `VdsoSpecial`s
+/// (before any region is mapped), then the regions, then `Fixup`s,
+/// `Protect`s, `SetFs`, `SetTidAddress`, `RobustList`, `Rseq`, `Canary`, and
+/// last `MmLayout` (PR_SET_MM_MAP, once the auxv is final).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum OpKind {
+    /// A kernel special mapping ([vvar], [vvar_vclock], [vdso]) to move: `a` =
+    /// its offset from the vDSO start (two's complement), `b` = length, `c` =
+    /// target address. `arg` = 1 for the [vdso] itself (AT_SYSINFO_EHDR).
+    VdsoSpecial = 1,
+    /// Write a stack-derived value at `a`; `arg` is a [`FixupKind`], `b` its
+    /// parameter (the auxv type for `AuxVal`).
+    Fixup = 2,
+    /// mprotect(`a`, `b`, `c`): regions mapped writable for fixups.
+    Protect = 3,
+    /// arch_prctl(ARCH_SET_FS, `a`).
+    SetFs = 4,
+    /// set_tid_address(`a`), then store the returned tid (u32) at `a`.
+    SetTidAddress = 5,
+    /// set_robust_list(`a`, `b`).
+    RobustList = 6,
+    /// rseq(`a`, `b` = len, `c` = flags, `d` = signature).
+    Rseq = 7,
+    /// Stack canary at `a` (fs:0x28): the first 8 bytes of AT_RANDOM with the
+    /// low byte cleared, as glibc computes it.
+    Canary = 8,
+    /// PR_SET_MM_MAP with `a` start_code, `b` end_code, `c` start_data, `d`
+    /// end_data; the following op (`MmBrk`) carries start_brk and brk. Stack,
+    /// argument, environment and auxv bounds come from the new stack.
+    MmLayout = 9,
+    /// `a` = start_brk, `b` = brk (must follow `MmLayout`).
+    MmBrk = 10,
+}
+
+impl OpKind {
+    pub fn from_u32(v: u32) -> Option<Self> {
+        Some(match v {
+            1 => OpKind::VdsoSpecial,
+            2 => OpKind::Fixup,
+            3 => OpKind::Protect,
+            4 => OpKind::SetFs,
+            5 => OpKind::SetTidAddress,
+            6 => OpKind::RobustList,
+            7 => OpKind::Rseq,
+            8 => OpKind::Canary,
+            9 => OpKind::MmLayout,
+            10 => OpKind::MmBrk,
+            _ => return None,
+        })
+    }
+}
+
+/// What a `Fixup` op writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum FixupKind {
+    /// The initial stack pointer (&argc): `__libc_stack_end`.
+    StackEnd = 1,
+    /// &argv[0].
+    Argv = 2,
+    /// &envp[0].
+    Envp = 3,
+    /// The auxv array.
+    Auxv = 4,
+    /// argv[0] itself (the string).
+    Argv0 = 5,
+    /// The basename within argv[0].
+    Argv0Base = 6,
+    /// The value of auxv entry `b` (e.g. the AT_PLATFORM string pointer).
+    AuxVal = 7,
+    /// argc as a 32-bit integer (`__libc_argc`, `_dl_argc`).
+    Argc32 = 8,
+}
+
+impl FixupKind {
+    pub fn from_u32(v: u32) -> Option<Self> {
+        Some(match v {
+            1 => FixupKind::StackEnd,
+            2 => FixupKind::Argv,
+            3 => FixupKind::Envp,
+            4 => FixupKind::Auxv,
+            5 => FixupKind::Argv0,
+            6 => FixupKind::Argv0Base,
+            7 => FixupKind::AuxVal,
+            8 => FixupKind::Argc32,
+            _ => return None,
+        })
+    }
+}
+
+impl Op {
+    pub const SIZE: usize = 40;
+
+    pub fn encode(&self, b: &mut [u8]) {
+        wr_u32(b, 0, self.kind);
+        wr_u32(b, 4, self.arg);
+        wr_u64(b, 8, self.a);
+        wr_u64(b, 16, self.b);
+        wr_u64(b, 24, self.c);
+        wr_u64(b, 32, self.d);
+    }
+
+    pub fn decode(b: &[u8]) -> Self {
+        Op {
+            kind: rd_u32(b, 0),
+            arg: rd_u32(b, 4),
+            a: rd_u64(b, 8),
+            b: rd_u64(b, 16),
+            c: rd_u64(b, 24),
+            d: rd_u64(b, 32),
+        }
+    }
+
+    pub fn kind(&self) -> Option<OpKind> {
+        OpKind::from_u32(self.kind)
+    }
+}
+
 /// What failed, reported by the stub (or by the pre-exec child) on the status fd.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u32)]
@@ -275,6 +423,12 @@ pub enum Stage {
     FdMove = 6,
     /// The stub found a malformed auxiliary vector.
     Auxv = 7,
+    /// Moving the vDSO failed (`errno` EEXIST: its target is taken).
+    Vdso = 8,
+    /// A restore op failed (`index` names it).
+    Op = 9,
+    /// The pre-exec child could not take on the requested credentials.
+    ChildCreds = 10,
 }
 
 impl Stage {
@@ -287,6 +441,9 @@ impl Stage {
             5 => Stage::Map,
             6 => Stage::FdMove,
             7 => Stage::Auxv,
+            8 => Stage::Vdso,
+            9 => Stage::Op,
+            10 => Stage::ChildCreds,
             _ => return None,
         })
     }
@@ -369,6 +526,7 @@ impl<'a> Plan<'a> {
         let bytes = &bytes[..header.total_size as usize];
         if !table_ok(bytes.len(), header.region_off, header.region_count, Region::SIZE)
             || !table_ok(bytes.len(), header.fd_off, header.fd_count, FdMove::SIZE)
+            || !table_ok(bytes.len(), header.op_off, header.op_count, Op::SIZE)
             || header.name_len as usize > header.name.len()
         {
             return Err(PlanError::BadLayout);
@@ -379,6 +537,11 @@ impl<'a> Plan<'a> {
             let aligned = r.vaddr.is_multiple_of(PAGE) && r.len.is_multiple_of(PAGE) && r.offset.is_multiple_of(PAGE);
             if r.source().is_none() || r.len == 0 || !aligned || r.vaddr.checked_add(r.len).is_none() {
                 return Err(PlanError::BadRegion(i));
+            }
+        }
+        for i in 0..header.op_count {
+            if plan.op(i).kind().is_none() {
+                return Err(PlanError::BadLayout);
             }
         }
         let mut last_to = -1;
@@ -402,28 +565,35 @@ impl<'a> Plan<'a> {
         FdMove::decode(&self.bytes[at..at + FdMove::SIZE])
     }
 
+    pub fn op(&self, i: u32) -> Op {
+        let at = self.header.op_off as usize + i as usize * Op::SIZE;
+        Op::decode(&self.bytes[at..at + Op::SIZE])
+    }
+
     pub fn name(&self) -> &[u8] {
         &self.header.name[..self.header.name_len as usize]
     }
 }
 
 /// Size in bytes of a plan with the given table lengths.
-pub fn plan_size(regions: usize, fds: usize) -> usize {
-    let r = Header::SIZE + regions * Region::SIZE;
-    r + fds * FdMove::SIZE
+pub fn plan_size(regions: usize, fds: usize, ops: usize) -> usize {
+    Header::SIZE + regions * Region::SIZE + fds * FdMove::SIZE + ops * Op::SIZE
 }
 
 /// Encode a complete plan into `out` (which must be [`plan_size`] bytes).
 /// `header`'s table fields are filled in here.
-pub fn encode_plan(mut header: Header, regions: &[Region], fds: &[FdMove], out: &mut [u8]) {
+pub fn encode_plan(mut header: Header, regions: &[Region], fds: &[FdMove], ops: &[Op], out: &mut [u8]) {
     let region_off = Header::SIZE;
     let fd_off = region_off + regions.len() * Region::SIZE;
-    let total = fd_off + fds.len() * FdMove::SIZE;
+    let op_off = fd_off + fds.len() * FdMove::SIZE;
+    let total = op_off + ops.len() * Op::SIZE;
     header.total_size = total as u64;
     header.region_off = region_off as u32;
     header.region_count = regions.len() as u32;
     header.fd_off = fd_off as u32;
     header.fd_count = fds.len() as u32;
+    header.op_off = op_off as u32;
+    header.op_count = ops.len() as u32;
     header.encode(out);
     for (i, r) in regions.iter().enumerate() {
         let at = region_off + i * Region::SIZE;
@@ -432,6 +602,10 @@ pub fn encode_plan(mut header: Header, regions: &[Region], fds: &[FdMove], out: 
     for (i, m) in fds.iter().enumerate() {
         let at = fd_off + i * FdMove::SIZE;
         m.encode(&mut out[at..at + FdMove::SIZE]);
+    }
+    for (i, o) in ops.iter().enumerate() {
+        let at = op_off + i * Op::SIZE;
+        o.encode(&mut out[at..at + Op::SIZE]);
     }
 }
 
@@ -483,9 +657,11 @@ mod tests {
     #[test]
     fn round_trip() {
         let (h, regions, fds) = sample();
-        let mut buf = vec![0u8; plan_size(2, 2)];
-        encode_plan(h, &regions, &fds, &mut buf);
+        let ops = [Op { kind: OpKind::Fixup as u32, arg: FixupKind::Argv as u32, a: 0x1000, ..Op::default() }];
+        let mut buf = vec![0u8; plan_size(2, 2, 1)];
+        encode_plan(h, &regions, &fds, &ops, &mut buf);
         let p = Plan::parse(&buf).unwrap();
+        assert_eq!(p.op(0), ops[0]);
         assert_eq!(p.header.entry, h.entry);
         assert_eq!(p.header.status_fd, 7);
         assert_eq!(p.name(), b"prog");
@@ -497,8 +673,8 @@ mod tests {
     #[test]
     fn rejects_bad_input() {
         let (h, mut regions, fds) = sample();
-        let mut buf = vec![0u8; plan_size(2, 2)];
-        encode_plan(h, &regions, &fds, &mut buf);
+        let mut buf = vec![0u8; plan_size(2, 2, 0)];
+        encode_plan(h, &regions, &fds, &[], &mut buf);
         assert_eq!(Plan::parse(&buf[..100]).unwrap_err(), PlanError::Truncated);
         assert_eq!(Plan::parse(&buf[..buf.len() - 1]).unwrap_err(), PlanError::Truncated);
         let mut bad = buf.clone();
@@ -508,11 +684,11 @@ mod tests {
         bad[8] = 99;
         assert_eq!(Plan::parse(&bad).unwrap_err(), PlanError::BadVersion(99));
         regions[1].vaddr += 1;
-        encode_plan(h, &regions, &fds, &mut buf);
+        encode_plan(h, &regions, &fds, &[], &mut buf);
         assert_eq!(Plan::parse(&buf).unwrap_err(), PlanError::BadRegion(1));
         regions[1].vaddr -= 1;
         let unsorted = [fds[1], fds[0]];
-        encode_plan(h, &regions, &unsorted, &mut buf);
+        encode_plan(h, &regions, &unsorted, &[], &mut buf);
         assert_eq!(Plan::parse(&buf).unwrap_err(), PlanError::BadLayout);
     }
 

@@ -159,6 +159,8 @@ pub enum ProgramKind {
     Static,
     /// ET_DYN with DF_1_PIE and no interpreter: relocates itself at start-up.
     StaticPie,
+    /// Dynamically linked: imaged from a prototype stopped at its entry point.
+    Dynamic,
 }
 
 /// One DT_* entry and where it sits in the file (to patch the relocated copy).

@@ -61,22 +61,30 @@ impl fmt::Debug for ContentHash {
     }
 }
 
+/// What identifying a file found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Identified {
+    pub hash: ContentHash,
+    /// Dynamically linked (PT_INTERP): imaged from a prototype.
+    pub dynamic: bool,
+}
+
 /// Identity -> content hash memo. Bounded: when full it starts over, which
 /// costs one re-read per file and never a wrong answer (any change to a file
 /// changes its identity).
 #[derive(Debug, Default)]
 pub struct IdentityMemo {
-    map: Mutex<HashMap<FileIdentity, ContentHash>>,
+    map: Mutex<HashMap<FileIdentity, Identified>>,
 }
 
 const MEMO_LIMIT: usize = 4096;
 
 impl IdentityMemo {
-    pub fn get(&self, id: &FileIdentity) -> Option<ContentHash> {
+    pub fn get(&self, id: &FileIdentity) -> Option<Identified> {
         self.lock().get(id).copied()
     }
 
-    pub fn insert(&self, id: FileIdentity, hash: ContentHash) {
+    pub fn insert(&self, id: FileIdentity, hash: Identified) {
         let mut map = self.lock();
         if map.len() >= MEMO_LIMIT {
             map.clear();
@@ -84,7 +92,7 @@ impl IdentityMemo {
         map.insert(id, hash);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<FileIdentity, ContentHash>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<FileIdentity, Identified>> {
         // A panic while holding this lock cannot leave the map inconsistent.
         self.map.lock().unwrap_or_else(|e| e.into_inner())
     }

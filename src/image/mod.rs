@@ -12,14 +12,16 @@
 //! memfd; Zircon would map a `SNAPSHOT_AT_LEAST_ON_WRITE` child of the VMO.
 
 pub mod identity;
+pub mod prototype;
 pub mod relocate;
 
 use std::fmt;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use identity::{ContentHash, FileIdentity, IdentityMemo};
+pub use identity::{ContentHash, FileIdentity, Identified, IdentityMemo};
 
 use crate::elf::{ElfError, ProgramKind, reloc::RelocError};
 use crate::sys::SealedObject;
@@ -36,6 +38,8 @@ pub enum ImageError {
     Seal { path: PathBuf, segment: usize, source: rustix::io::Errno },
     #[error("{path}: choosing a load bias: {source}")]
     Random { path: PathBuf, source: rustix::io::Errno },
+    #[error("{path}: preparing from a prototype: {reason}")]
+    Prototype { path: PathBuf, reason: String },
 }
 
 /// The cache key: everything that changes the image.
@@ -51,6 +55,9 @@ pub struct ImageKey {
 impl ImageKey {
     /// Bump when the relocate preparer's output changes for the same input.
     pub const RELOCATE_V1: u32 = 1;
+    /// Prototype images (the key's hash also covers the loader environment
+    /// and the machine: vDSO, hwcaps, CPU flags, kernel release).
+    pub const PROTOTYPE_V1: u32 = 2;
 
     pub fn relocate(content: ContentHash) -> Self {
         ImageKey { content, preparer: Self::RELOCATE_V1 }
@@ -66,8 +73,9 @@ impl fmt::Display for ImageKey {
 /// Where a region's pages come from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum RegionKind {
-    /// The program file at `offset` (read-only text and rodata).
-    File { offset: u64 },
+    /// `Image::files()[file]` at `offset` (read-only text and rodata, and
+    /// clean library pages).
+    File { file: usize, offset: u64 },
     /// `Image::objects()[object]` at `offset` (relocated or writable pages).
     Sealed { object: usize, offset: u64 },
     /// Anonymous zero-filled memory.
@@ -109,20 +117,41 @@ pub struct RelocSummary {
     pub left_to_program: usize,
 }
 
+/// A file an image maps from, held open, with the identity it had.
+#[derive(Debug)]
+pub struct MappedFile {
+    pub path: PathBuf,
+    pub fd: OwnedFd,
+    pub identity: FileIdentity,
+}
+
+impl MappedFile {
+    /// Does `path` still name the file we hold, unchanged? (A library
+    /// renamed over, or rewritten in place, does not.)
+    pub fn path_unchanged(&self) -> bool {
+        rustix::fs::stat(&self.path).is_ok_and(|st| FileIdentity::from_stat(&st) == self.identity)
+    }
+}
+
 /// A prepared program: sealed objects plus the plan to map them.
 #[derive(Debug)]
 pub struct Image {
     key: ImageKey,
     path: PathBuf,
-    file: OwnedFd,
-    identity: FileIdentity,
+    /// Files the File regions map; `files[0]` is the program itself.
+    files: Vec<MappedFile>,
     objects: Vec<SealedObject>,
     regions: Vec<ImageRegion>,
     entry: EntryState,
+    /// Restore ops (prototype images), in plan form.
+    ops: Vec<zygote_plan::Op>,
     load_bias: u64,
     kind: ProgramKind,
     relocs: RelocSummary,
     build_time: Duration,
+    /// Set when the program cannot be imaged faithfully: why. It then runs by
+    /// plain exec (the cache remembers the verdict).
+    fallback: Option<String>,
 }
 
 impl Image {
@@ -133,13 +162,20 @@ impl Image {
     pub fn path(&self) -> &Path {
         &self.path
     }
-    /// The program file the File regions map from.
+    /// The program file.
     pub fn file(&self) -> BorrowedFd<'_> {
-        self.file.as_fd()
+        self.files[0].fd.as_fd()
     }
     /// The program file's identity when the image was prepared.
     pub fn identity(&self) -> &FileIdentity {
-        &self.identity
+        &self.files[0].identity
+    }
+    /// Every file the image maps from (the program first).
+    pub fn files(&self) -> &[MappedFile] {
+        &self.files
+    }
+    pub fn ops(&self) -> &[zygote_plan::Op] {
+        &self.ops
     }
     pub fn regions(&self) -> &[ImageRegion] {
         &self.regions
@@ -173,6 +209,58 @@ impl Image {
     /// Is the program file still the one this image was built from? A file
     /// rewritten in place changes size, mtime or ctime on the same inode.
     pub fn file_unchanged(&self) -> bool {
-        FileIdentity::of(&self.file).is_ok_and(|id| id == self.identity)
+        FileIdentity::of(&self.files[0].fd).is_ok_and(|id| id == self.files[0].identity)
+    }
+
+    /// Do the paths of the libraries it maps still name the files it holds?
+    pub fn libraries_unchanged(&self) -> bool {
+        self.files[1..].iter().all(MappedFile::path_unchanged)
+    }
+
+    /// Assemble an image (used by the preparers).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        key: ImageKey,
+        path: PathBuf,
+        files: Vec<MappedFile>,
+        objects: Vec<SealedObject>,
+        regions: Vec<ImageRegion>,
+        entry: EntryState,
+        ops: Vec<zygote_plan::Op>,
+        load_bias: u64,
+        kind: ProgramKind,
+        relocs: RelocSummary,
+        build_time: Duration,
+    ) -> Self {
+        Image { key, path, files, objects, regions, entry, ops, load_bias, kind, relocs, build_time, fallback: None }
+    }
+
+    /// A cache entry for a program that runs by plain exec, with the reason.
+    pub(crate) fn refused(
+        key: ImageKey,
+        file: MappedFile,
+        kind: ProgramKind,
+        reason: String,
+        build_time: Duration,
+    ) -> Self {
+        Image {
+            key,
+            path: file.path.clone(),
+            files: vec![file],
+            objects: Vec::new(),
+            regions: Vec::new(),
+            entry: EntryState::default(),
+            ops: Vec::new(),
+            load_bias: 0,
+            kind,
+            relocs: RelocSummary::default(),
+            build_time,
+            fallback: Some(reason),
+        }
+    }
+
+    /// Why this program runs by plain exec, if it does.
+    pub fn fallback(&self) -> Option<&str> {
+        self.fallback.as_deref()
     }
 }

@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use object::elf;
 
-use super::{EntryState, FileIdentity, Image, ImageError, ImageKey, ImageRegion, RegionKind, RelocSummary};
+use super::{EntryState, FileIdentity, Image, ImageError, ImageKey, ImageRegion, MappedFile, RegionKind, RelocSummary};
 use crate::elf::reloc::{self, Target};
 use crate::elf::{self as elfmod, ElfInfo, PAGE_SIZE, ProgramKind, Segment, page_down, page_up};
 use crate::sys::{SealedObject, random_u64};
@@ -244,19 +244,20 @@ pub fn prepare(
         at_entry: bias + info.entry,
         at_base: 0,
     };
-    Ok(Image {
+    let files = vec![MappedFile { path: path.to_path_buf(), fd: file, identity }];
+    Ok(Image::new(
         key,
-        path: path.to_path_buf(),
-        file,
-        identity,
+        path.to_path_buf(),
+        files,
         objects,
         regions,
         entry,
-        load_bias: bias,
-        kind: info.kind,
+        Vec::new(),
+        bias,
+        info.kind,
         relocs,
-        build_time: started.elapsed(),
-    })
+        started.elapsed(),
+    ))
 }
 
 /// The regions of one segment. A RELRO range at the start of the segment's
@@ -289,7 +290,7 @@ fn push_regions(
                 objects.push(obj);
                 RegionKind::Sealed { object: objects.len() - 1, offset: 0 }
             }
-            None => RegionKind::File { offset: page_down(s.offset) },
+            None => RegionKind::File { file: 0, offset: page_down(s.offset) },
         };
         let split = relro
             .filter(|&(v, len)| len > 0 && page_down(v) == start)
@@ -298,7 +299,7 @@ fn push_regions(
         let push = |regions: &mut Vec<ImageRegion>, from: u64, to: u64, relro: bool| {
             let skip = from - start;
             let kind = match kind {
-                RegionKind::File { offset } => RegionKind::File { offset: offset + skip },
+                RegionKind::File { file, offset } => RegionKind::File { file, offset: offset + skip },
                 RegionKind::Sealed { object, offset } => RegionKind::Sealed { object, offset: offset + skip },
                 RegionKind::Zero => RegionKind::Zero,
             };

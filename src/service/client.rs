@@ -9,7 +9,7 @@ use super::message::{ErrorCode, Hello, Limits, PROTOCOL_VERSION, Request, Respon
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("no zygote daemon is listening on {path} ({source}); start one with `zygote daemon`")]
+    #[error("cannot connect to the zygote daemon at {path} ({source}); is one running? start it with `zygote daemon`")]
     NoDaemon { path: PathBuf, source: std::io::Error },
     #[error("talking to the daemon: {0}")]
     Io(#[from] std::io::Error),
@@ -45,7 +45,13 @@ impl Client {
         let sock =
             UnixStream::connect(path).map_err(|source| ClientError::NoDaemon { path: path.to_path_buf(), source })?;
         let mut c = Client { sock, reader: FrameReader::new(), limits: Limits::default() };
-        send_blocking(&c.sock, &Hello { version: PROTOCOL_VERSION }, &[])?;
+        // A daemon that refuses us answers and closes; if our Hello meets a
+        // closed socket, its answer may still be waiting to be read.
+        if let Err(e) = send_blocking(&c.sock, &Hello { version: PROTOCOL_VERSION }, &[])
+            && e.kind() != std::io::ErrorKind::BrokenPipe
+        {
+            return Err(e.into());
+        }
         let frame = c.reader.read_frame_blocking(c.sock.as_fd(), &c.limits)?.ok_or(ClientError::Closed)?;
         if let Ok(w) = serde_json::from_slice::<Welcome>(&frame.body) {
             c.limits = w.limits;

@@ -149,6 +149,10 @@ impl FrameReader {
         let body = self.buf[HEADER_SIZE..total].to_vec();
         self.buf.drain(..total);
         let fds = self.fds.drain(..count as usize).collect();
+        if self.buf.is_empty() && !self.fds.is_empty() {
+            // More fds came with this frame than its header announced.
+            return Err(FrameError::FdMismatch { expected: count, got: count as usize + self.fds.len() });
+        }
         Ok(Some(Frame { body, fds }))
     }
 

@@ -7,11 +7,16 @@
 //! detached) are killed first, so a crashed client leaves nothing behind.
 //! SIGTERM or SIGINT: stop accepting, let in-flight requests finish, remove
 //! the socket, give pending waits a grace period, exit.
+//!
+//! Live processes are also kept daemon-wide ([`metrics::Registry`]: pid ->
+//! image, pidfd, start) for `Stats`, which measures their mappings of each
+//! image from smaps; with `metrics_port` set, the same statistics are served
+//! as OpenMetrics on 127.0.0.1 (`GET /metrics`).
 
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,12 +27,11 @@ use tokio::io::unix::AsyncFd;
 use tokio::sync::watch;
 
 use super::frame::{self, FrameError, FrameReader, FrameWriter, ReadStatus};
-use super::message::{
-    DaemonStats, ErrorCode, Hello, ImageStats, Limits, PROTOCOL_VERSION, Request, Response, SpawnArgs, Welcome,
-};
+use super::message::{DaemonStats, ErrorCode, Hello, Limits, PROTOCOL_VERSION, Request, Response, SpawnArgs, Welcome};
 use super::peer::Peer;
 use crate::config::Config;
-use crate::image::{ContentHash, ImageKey};
+use crate::image::{ContentHash, Image, ImageKey};
+use crate::metrics::{self, LatencyHistogram, LiveProcess, Registry};
 use crate::spawn::{Child, Launch, SpawnError, StartOptions, Zygote};
 use crate::sys::linux::ExitStatus;
 
@@ -41,6 +45,8 @@ pub enum ServerError {
     Zygote(#[from] SpawnError),
     #[error("runtime: {0}")]
     Runtime(std::io::Error),
+    #[error(transparent)]
+    Metrics(#[from] metrics::MetricsError),
 }
 
 /// How the daemon runs.
@@ -71,6 +77,10 @@ struct State {
     limits: Limits,
     own_uid: u32,
     counters: Counters,
+    /// Processes started and not yet reaped, daemon-wide.
+    live: Registry,
+    /// Latency of the spawns served.
+    spawn_latency: LatencyHistogram,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -127,7 +137,7 @@ impl Conn {
 
 /// Bind the socket: directory 0700, socket 0600; a stale socket is replaced,
 /// a live one is an error. With systemd socket activation (LISTEN_FDS), use fd 3.
-fn listener(path: &Path) -> Result<std::os::unix::net::UnixListener, ServerError> {
+fn listener(path: &Path, open_to_others: bool) -> Result<std::os::unix::net::UnixListener, ServerError> {
     let sock_err = |what, source| ServerError::Socket { path: path.to_path_buf(), what, source };
     if let Some(dir) = path.parent()
         && !dir.exists()
@@ -143,7 +153,16 @@ fn listener(path: &Path) -> Result<std::os::unix::net::UnixListener, ServerError
         std::fs::remove_file(path).map_err(|e| sock_err("removing a stale socket", e))?;
     }
     let l = std::os::unix::net::UnixListener::bind(path).map_err(|e| sock_err("bind", e))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|e| sock_err("chmod 0600", e))?;
+    // Only the owner may connect, unless other uids are allowed: then the
+    // socket is 0666 (and its directory searchable, 0711) and SO_PEERCRED
+    // decides who is served.
+    let mode = if open_to_others { 0o666 } else { 0o600 };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|e| sock_err("chmod", e))?;
+    if open_to_others && let Some(dir) = path.parent() {
+        let dir_mode = std::fs::metadata(dir).map(|m| m.permissions().mode() & 0o7777).unwrap_or(0o700);
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(dir_mode | 0o011))
+            .map_err(|e| sock_err("chmod o+x of the directory", e))?;
+    }
     Ok(l)
 }
 
@@ -193,10 +212,15 @@ async fn serve(opts: ServerOptions, activated: Option<std::os::unix::net::UnixLi
             Err(e) => tracing::warn!("preload {p}: {e}"),
         }
     }
+    // Before the socket exists, so that a busy port leaves nothing behind.
+    let http = match cfg.metrics_port {
+        0 => None,
+        port => Some(metrics::http::bind(port)?),
+    };
     let owned = activated.is_none();
     let std_listener = match activated {
         Some(l) => l,
-        None => listener(&opts.socket)?,
+        None => listener(&opts.socket, !opts.config.allowed_uids.is_empty())?,
     };
     std_listener.set_nonblocking(true).map_err(ServerError::Runtime)?;
     let listener = tokio::net::UnixListener::from_std(std_listener).map_err(ServerError::Runtime)?;
@@ -207,9 +231,22 @@ async fn serve(opts: ServerOptions, activated: Option<std::os::unix::net::UnixLi
         limits: opts.limits,
         own_uid: rustix::process::getuid().as_raw(),
         counters: Counters::default(),
+        live: Registry::new(),
+        spawn_latency: LatencyHistogram::new(),
         shutdown: shutdown_rx,
     });
     tracing::info!(socket = %opts.socket.display(), "zygote daemon listening");
+    if let Some(http) = http {
+        if let Ok(addr) = http.local_addr() {
+            tracing::info!(%addr, "serving OpenMetrics at GET /metrics");
+        }
+        let st = state.clone();
+        let body = move || {
+            let st = st.clone();
+            async move { metrics::openmetrics::render(&stats_blocking(st).await) }
+        };
+        tokio::spawn(metrics::http::serve(http, body, state.shutdown.clone()));
+    }
     let mut term =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(ServerError::Runtime)?;
     let mut int =
@@ -287,6 +324,10 @@ async fn connection(state: Arc<State>, stream: tokio::net::UnixStream) {
         }
         Ok(peer) => {
             tracing::warn!(uid = peer.uid, pid = peer.pid, "refused a peer");
+            // Take its Hello first (briefly), so the client's write succeeds
+            // and it reads this answer instead of a broken pipe.
+            let mut reader = FrameReader::new();
+            let _ = tokio::time::timeout(Duration::from_secs(1), conn.recv(&mut reader, &state.limits)).await;
             let msg = format!("uid {} may not use this zygote (daemon uid {})", peer.uid, state.own_uid);
             let _ = conn.send(&error(ErrorCode::PeerRefused, msg), &[]).await;
         }
@@ -331,10 +372,20 @@ async fn serve_conn(state: &Arc<State>, conn: &Arc<Conn>, peer: &Peer, session: 
     }
     conn.send(&Welcome { version: PROTOCOL_VERSION, limits }, &[]).await.ok()?;
     let mut waits = tokio::task::JoinSet::new();
+    let mut draining = *shutdown.borrow();
     loop {
+        // At shutdown the connection keeps serving (a client that got
+        // Spawned still needs its Wait) but takes no new work; the server
+        // drops it when the grace period ends.
         let frame = tokio::select! {
             f = conn.recv(&mut reader, &limits) => f,
-            _ = shutdown.changed() => break,
+            r = shutdown.changed(), if !draining => {
+                draining = r.is_ok();
+                if !draining {
+                    break;
+                }
+                continue;
+            }
         };
         let frame = match frame {
             Ok(Some(f)) => f,
@@ -352,6 +403,11 @@ async fn serve_conn(state: &Arc<State>, conn: &Arc<Conn>, peer: &Peer, session: 
                 continue;
             }
         };
+        if draining && matches!(request, Request::Spawn(_) | Request::Preload { .. }) {
+            let msg = "the daemon is shutting down";
+            conn.send(&error(ErrorCode::Internal, msg), &[]).await.ok()?;
+            continue;
+        }
         let span = tracing::debug_span!("request", method = request.method());
         let fut = handle(state, conn, peer, session, request, frame.fds, &mut waits);
         let keep = tracing::Instrument::instrument(fut, span).await;
@@ -359,9 +415,9 @@ async fn serve_conn(state: &Arc<State>, conn: &Arc<Conn>, peer: &Peer, session: 
             break;
         }
     }
-    // Pending waits finish (within the grace period at shutdown) unless the
-    // client is gone, in which case sending fails at once.
-    while waits.join_next().await.is_some() {}
+    // The client is gone (or broke the protocol): its pending waits have no
+    // one to answer; the caller kills its attached children.
+    waits.abort_all();
     Some(())
 }
 
@@ -393,8 +449,10 @@ async fn handle(
             let started = Instant::now();
             match spawn(state, peer, session, args, fds).await {
                 Ok((pid, key, pidfd)) => {
+                    let elapsed = started.elapsed();
+                    state.spawn_latency.record(elapsed);
                     state.counters.spawns.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(pid, elapsed_us = started.elapsed().as_micros() as u64, "spawned");
+                    tracing::debug!(pid, elapsed_us = elapsed.as_micros() as u64, "spawned");
                     return conn.send(&Response::Spawned { pid, key }, &[pidfd.as_fd()]).await.ok();
                 }
                 Err(r) => {
@@ -407,14 +465,19 @@ async fn handle(
             let file = fds.remove(0);
             let z = state.zygote.clone();
             let path = PathBuf::from(&name);
-            match tokio::task::spawn_blocking(move || z.prepare_fd(file, &path)).await {
+            let creds = peer_creds(state, peer);
+            let prepare = move || {
+                let creds = creds.as_ref().map(|(u, g, groups)| (*u, *g, groups.as_slice()));
+                z.prepare_fd(file, &path, &crate::image::prototype::Environment { loader_env: &[], creds })
+            };
+            match tokio::task::spawn_blocking(prepare).await {
                 Ok(Ok(img)) => Response::Preloaded { key: img.key().to_string(), sealed_bytes: img.sealed_bytes() },
                 Ok(Err(e)) => error(code_for(&e), e.to_string()),
                 Err(e) => error(ErrorCode::Internal, e.to_string()),
             }
         }
         Request::Evict { key } => evict(state, key, fds).await,
-        Request::Stats => Response::Stats(stats(state)),
+        Request::Stats => Response::Stats(stats_blocking(state.clone()).await),
         Request::Wait { pid } => {
             let entry = session.children.lock().unwrap_or_else(|e| e.into_inner()).get(&pid).map(|e| e.status.clone());
             let Some(mut rx) = entry else {
@@ -469,25 +532,31 @@ async fn spawn(
         Ok(false) => return Err(error(ErrorCode::PermissionDenied, format!("{}: Permission denied", path.display()))),
         Err(e) => return Err(error(ErrorCode::BadExecutable, format!("{}: {e}", path.display()))),
     }
+    // A root daemon runs another allowed user's programs as that user; a
+    // daemon that is not root can only run them with its own credentials.
+    let creds = peer_creds(state, peer);
     let z = state.zygote.clone();
-    let result = tokio::task::spawn_blocking(move || -> Result<Child, SpawnError> {
-        let image = z.prepare_fd(exe, &path)?;
+    let result = tokio::task::spawn_blocking(move || -> Result<(Child, Arc<Image>), SpawnError> {
+        let env: Vec<OsString> = args.environ.into_iter().map(OsString::from_vec).collect();
+        let creds = creds.as_ref().map(|(u, g, groups)| (*u, *g, groups.as_slice()));
+        let loader_env = crate::spawn::loader_env(&env);
+        let image =
+            z.prepare_fd(exe, &path, &crate::image::prototype::Environment { loader_env: &loader_env, creds })?;
         let launch = Launch {
             program: path.clone(),
             argv: args.argv.into_iter().map(OsString::from_vec).collect(),
             exec_path: path,
         };
-        let env: Vec<OsString> = args.environ.into_iter().map(OsString::from_vec).collect();
         let cwd = (!args.cwd.is_empty()).then(|| PathBuf::from(OsString::from_vec(args.cwd)));
         let placed: Vec<(RawFd, RawFd)> = fds.iter().map(|f| f.as_raw_fd()).zip(args.fds.iter().copied()).collect();
-        let opts = StartOptions { env: &env, cwd: cwd.as_deref(), name: Some(&args.name), fds: &placed };
+        let opts = StartOptions { env: &env, cwd: cwd.as_deref(), name: Some(&args.name), fds: &placed, creds };
         let child = z.start(&image, &launch, &opts);
         drop(fds);
-        child
+        Ok((child?, image))
     })
     .await
     .map_err(|e| error(ErrorCode::Internal, e.to_string()))?;
-    let child = result.map_err(|e| error(code_for(&e), e.to_string()))?;
+    let (child, image) = result.map_err(|e| error(code_for(&e), e.to_string()))?;
     let pid = child.pid();
     let key = child.image_key().to_string();
     let pidfd = Arc::new(
@@ -500,21 +569,34 @@ async fn spawn(
         .unwrap_or_else(|e| e.into_inner())
         .insert(pid, SessionChild { status: rx, pidfd: pidfd.clone(), detached: args.detach });
     state.counters.live_children.fetch_add(1, Ordering::Relaxed);
+    state.live.insert(LiveProcess { pid, pidfd: pidfd.clone(), image, started: Instant::now() });
     let st = state.clone();
     tokio::spawn(reap(st, child, tx));
     Ok((pid, key, pidfd))
 }
 
+/// The credentials to run a peer's programs (and their prototypes) with: its
+/// own when a root daemon serves another user, else the daemon's (`None`).
+fn peer_creds(state: &State, peer: &Peer) -> Option<(u32, u32, Vec<u32>)> {
+    (peer.uid != state.own_uid && state.own_uid == 0).then(|| (peer.uid, peer.gid, peer.groups.clone()))
+}
+
 /// Wait for a child's pidfd to become readable (it exited), reap it, publish
-/// its status.
+/// its status. It leaves the live registry before it is reaped, while its
+/// pid cannot have been reused.
 async fn reap(state: Arc<State>, mut child: Child, tx: watch::Sender<Option<ExitStatus>>) {
+    let pid = child.pid();
     let status = match child.pidfd().try_clone_to_owned().map(crate::sys::linux::async_fd) {
         Ok(Ok(afd)) => {
             let _ = afd.readable().await;
-            tokio::task::spawn_blocking(move || child.wait()).await.ok().and_then(Result::ok)
+            state.live.remove(pid);
+            // A readable pidfd means the process has exited: waitid returns
+            // at once, no need for the blocking pool.
+            child.wait().ok()
         }
         _ => tokio::task::spawn_blocking(move || child.wait()).await.ok().and_then(Result::ok),
     };
+    state.live.remove(pid);
     state.counters.live_children.fetch_sub(1, Ordering::Relaxed);
     let _ = tx.send(status);
 }
@@ -551,20 +633,18 @@ fn parse_hash(s: &str) -> Option<ContentHash> {
     Some(ContentHash(out))
 }
 
-fn stats(state: &State) -> DaemonStats {
+/// [`stats`] on the blocking pool (it reads every live process's smaps).
+async fn stats_blocking(state: Arc<State>) -> DaemonStats {
+    let fallback = state.clone();
+    tokio::task::spawn_blocking(move || stats(&state)).await.unwrap_or_else(|e| {
+        tracing::warn!("stats: {e}");
+        stats_counters(&fallback)
+    })
+}
+
+/// The counters, without the images and their measurements.
+fn stats_counters(state: &State) -> DaemonStats {
     let c = &state.counters;
-    let images = state
-        .zygote
-        .cache()
-        .images()
-        .iter()
-        .map(|i| ImageStats {
-            key: i.key().to_string(),
-            path: String::from_utf8_lossy(i.path().as_os_str().as_bytes()).into_owned(),
-            sealed_bytes: i.sealed_bytes(),
-            regions: i.regions().len() as u64,
-        })
-        .collect();
     DaemonStats {
         cache: state.zygote.stats().into(),
         spawns: c.spawns.load(Ordering::Relaxed),
@@ -572,7 +652,19 @@ fn stats(state: &State) -> DaemonStats {
         live_children: c.live_children.load(Ordering::Relaxed),
         connections: c.connections.load(Ordering::Relaxed),
         open_connections: c.open_connections.load(Ordering::Relaxed),
-        images,
+        spawn_latency: state.spawn_latency.snapshot(),
+        ..DaemonStats::default()
+    }
+}
+
+/// Counters, latency, and every image with its live processes measured.
+fn stats(state: &State) -> DaemonStats {
+    let report = metrics::report(&state.zygote.cache().images(), &state.live.snapshot());
+    DaemonStats {
+        images: report.images,
+        memory: Box::new(report.memory),
+        saved_bytes: report.saved_bytes,
+        ..stats_counters(state)
     }
 }
 

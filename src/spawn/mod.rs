@@ -21,8 +21,11 @@ use std::time::Instant;
 use zygote_plan::{PLAN_FD, Stage, StatusRecord};
 
 use crate::cache::{Cache, CacheConfig, CacheStats};
-use crate::image::{ContentHash, FileIdentity, IdentityMemo, Image, ImageError, ImageKey, relocate};
-use crate::sys::linux::process::{self, ChildSetup};
+use crate::elf::ProgramKind;
+use crate::image::{
+    ContentHash, FileIdentity, Identified, IdentityMemo, Image, ImageError, ImageKey, MappedFile, prototype, relocate,
+};
+use crate::sys::linux::process::{self, ChildSetup, ExecTarget};
 use crate::sys::linux::{Stub, memfd};
 use rustix::fs::Mode;
 
@@ -31,6 +34,8 @@ pub use resolve::{Launch, ResolveError};
 
 /// Largest fd number a caller may ask for in the child.
 pub const MAX_TARGET_FD: RawFd = 65_535;
+/// Extra execs when a prototype image collides with the stub's stack or vDSO.
+pub const MAX_PLACEMENT_RETRIES: usize = 3;
 /// Largest program file the relocating preparer reads (1 GiB).
 pub const MAX_PROGRAM_BYTES: u64 = 1 << 30;
 
@@ -167,6 +172,8 @@ pub struct StartOptions<'a> {
     pub name: Option<&'a [u8]>,
     /// (fd in the caller, fd number in the child).
     pub fds: &'a [(RawFd, RawFd)],
+    /// Run as (uid, gid, supplementary groups); `None`: the caller's.
+    pub creds: Option<(u32, u32, &'a [u32])>,
 }
 
 /// A started process.
@@ -226,13 +233,29 @@ pub struct Zygote {
     cache: Cache,
     memo: IdentityMemo,
     stub: Stub,
+    /// Spawned processes may get `/proc/self/exe` set (we hold
+    /// CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN, which they inherit).
+    set_exe: bool,
+    /// vDSO, hwcaps, CPU flags, kernel release: part of prototype image keys.
+    machine: [u8; 32],
+}
+
+/// The loader-relevant entries of an environment.
+pub fn loader_env(env: &[OsString]) -> Vec<Vec<u8>> {
+    env.iter().map(|kv| kv.as_bytes()).filter(|kv| prototype::is_loader_env(kv)).map(<[u8]>::to_vec).collect()
 }
 
 impl Zygote {
     pub fn new(cfg: CacheConfig) -> Result<Self, SpawnError> {
         let stub = Stub::load()
             .map_err(|e| SpawnError::Internal { what: "loading the stub into a memfd", source: e.into() })?;
-        Ok(Zygote { cache: Cache::new(cfg), memo: IdentityMemo::default(), stub })
+        Ok(Zygote {
+            cache: Cache::new(cfg),
+            memo: IdentityMemo::default(),
+            stub,
+            set_exe: crate::sys::linux::may_set_exe(),
+            machine: prototype::machine_fingerprint(),
+        })
     }
 
     pub fn stats(&self) -> CacheStats {
@@ -247,69 +270,106 @@ impl Zygote {
         &self.cache
     }
 
-    /// Identify and prepare a program file through the cache. A hit costs one
-    /// `stat` and reads nothing.
+    /// Identify and prepare a program file through the cache, for this
+    /// process's loader environment. A hit costs one `stat` and reads nothing.
     pub fn prepare(&self, path: &Path) -> Result<Arc<Image>, SpawnError> {
+        let env: Vec<OsString> = std::env::vars_os()
+            .map(|(k, v)| {
+                let mut kv = k;
+                kv.push("=");
+                kv.push(v);
+                kv
+            })
+            .collect();
+        self.prepare_for(path, &prototype::Environment { loader_env: &loader_env(&env), creds: None })
+    }
+
+    /// [`Zygote::prepare`] for a given loader environment (`LD_*`,
+    /// `GLIBC_TUNABLES`; it matters for dynamically linked programs only).
+    pub fn prepare_for(&self, path: &Path, env: &prototype::Environment<'_>) -> Result<Arc<Image>, SpawnError> {
         let _span = tracing::debug_span!("identify", path = %path.display()).entered();
         let st = rustix::fs::stat(path).map_err(io_err(path, "stat"))?;
-        if let Some(img) = self.lookup(&FileIdentity::from_stat(&st)) {
+        if let Some(img) = self.lookup(&FileIdentity::from_stat(&st), env) {
             return Ok(img);
         }
         // Unknown identity or not cached: read and hash (the build reuses the bytes).
         let file = rustix::fs::open(path, rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC, Mode::empty())
             .map_err(io_err(path, "open"))?;
-        self.build(file, path)
+        self.build(file, path, env)
     }
 
-    /// Like [`Zygote::prepare`], for a file the caller opened (the daemon gets
-    /// one from each client). `path` is only for messages.
-    pub fn prepare_fd(&self, file: OwnedFd, path: &Path) -> Result<Arc<Image>, SpawnError> {
+    /// Like [`Zygote::prepare_for`], for a file the caller opened (the daemon
+    /// gets one from each client). `path` names it in messages and is where
+    /// a prototype execs it from.
+    pub fn prepare_fd(
+        &self,
+        file: OwnedFd,
+        path: &Path,
+        env: &prototype::Environment<'_>,
+    ) -> Result<Arc<Image>, SpawnError> {
         let _span = tracing::debug_span!("identify", path = %path.display()).entered();
         let id = FileIdentity::of(&file).map_err(io_err(path, "fstat"))?;
-        if let Some(img) = self.lookup(&id) {
+        if let Some(img) = self.lookup(&id, env) {
             return Ok(img);
         }
-        self.build(file, path)
+        self.build(file, path, env)
     }
 
     /// The content hash of an open file: from the memo, or by reading it.
     pub fn identify_fd(&self, file: &OwnedFd) -> Result<ContentHash, SpawnError> {
         let path = Path::new("<fd>");
         let id = FileIdentity::of(file).map_err(io_err(path, "fstat"))?;
-        if let Some(h) = self.memo.get(&id) {
-            return Ok(h);
+        if let Some(i) = self.memo.get(&id) {
+            return Ok(i.hash);
         }
         let (id, data) = read_program(file, path)?;
-        let hash = ContentHash::of(&data);
-        self.memo.insert(id, hash);
-        Ok(hash)
+        let found = Identified { hash: ContentHash::of(&data), dynamic: prototype::interpreter(&data).is_some() };
+        self.memo.insert(id, found);
+        Ok(found.hash)
+    }
+
+    fn key_for(&self, found: Identified, env: &prototype::Environment<'_>) -> ImageKey {
+        if found.dynamic { prototype::key(found.hash, env, &self.machine) } else { ImageKey::relocate(found.hash) }
     }
 
     /// A cached image for a file identity seen before, if still valid.
-    fn lookup(&self, id: &FileIdentity) -> Option<Arc<Image>> {
-        let key = ImageKey::relocate(self.memo.get(id)?);
+    fn lookup(&self, id: &FileIdentity, env: &prototype::Environment<'_>) -> Option<Arc<Image>> {
+        let key = self.key_for(self.memo.get(id)?, env);
         let img = self.cache.get(&key)?;
         // The same bytes may be cached from another file; make sure that file
-        // still holds them before mapping from it.
-        if img.identity() == id || img.file_unchanged() {
+        // still holds them, and that every library path still names the file
+        // the image maps, before mapping from them.
+        if (img.identity() == id || img.file_unchanged()) && img.libraries_unchanged() {
             return Some(img);
         }
+        tracing::info!(%key, path = %img.path().display(), "a file the image maps changed: rebuilding");
         self.cache.invalidate(&key, &img);
         None
     }
 
     /// Read and hash `file`, then build its image through the cache.
-    fn build(&self, file: OwnedFd, path: &Path) -> Result<Arc<Image>, SpawnError> {
+    fn build(&self, file: OwnedFd, path: &Path, env: &prototype::Environment<'_>) -> Result<Arc<Image>, SpawnError> {
         let started = Instant::now();
         let (id, data) = read_program(&file, path)?;
-        let hash = ContentHash::of(&data);
-        self.memo.insert(id, hash);
-        let key = ImageKey::relocate(hash);
+        let found = Identified { hash: ContentHash::of(&data), dynamic: prototype::interpreter(&data).is_some() };
+        self.memo.insert(id, found);
+        let key = self.key_for(found, env);
         let mut file = Some(file);
         self.cache.get_or_build(key, || {
             let file = file.take().ok_or_else(|| SpawnError::Request("internal: build ran twice".into()))?;
             let _span = tracing::debug_span!("prepare", %key).entered();
-            Ok::<_, SpawnError>(relocate::prepare(path, file, id, &data, key, started)?)
+            if !found.dynamic {
+                return Ok::<_, SpawnError>(relocate::prepare(path, file, id, &data, key, started)?);
+            }
+            let keep = file.try_clone().map_err(|e| SpawnError::Internal { what: "dup", source: e })?;
+            Ok(match prototype::prepare(path, file, id, key, env, started)? {
+                Ok(img) => img,
+                Err(refusal) => {
+                    tracing::info!("{refusal}; it will run by plain exec");
+                    let mapped = MappedFile { path: path.to_path_buf(), fd: keep, identity: id };
+                    Image::refused(key, mapped, ProgramKind::Dynamic, refusal.reason, started.elapsed())
+                }
+            })
         })
     }
 
@@ -325,13 +385,15 @@ impl Zygote {
     pub fn spawn(&self, req: SpawnRequest) -> Result<Child, SpawnError> {
         let env = req.environment();
         let launch = self.resolve(&req, &env)?;
-        let image = self.prepare(&launch.program)?;
+        let image =
+            self.prepare_for(&launch.program, &prototype::Environment { loader_env: &loader_env(&env), creds: None })?;
         let fds: Vec<(RawFd, RawFd)> = req.fds.iter().map(|(fd, t)| (fd.as_raw_fd(), *t)).collect();
         let opts = StartOptions {
             env: &env,
             cwd: req.cwd.as_deref(),
             name: req.name.as_deref().map(OsStr::as_bytes),
             fds: &fds,
+            creds: None,
         };
         self.start(&image, &launch, &opts)
     }
@@ -344,6 +406,27 @@ impl Zygote {
                 return Err(SpawnError::Request(format!("fd target {t} is outside 0..={MAX_TARGET_FD}")));
             }
         }
+        // A prototype image has fixed addresses; the kernel places the stub's
+        // stack and vDSO at random. If one of them sits where the image goes,
+        // the stub refuses (EEXIST, nothing clobbered) and another exec gets
+        // another placement.
+        let mut attempt = 0;
+        loop {
+            match self.start_once(image, launch, opts) {
+                Err(SpawnError::Launcher { ref stage, ref source, .. })
+                    if attempt < MAX_PLACEMENT_RETRIES
+                        && source.raw_os_error() == Some(libc::EEXIST)
+                        && (stage == "Map" || stage == "Vdso") =>
+                {
+                    attempt += 1;
+                    tracing::debug!(attempt, "address collision with the stub's stack or vDSO: retrying");
+                }
+                r => return r,
+            }
+        }
+    }
+
+    fn start_once(&self, image: &Arc<Image>, launch: &Launch, opts: &StartOptions<'_>) -> Result<Child, SpawnError> {
         let default_name = launch.exec_path.file_name().map(|n| n.as_bytes()).unwrap_or_default();
         let name = opts.name.filter(|n| !n.is_empty()).unwrap_or(default_name);
         let env = opts.env;
@@ -374,21 +457,45 @@ impl Zygote {
         let old_mask =
             process::block_all_signals().map_err(|source| SpawnError::Internal { what: "blocking signals", source })?;
         let result = (|| {
+            if image.fallback().is_some() {
+                // Plain exec of the file the image was made from (not of a
+                // path, which could name another): fds go straight to their targets.
+                let mut keep: Vec<RawFd> = user_fds.iter().map(|p| p.1).collect();
+                keep.sort_unstable();
+                let setup = ChildSetup {
+                    exec: ExecTarget::Program { file: image.file(), sigmask: &old_mask, keep: &keep },
+                    argv: &argv_p,
+                    envp: &env_p,
+                    cwd: cwd_c.as_deref(),
+                    placements: user_fds,
+                    status: status_w.as_fd(),
+                    creds: opts.creds,
+                };
+                return process::clone_exec(&setup).map_err(|source| SpawnError::Internal { what: "clone", source });
+            }
             let plan_span = tracing::debug_span!("plan").entered();
-            let layout =
-                plan::build(image, &plan::SpawnParts { fds: user_fds, sigmask: process::sigset_bits(&old_mask), name });
+            let layout = plan::build(
+                image,
+                &plan::SpawnParts {
+                    fds: user_fds,
+                    sigmask: process::sigset_bits(&old_mask),
+                    name,
+                    set_exe: self.set_exe,
+                },
+            );
             let plan_fd = memfd::memfd_with("zygote-plan", &layout.plan).map_err(internal("plan memfd"))?;
             drop(plan_span);
             let mut placements = layout.placements;
             placements.push((plan_fd.as_raw_fd(), PLAN_FD));
             placements.push((status_w.as_raw_fd(), layout.status_fd));
             let setup = ChildSetup {
-                stub: self.stub.fd(),
+                exec: ExecTarget::Stub(self.stub.fd()),
                 argv: &argv_p,
                 envp: &env_p,
                 cwd: cwd_c.as_deref(),
                 placements: &placements,
                 status: status_w.as_fd(),
+                creds: opts.creds,
             };
             process::clone_exec(&setup).map_err(|source| SpawnError::Internal { what: "clone", source })
         })();

@@ -5,8 +5,8 @@
 //! ```text
 //! 0..2                 stdio (inherited, or the caller's fds placed directly)
 //! 3                    the plan (PLAN_FD)
-//! 4                    the program file (File regions)
-//! 5 .. 5+k             the image's sealed objects
+//! 4 .. 4+f             the files the image maps (the program first)
+//! 4+f .. 4+f+k         the image's sealed objects
 //! base .. base+n       the caller's fds for targets >= 3 (moved by the stub)
 //! base+n               the status pipe
 //! ```
@@ -19,8 +19,7 @@ use zygote_plan::{FdMove, Header, PLAN_FD, Region, Source, encode_plan, plan_siz
 
 use crate::image::{Image, RegionKind};
 
-const FILE_FD: RawFd = PLAN_FD + 1;
-const FIRST_OBJECT_FD: RawFd = PLAN_FD + 2;
+const FIRST_FILE_FD: RawFd = PLAN_FD + 1;
 
 /// The per-spawn inputs besides the image.
 pub struct SpawnParts<'a> {
@@ -30,6 +29,9 @@ pub struct SpawnParts<'a> {
     pub sigmask: u64,
     /// Process name (comm).
     pub name: &'a [u8],
+    /// Make `/proc/PID/exe` the program (the process may: it has
+    /// CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN). Only prototype images need it.
+    pub set_exe: bool,
 }
 
 /// The child's fd placements plus the encoded plan.
@@ -44,12 +46,16 @@ pub struct Layout {
 
 pub fn build(image: &Image, parts: &SpawnParts<'_>) -> Layout {
     let objects = image.objects();
-    let mut placements = Vec::with_capacity(2 + objects.len() + parts.fds.len() + 1);
-    placements.push((image.file().as_raw_fd(), FILE_FD));
-    for (i, o) in objects.iter().enumerate() {
-        placements.push((o.fd().as_raw_fd(), FIRST_OBJECT_FD + i as RawFd));
+    let files = image.files();
+    let first_object_fd = FIRST_FILE_FD + files.len() as RawFd;
+    let mut placements = Vec::with_capacity(files.len() + objects.len() + parts.fds.len() + 2);
+    for (i, f) in files.iter().enumerate() {
+        placements.push((f.fd.as_raw_fd(), FIRST_FILE_FD + i as RawFd));
     }
-    let image_top = FIRST_OBJECT_FD + objects.len() as RawFd;
+    for (i, o) in objects.iter().enumerate() {
+        placements.push((o.fd().as_raw_fd(), first_object_fd + i as RawFd));
+    }
+    let image_top = first_object_fd + objects.len() as RawFd;
     let max_target = parts.fds.iter().map(|f| f.1).max().unwrap_or(0);
     let base = image_top.max(max_target + 1);
 
@@ -72,8 +78,8 @@ pub fn build(image: &Image, parts: &SpawnParts<'_>) -> Layout {
         .iter()
         .map(|r| {
             let (fd, offset, source) = match r.kind {
-                RegionKind::File { offset } => (FILE_FD, offset, Source::Fd),
-                RegionKind::Sealed { object, offset } => (FIRST_OBJECT_FD + object as RawFd, offset, Source::Fd),
+                RegionKind::File { file, offset } => (FIRST_FILE_FD + file as RawFd, offset, Source::Fd),
+                RegionKind::Sealed { object, offset } => (first_object_fd + object as RawFd, offset, Source::Fd),
                 RegionKind::Zero => (-1, 0, Source::Zero),
             };
             Region { vaddr: r.vaddr, len: r.len, offset, fd, prot: r.prot, source: source as u32, _reserved: 0 }
@@ -96,9 +102,11 @@ pub fn build(image: &Image, parts: &SpawnParts<'_>) -> Layout {
         status_fd,
         name_len: name_len as u32,
         name,
+        exe_fd: if parts.set_exe && !image.ops().is_empty() { FIRST_FILE_FD } else { -1 },
         ..Header::default()
     };
-    let mut plan = vec![0u8; plan_size(regions.len(), moves.len())];
-    encode_plan(header, &regions, &moves, &mut plan);
+    let ops = image.ops();
+    let mut plan = vec![0u8; plan_size(regions.len(), moves.len(), ops.len())];
+    encode_plan(header, &regions, &moves, ops, &mut plan);
     Layout { placements, status_fd, plan }
 }

@@ -27,12 +27,47 @@
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
 compile_error!("the zygote stub supports Linux x86_64 only");
 
+mod restore;
+
 use core::arch::{asm, global_asm};
 use zygote_plan::{
     FdMove, Header, MAX_PLAN_SIZE, PLAN_FD, Plan, PlanError, STUB_FAILURE_EXIT, Source, Stage, StatusRecord,
 };
 
-mod sys {
+/// The kernel-built initial stack.
+pub struct Stack {
+    pub sp: *mut u64,
+    pub argc: usize,
+    pub argv: *mut u64,
+    pub envp: *mut u64,
+    pub auxv: *mut u64,
+}
+
+impl Stack {
+    /// # Safety
+    /// `sp` must be the initial stack pointer of this exec.
+    unsafe fn from_sp(sp: *mut u64) -> Self {
+        // SAFETY: argc, then argc argv pointers and a NULL, envp pointers and a
+        // NULL, then the auxv, all readable and writable stack memory.
+        unsafe {
+            let argc = *sp as usize;
+            let argv = sp.add(1);
+            let envp = argv.add(argc + 1);
+            let mut p = envp;
+            while *p != 0 {
+                p = p.add(1);
+            }
+            Stack { sp, argc, argv, envp, auxv: p.add(1) }
+        }
+    }
+
+    pub fn argv0(&self) -> u64 {
+        // SAFETY: argv has argc entries.
+        if self.argc > 0 { unsafe { *self.argv } } else { 0 }
+    }
+}
+
+pub(crate) mod sys {
     //! Raw Linux x86_64 system calls.
     use core::arch::asm;
 
@@ -45,6 +80,10 @@ mod sys {
     pub const SYS_EXIT_GROUP: usize = 231;
     pub const SYS_DUP3: usize = 292;
     pub const SYS_CLOSE_RANGE: usize = 436;
+    pub const SYS_FCNTL: usize = 72;
+    pub const SYS_MPROTECT: usize = 10;
+    pub const PROT_WRITE: usize = 2;
+    pub const PROT_EXEC: usize = 4;
 
     pub const PROT_READ: usize = 1;
     pub const MAP_PRIVATE: usize = 0x02;
@@ -123,7 +162,7 @@ const AT_ENTRY: u64 = 9;
 const AT_EXECFN: u64 = 31;
 
 /// Report a failure and exit.
-fn fail(status_fd: i32, stage: Stage, index: u32, errno: i32, detail: u32, addr: u64) -> ! {
+pub(crate) fn fail(status_fd: i32, stage: Stage, index: u32, errno: i32, detail: u32, addr: u64) -> ! {
     let rec = StatusRecord { stage: stage as u32, index, errno, detail, addr };
     if status_fd >= 0 {
         sys::write_all(status_fd, &rec.encode());
@@ -152,19 +191,9 @@ fn plan_fail(status_fd: i32, e: PlanError) -> ! {
 
 /// The stub's whole job. `sp` is the kernel's initial stack pointer (&argc).
 extern "C" fn stub_main(sp: *mut u64) -> ! {
-    // SAFETY: `sp` is the initial stack the kernel built for this exec: argc, then
-    // argc argv pointers and a NULL, envp pointers and a NULL, then auxv pairs up
-    // to AT_NULL. All of it is readable and writable stack memory.
-    let (argv0, auxv) = unsafe {
-        let argc = *sp as usize;
-        let argv = sp.add(1);
-        let mut p = argv.add(argc + 1);
-        while *p != 0 {
-            p = p.add(1);
-        }
-        let argv0 = if argc > 0 { *argv } else { 0 };
-        (argv0, p.add(1))
-    };
+    // SAFETY: `sp` is the initial stack pointer the kernel gave _start.
+    let stack = unsafe { Stack::from_sp(sp) };
+    let (argv0, auxv) = (stack.argv0(), stack.auxv);
 
     // 1. The plan: read its header, then map the whole of it read-only.
     let mut hb = [0u8; Header::SIZE];
@@ -195,7 +224,8 @@ extern "C" fn stub_main(sp: *mut u64) -> ! {
     };
     let h = plan.header;
 
-    // 2. Regions.
+    // 2. The vDSO where the prototype had it, then the regions.
+    restore::move_vdso(&plan, &stack, status_fd);
     for i in 0..h.region_count {
         let r = plan.region(i);
         let (flags, fd, off) = match r.source() {
@@ -214,7 +244,8 @@ extern "C" fn stub_main(sp: *mut u64) -> ! {
         }
     }
 
-    // 3. Auxiliary vector.
+    // 3. Restore ops (prototype images), then the auxiliary vector.
+    restore::apply(&plan, &stack, status_fd);
     // SAFETY: `auxv` points at the kernel-built auxv pairs on our stack, terminated
     // by AT_NULL; we rewrite values in place.
     unsafe {
@@ -239,6 +270,14 @@ extern "C" fn stub_main(sp: *mut u64) -> ! {
         }
     }
 
+    let mm = restore::mm_map(&plan, &stack);
+    if let Some(m) = &mm {
+        let r = restore::set_mm(m);
+        if r < 0 {
+            fail(status_fd, Stage::Op, 0, -r as i32, 0, m.start_brk);
+        }
+    }
+
     // 4. Name, fds.
     let name = plan.name();
     if !name.is_empty() {
@@ -254,6 +293,15 @@ extern "C" fn stub_main(sp: *mut u64) -> ! {
             fail(status_fd, Stage::FdMove, i, -r as i32, 0, 0);
         }
     }
+    // The program file, kept for /proc/self/exe, above every target.
+    let keep_exe: i32 = match (&mm, h.exe_fd) {
+        (Some(_), fd) if fd >= 0 => {
+            let above = if h.fd_count > 0 { plan.fd_move(h.fd_count - 1).to + 1 } else { 3 };
+            let r = sys::syscall3(sys::SYS_FCNTL, fd as usize, 0 /* F_DUPFD */, above.max(3) as usize);
+            if r < 0 { -1 } else { r as i32 }
+        }
+        _ => -1,
+    };
     // Close every fd that is neither stdio nor a move target. Targets are sorted
     // ascending (checked by Plan::parse), so the gaps are ranges.
     let mut lo: u32 = 3;
@@ -271,10 +319,27 @@ extern "C" fn stub_main(sp: *mut u64) -> ! {
     let rtld_fini = h.rtld_fini;
     sys::syscall3(sys::SYS_MUNMAP, base as usize, size, 0);
     // This closes the status pipe too: the spawner sees EOF, meaning success.
-    sys::syscall3(sys::SYS_CLOSE_RANGE, lo as usize, u32::MAX as usize, 0);
+    if keep_exe >= 0 {
+        let k = keep_exe as u32;
+        if k > lo {
+            sys::syscall3(sys::SYS_CLOSE_RANGE, lo as usize, (k - 1) as usize, 0);
+        }
+        sys::syscall3(sys::SYS_CLOSE_RANGE, (k + 1) as usize, u32::MAX as usize, 0);
+    } else {
+        sys::syscall3(sys::SYS_CLOSE_RANGE, lo as usize, u32::MAX as usize, 0);
+    }
 
-    // 5. Signal mask, then jump.
+    // 5. Signal mask, then jump (through the trampoline when /proc/self/exe
+    // is to name the program: that needs the stub unmapped first).
     sys::syscall6(sys::SYS_RT_SIGPROCMASK, sys::SIG_SETMASK, &sigmask as *const u64 as usize, 0, 8, 0, 0);
+    if let (Some(m), true) = (mm, keep_exe >= 0) {
+        set_exe_and_jump(m, keep_exe, entry, stack.sp, rtld_fini);
+    }
+    jump(entry, stack.sp, rtld_fini)
+}
+
+/// Jump to the program's entry point with the initial stack and `rdx`.
+fn jump(entry: u64, sp: *mut u64, rtld_fini: u64) -> ! {
     // SAFETY: the program's image is mapped and `sp` is the kernel's initial stack
     // pointer, so this is the state a process has at its ELF entry point. We never
     // return.
@@ -303,6 +368,116 @@ extern "C" fn stub_main(sp: *mut u64) -> ! {
             in("rdx") rtld_fini,
             options(noreturn),
         );
+    }
+}
+
+unsafe extern "C" {
+    static __ehdr_start: u8;
+    static _end: u8;
+    static zygote_tramp_start: u8;
+    static zygote_tramp_end: u8;
+}
+
+// The trampoline runs from an anonymous page, so it can unmap the stub's own
+// image (PR_SET_MM_MAP refuses to change the exe file while the old one is
+// mapped). Position independent; `rdi` points at TrampArgs.
+global_asm!(
+    ".globl zygote_tramp_start",
+    ".globl zygote_tramp_end",
+    "zygote_tramp_start:",
+    "mov r12, rdi",
+    "mov eax, 11",
+    "mov rdi, [r12]",
+    "mov rsi, [r12 + 8]",
+    "syscall",
+    "mov eax, 157",
+    "mov edi, 35",
+    "mov esi, 14",
+    "mov rdx, [r12 + 16]",
+    "mov r10, [r12 + 24]",
+    "xor r8d, r8d",
+    "syscall",
+    "mov eax, 3",
+    "mov rdi, [r12 + 32]",
+    "syscall",
+    "mov rdx, [r12 + 56]",
+    "mov rax, [r12 + 40]",
+    "mov rsp, [r12 + 48]",
+    "push rax",
+    "xor eax, eax",
+    "xor ebx, ebx",
+    "xor ecx, ecx",
+    "xor esi, esi",
+    "xor edi, edi",
+    "xor ebp, ebp",
+    "xor r8d, r8d",
+    "xor r9d, r9d",
+    "xor r10d, r10d",
+    "xor r11d, r11d",
+    "xor r12d, r12d",
+    "xor r13d, r13d",
+    "xor r14d, r14d",
+    "xor r15d, r15d",
+    "cld",
+    "ret",
+    "zygote_tramp_end:",
+);
+
+#[repr(C)]
+struct TrampArgs {
+    stub_start: u64,
+    stub_len: u64,
+    mm: u64,
+    mm_size: u64,
+    exe_fd: u64,
+    entry: u64,
+    sp: u64,
+    rtld_fini: u64,
+}
+
+/// Copy the trampoline to an anonymous page and run it: unmap the stub, set
+/// the exe file with PR_SET_MM_MAP, close the fd, jump to the entry. If the
+/// page cannot be had, jump without changing the exe file.
+fn set_exe_and_jump(mut mm: restore::MmMap, exe_fd: i32, entry: u64, sp: *mut u64, rtld_fini: u64) -> ! {
+    mm.exe_fd = exe_fd as u32;
+    // Linker-defined symbols bounding the stub image and the trampoline code
+    // (only their addresses are taken).
+    let (lo, hi, t0, t1) = (
+        &raw const __ehdr_start as u64,
+        &raw const _end as u64,
+        &raw const zygote_tramp_start as u64,
+        &raw const zygote_tramp_end as u64,
+    );
+    let page = sys::syscall6(
+        sys::SYS_MMAP,
+        0,
+        4096,
+        sys::PROT_READ | sys::PROT_WRITE,
+        sys::MAP_PRIVATE | sys::MAP_ANONYMOUS,
+        usize::MAX,
+        0,
+    );
+    if page < 0 {
+        sys::syscall3(3, exe_fd as usize, 0, 0);
+        jump(entry, sp, rtld_fini);
+    }
+    // SAFETY: copying the trampoline's bytes (well under a page) into the fresh page.
+    unsafe { memcpy(page as *mut u8, t0 as *const u8, (t1 - t0) as usize) };
+    sys::syscall3(sys::SYS_MPROTECT, page as usize, 4096, sys::PROT_READ | sys::PROT_EXEC);
+    let args = TrampArgs {
+        stub_start: lo & !4095,
+        stub_len: ((hi + 4095) & !4095) - (lo & !4095),
+        mm: &mm as *const restore::MmMap as u64,
+        mm_size: core::mem::size_of::<restore::MmMap>() as u64,
+        exe_fd: exe_fd as u64,
+        entry,
+        sp: sp as u64,
+        rtld_fini,
+    };
+    // SAFETY: the page holds the position-independent trampoline; `args` and
+    // `mm` live on the process stack, which stays mapped. It never returns.
+    unsafe {
+        asm!("jmp {t}", t = in(reg) page, in("rdi") &args as *const TrampArgs, options(noreturn));
     }
 }
 

@@ -749,3 +749,870 @@ pub fn stats_line(s: &zygote::CacheStats) -> String {
 pub fn signal(child: &Child, sig: i32) {
     child.kill(sig).unwrap_or_else(|e| panic!("kill({}, {sig}): {e}", child.pid()));
 }
+
+// ---------------------------------------------------------------------------
+// The daemon (`zygote daemon`), its clients and its protocol
+// ---------------------------------------------------------------------------
+
+use std::os::fd::BorrowedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::UnixStream;
+
+use zygote::service::client::{Client, ClientError};
+use zygote::service::frame::{FrameReader, HEADER_SIZE, MAGIC, ReadStatus};
+use zygote::service::message::{DaemonStats, Hello, Limits, PROTOCOL_VERSION, Request, Response, SpawnArgs, Welcome};
+
+/// How long a condition that the daemon brings about asynchronously (a
+/// reaped child, a closed connection) may take before a test gives up. A
+/// safety net against hangs, not a timing assertion: a passing test never
+/// waits for it.
+pub const SETTLE: Duration = Duration::from_secs(20);
+
+/// A socket path for a test daemon, unique per call. Inside [`build_dir`]
+/// when it fits in `sun_path` (108 bytes), else in a fresh directory under
+/// the system temp dir.
+pub fn socket_path(stem: &str) -> PathBuf {
+    let p = unique_path(&format!("{stem}.sock"));
+    if p.as_os_str().len() < 100 {
+        return p;
+    }
+    let d = std::env::temp_dir().join(format!("zt-sock-{}", std::process::id()));
+    fs::create_dir_all(&d).expect("create short socket dir");
+    let p = d.join(p.file_name().expect("socket file name"));
+    assert!(p.as_os_str().len() < 100, "no short socket path available: {}", p.display());
+    p
+}
+
+/// Poll `check` until it returns `Ok`, for at most `limit`; panic with the
+/// last `Err` (and `what`) if it never does.
+pub fn eventually<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Result<T, String>) -> T {
+    let start = Instant::now();
+    loop {
+        match check() {
+            Ok(v) => return v,
+            Err(e) if start.elapsed() > limit => panic!("{what}: still not true after {limit:?}: {e}"),
+            Err(_) => thread::sleep(Duration::from_millis(10)),
+        }
+    }
+}
+
+/// Send `sig` to a process by pid.
+pub fn kill_pid(pid: i32, sig: i32) -> io::Result<()> {
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours.
+    if unsafe { libc::kill(pid, sig) } == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+}
+
+/// State letter (`R`, `S`, `Z`, ...) and parent pid of a process, from
+/// /proc/PID/stat; `None` if it does not exist (anymore).
+pub fn proc_stat(pid: i32) -> Option<(char, i32)> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "pid (comm) S ppid ...": comm may contain spaces and parentheses.
+    let rest = &text[text.rfind(')')? + 1..];
+    let mut it = rest.split_whitespace();
+    let state = it.next()?.chars().next()?;
+    let ppid = it.next()?.parse().ok()?;
+    Some((state, ppid))
+}
+
+/// Whether `pid` exists and is not a zombie.
+pub fn pid_running(pid: i32) -> bool {
+    matches!(proc_stat(pid), Some((s, _)) if s != 'Z' && s != 'X')
+}
+
+/// `(pid, state)` of every process whose parent is `ppid`.
+pub fn children_of(ppid: i32) -> Vec<(i32, char)> {
+    let mut out = Vec::new();
+    for e in fs::read_dir("/proc").expect("read /proc").flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+        if let Some((state, parent)) = proc_stat(pid)
+            && parent == ppid
+        {
+            out.push((pid, state));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Number of open fds of another process (entries of /proc/PID/fd).
+pub fn fd_count_of(pid: i32) -> usize {
+    fs::read_dir(format!("/proc/{pid}/fd")).unwrap_or_else(|e| panic!("read /proc/{pid}/fd: {e}")).count()
+}
+
+/// `fd->target` of every open fd of another process (for messages).
+pub fn fd_list_of(pid: i32) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| {
+                    let t = fs::read_link(e.path()).map(|t| t.display().to_string()).unwrap_or_else(|_| "?".into());
+                    format!("{}->{}", e.file_name().to_string_lossy(), t)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort_by_key(|s| s.split("->").next().and_then(|n| n.parse::<u32>().ok()).unwrap_or(u32::MAX));
+    v
+}
+
+/// Kills (SIGKILL) a process by pid on drop if it still runs: for processes
+/// the daemon started that a failing test might leave behind.
+pub struct PidGuard(pub i32);
+
+impl Drop for PidGuard {
+    fn drop(&mut self) {
+        if self.0 > 0 && pid_running(self.0) {
+            let _ = kill_pid(self.0, libc::SIGKILL);
+        }
+    }
+}
+
+/// A `zygote daemon` started by a test, on its own socket. Dropping it sends
+/// SIGTERM, then SIGKILL if it has not exited shortly after, and reaps it.
+pub struct Daemon {
+    child: Option<std::process::Child>,
+    pub socket: PathBuf,
+    pub log: PathBuf,
+    status: Option<std::process::ExitStatus>,
+}
+
+impl Daemon {
+    /// `zygote daemon --socket SOCKET EXTRA...`, waiting until it serves.
+    pub fn start(socket: &Path, extra: &[&OsStr]) -> Daemon {
+        let d = Self::spawn(socket, extra);
+        d.wait_ready();
+        d
+    }
+
+    /// Start the daemon process without waiting for it to serve.
+    pub fn spawn(socket: &Path, extra: &[&OsStr]) -> Daemon {
+        let log = PathBuf::from(format!("{}.log", socket.display()));
+        let log_file = fs::File::create(&log).unwrap_or_else(|e| panic!("create {}: {e}", log.display()));
+        let mut cmd = Command::new(zygote_bin());
+        cmd.arg("daemon").arg("--socket").arg(socket).args(extra);
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log_file);
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+        Daemon { child: Some(child), socket: socket.to_path_buf(), log, status: None }
+    }
+
+    /// Wait until a client can connect and shake hands.
+    pub fn wait_ready(&self) {
+        let start = Instant::now();
+        loop {
+            if Client::connect(&self.socket).is_ok() {
+                return;
+            }
+            if let Some(st) = self.child.as_ref().and_then(|c| proc_stat(c.id() as i32).filter(|s| s.0 == 'Z')) {
+                panic!("the daemon exited before serving ({st:?}); its log:\n{}", self.log_text());
+            }
+            assert!(start.elapsed() < DEADLINE, "the daemon did not serve within {DEADLINE:?}:\n{}", self.log_text());
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().expect("daemon already reaped").id() as i32
+    }
+
+    /// What the daemon logged so far (its stderr).
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The last `max` bytes (or so) of the log, for failure messages.
+    pub fn log_tail(&self, max: usize) -> String {
+        let log = self.log_text();
+        let mut start = log.len().saturating_sub(max);
+        while !log.is_char_boundary(start) {
+            start += 1;
+        }
+        log[start..].to_string()
+    }
+
+    /// A connected, handshaken library client.
+    pub fn client(&self) -> Client {
+        Client::connect(&self.socket)
+            .unwrap_or_else(|e| panic!("connect to the daemon at {}: {e}\n{}", self.socket.display(), self.log_text()))
+    }
+
+    /// `Request::Stats` on a fresh connection.
+    pub fn stats(&self) -> DaemonStats {
+        match self.client().call(&Request::Stats, &[]) {
+            Ok((Response::Stats(s), _)) => s,
+            other => panic!("Stats: {other:?}"),
+        }
+    }
+
+    /// Send a signal to the daemon.
+    pub fn signal(&self, sig: i32) {
+        kill_pid(self.pid(), sig).unwrap_or_else(|e| panic!("kill(daemon {}, {sig}): {e}", self.pid()));
+    }
+
+    /// Wait for the daemon to exit (it was told to); SIGKILL and panic if it
+    /// has not within `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        if let Some(st) = self.status {
+            return st;
+        }
+        let c = self.child.as_mut().expect("daemon child");
+        let start = Instant::now();
+        loop {
+            if let Some(st) = c.try_wait().expect("try_wait on the daemon") {
+                self.status = Some(st);
+                self.child = None;
+                return st;
+            }
+            if start.elapsed() > limit {
+                let _ = c.kill();
+                let _ = c.wait();
+                self.child = None;
+                panic!("the daemon did not exit within {limit:?}; killed. Its log:\n{}", self.log_text());
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Number of fds the daemon has open.
+    pub fn fd_count(&self) -> usize {
+        fd_count_of(self.pid())
+    }
+
+    /// The daemon's children that are zombies (exited, not reaped).
+    pub fn zombies(&self) -> Vec<i32> {
+        children_of(self.pid()).into_iter().filter(|(_, s)| *s == 'Z').map(|(p, _)| p).collect()
+    }
+
+    /// Wait until the daemon has no unreaped children, no running children
+    /// and exactly `open` open connections (counting the one asking).
+    pub fn wait_quiet(&self, open: u64) {
+        let mut client = self.client();
+        self.wait_quiet_with(&mut client, open);
+    }
+
+    /// [`Daemon::wait_quiet`], asking on `client`.
+    pub fn wait_quiet_with(&self, client: &mut Client, open: u64) {
+        eventually("daemon quiet (no live children, no zombies, no stray connections)", SETTLE, || {
+            let z = self.zombies();
+            let s = match client.call(&Request::Stats, &[]) {
+                Ok((Response::Stats(s), _)) => s,
+                other => panic!("Stats: {other:?}"),
+            };
+            if z.is_empty() && s.live_children == 0 && s.open_connections == open {
+                Ok(())
+            } else {
+                Err(format!(
+                    "zombies {z:?}, live_children {}, open_connections {} (want {open}); children {:?}",
+                    s.live_children,
+                    s.open_connections,
+                    children_of(self.pid())
+                ))
+            }
+        })
+    }
+
+    /// The daemon's fd count once it is quiet with only `client` connected.
+    pub fn quiet_fd_count(&self, client: &mut Client) -> usize {
+        self.wait_quiet_with(client, 1);
+        self.fd_count()
+    }
+
+    /// Wait until the daemon's fd count is at most `limit` (it closes
+    /// connections asynchronously); panic listing its fds if it never is.
+    pub fn expect_fds_at_most(&self, limit: usize, context: &str) {
+        eventually(&format!("{context}: daemon fd count <= {limit}"), SETTLE, || {
+            let n = self.fd_count();
+            if n <= limit { Ok(()) } else { Err(format!("{n} fds open: {:?}", fd_list_of(self.pid()))) }
+        })
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let Some(mut c) = self.child.take() else { return };
+        let _ = kill_pid(c.id() as i32, libc::SIGTERM);
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(5) {
+            if let Ok(Some(_)) = c.try_wait() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
+/// `SpawnArgs` for `PROG ARGS...` with stdio at fds 0, 1 and 2 and a small
+/// fixed environment.
+pub fn spawn_args(prog: &Path, args: &[&str]) -> SpawnArgs {
+    let mut argv = vec![prog.as_os_str().as_bytes().to_vec()];
+    argv.extend(args.iter().map(|a| a.as_bytes().to_vec()));
+    SpawnArgs {
+        argv,
+        environ: vec![b"PATH=/usr/bin:/bin".to_vec(), b"ZYGOTE_TEST=1".to_vec()],
+        fds: vec![0, 1, 2],
+        path: prog.as_os_str().as_bytes().to_vec(),
+        ..SpawnArgs::default()
+    }
+}
+
+/// A Spawn through the library client: the executable (opened here) plus
+/// `stdio` as the child's fds 0, 1 and 2. Returns the pid and the pidfd the
+/// daemon attached. The caller's copies of `stdio` are closed on return.
+pub fn remote_spawn(client: &mut Client, args: SpawnArgs, stdio: [OwnedFd; 3]) -> Result<(i32, OwnedFd), ClientError> {
+    let path = PathBuf::from(std::ffi::OsStr::from_bytes(&args.path));
+    let exe = fs::File::open(&path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    let fds = [exe.as_fd(), stdio[0].as_fd(), stdio[1].as_fd(), stdio[2].as_fd()];
+    let (reply, mut reply_fds) = client.call(&Request::Spawn(args), &fds)?;
+    match reply {
+        Response::Spawned { pid, .. } if reply_fds.len() == 1 => Ok((pid, reply_fds.remove(0))),
+        other => {
+            Err(ClientError::Protocol(format!("expected Spawned with one pidfd, got {other:?} with {reply_fds:?}")))
+        }
+    }
+}
+
+/// Shell-style code of an `Exited` reply.
+pub fn exited_code(r: &Response) -> Result<i32, String> {
+    match r {
+        Response::Exited { code: Some(c), signal: None, .. } => Ok(*c),
+        Response::Exited { code: None, signal: Some(s), .. } => Ok(128 + s),
+        other => Err(format!("expected Exited with a code or a signal, got {other:?}")),
+    }
+}
+
+/// `Request::Wait` for `pid`; the shell-style status.
+pub fn remote_wait(client: &mut Client, pid: i32) -> Result<i32, ClientError> {
+    let (reply, _) = client.call(&Request::Wait { pid }, &[])?;
+    match &reply {
+        Response::Exited { pid: p, .. } if *p == pid => exited_code(&reply).map_err(ClientError::Protocol),
+        other => Err(ClientError::Protocol(format!("Wait({pid}): got {other:?}"))),
+    }
+}
+
+/// A pipe whose read end carries exactly `input` then EOF (the write end is
+/// closed). `input` must fit in the pipe buffer.
+pub fn input_pipe(input: &[u8]) -> OwnedFd {
+    use std::io::Write;
+    assert!(input.len() <= 16 * 1024, "input_pipe is for small inputs");
+    let (r, w) = pipe();
+    fs::File::from(w).write_all(input).expect("write to the stdin pipe");
+    r
+}
+
+/// Spawn `PROG ARGS` through the daemon with `input` on stdin and stdout
+/// and stderr piped back, wait for it (Request::Wait) and collect.
+pub fn remote_run(client: &mut Client, prog: &Path, args: &[&str], input: &[u8]) -> Result<Outcome, String> {
+    let (out_r, out_w) = pipe();
+    let (err_r, err_w) = pipe();
+    let stdin = input_pipe(input);
+    let out_rx = spawn_reader(fs::File::from(out_r));
+    let err_rx = spawn_reader(fs::File::from(err_r));
+    let (pid, _pidfd) =
+        remote_spawn(client, spawn_args(prog, args), [stdin, out_w, err_w]).map_err(|e| format!("Spawn: {e}"))?;
+    let _guard = PidGuard(pid);
+    let code = remote_wait(client, pid).map_err(|e| format!("Wait({pid}): {e}"))?;
+    Ok(Outcome { code, stdout: collect(out_rx, "remote stdout"), stderr: collect(err_rx, "remote stderr") })
+}
+
+/// Like [`run_command`], with `input` written to the command's stdin.
+pub fn run_command_input(cmd: &mut Command, input: &[u8]) -> Outcome {
+    use std::io::Write;
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot spawn {cmd:?}: {e}"));
+    let mut guard = StdChildGuard(Some(child));
+    let c = guard.0.as_mut().expect("child present");
+    let mut stdin = c.stdin.take().expect("stdin piped");
+    let input = input.to_vec();
+    let writer = thread::spawn(move || {
+        // A program may exit without reading all of it: EPIPE is fine.
+        let _ = stdin.write_all(&input);
+    });
+    let out_rx = spawn_reader(c.stdout.take().expect("stdout piped"));
+    let err_rx = spawn_reader(c.stderr.take().expect("stderr piped"));
+    let start = Instant::now();
+    let status = loop {
+        if let Some(st) = c.try_wait().expect("try_wait") {
+            break st;
+        }
+        if start.elapsed() > DEADLINE {
+            panic!("{cmd:?} still running after {DEADLINE:?}; killed");
+        }
+        thread::sleep(Duration::from_millis(5));
+    };
+    guard.0 = None;
+    let _ = writer.join();
+    Outcome { code: std_shell_code(status), stdout: collect(out_rx, "stdout"), stderr: collect(err_rx, "stderr") }
+}
+
+/// A frame header as the protocol lays it out, with any values.
+pub fn raw_header(magic: u32, body_len: u32, fd_count: u32) -> [u8; HEADER_SIZE] {
+    let mut h = [0u8; HEADER_SIZE];
+    h[0..4].copy_from_slice(&magic.to_le_bytes());
+    h[4..8].copy_from_slice(&body_len.to_le_bytes());
+    h[8..12].copy_from_slice(&fd_count.to_le_bytes());
+    h
+}
+
+/// A well-formed frame (header + body) announcing `fd_count` fds.
+pub fn raw_frame(body: &[u8], fd_count: u32) -> Vec<u8> {
+    let mut v = raw_header(MAGIC, body.len() as u32, fd_count).to_vec();
+    v.extend_from_slice(body);
+    v
+}
+
+/// What came back on a raw connection.
+#[derive(Debug)]
+pub enum Reply {
+    /// A decoded response (with the fds attached to it).
+    Response(Response, Vec<OwnedFd>),
+    /// A frame whose body is not a `Response` (e.g. a `Welcome`).
+    Other(Vec<u8>),
+    /// The daemon closed the connection (or it broke); the reason.
+    Closed(String),
+}
+
+/// A connection to the daemon that can send anything, for protocol tests.
+pub struct RawConn {
+    pub sock: UnixStream,
+    reader: FrameReader,
+}
+
+impl RawConn {
+    pub fn connect(socket: &Path) -> RawConn {
+        let sock = UnixStream::connect(socket).unwrap_or_else(|e| panic!("connect {}: {e}", socket.display()));
+        RawConn { sock, reader: FrameReader::new() }
+    }
+
+    /// Connect and shake hands (Hello, Welcome).
+    pub fn handshake(socket: &Path) -> RawConn {
+        let mut c = Self::connect(socket);
+        c.send_msg(&Hello { version: PROTOCOL_VERSION }, &[]).expect("send Hello");
+        match c.read(DEADLINE) {
+            Reply::Other(body) => {
+                let _: Welcome = serde_json::from_slice(&body)
+                    .unwrap_or_else(|e| panic!("expected Welcome: {e}: {}", String::from_utf8_lossy(&body)));
+            }
+            other => panic!("expected Welcome, got {other:?}"),
+        }
+        c
+    }
+
+    /// Send raw bytes; `fds` go with the first `sendmsg`.
+    pub fn send_bytes(&self, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+        use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags, sendmsg};
+        let mut sent = 0;
+        let mut first = true;
+        while sent < bytes.len() || first {
+            let iov = [io::IoSlice::new(&bytes[sent..])];
+            let n = if first && !fds.is_empty() {
+                let mut space = vec![std::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(fds.len()))];
+                let mut control = SendAncillaryBuffer::new(&mut space);
+                assert!(control.push(SendAncillaryMessage::ScmRights(fds)), "cmsg buffer too small");
+                sendmsg(&self.sock, &iov, &mut control, SendFlags::NOSIGNAL)
+            } else {
+                sendmsg(&self.sock, &iov, &mut SendAncillaryBuffer::default(), SendFlags::NOSIGNAL)
+            };
+            match n {
+                Ok(n) => sent += n,
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+            first = false;
+        }
+        Ok(())
+    }
+
+    /// Send a message as a well-formed frame with `fds`.
+    pub fn send_msg<T: serde::Serialize>(&self, msg: &T, fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+        let body = serde_json::to_vec(msg).expect("encode message");
+        self.send_bytes(&raw_frame(&body, fds.len() as u32), fds)
+    }
+
+    /// Close our sending side (the daemon sees EOF; we can still read).
+    pub fn shutdown_write(&self) {
+        let _ = self.sock.shutdown(std::net::Shutdown::Write);
+    }
+
+    /// The next frame, or the connection's end. Panics if neither comes
+    /// within `limit` (safety net).
+    pub fn read(&mut self, limit: Duration) -> Reply {
+        use rustix::event::{PollFd, PollFlags, Timespec, poll};
+        let limits = Limits::default();
+        let start = Instant::now();
+        loop {
+            match self.reader.next_frame(&limits) {
+                Ok(Some(f)) => return decode_reply(f.body, f.fds),
+                Ok(None) => {}
+                Err(e) => return Reply::Closed(format!("bad frame from the daemon: {e}")),
+            }
+            let mut fds = [PollFd::new(&self.sock, PollFlags::IN)];
+            let ts = Timespec { tv_sec: 0, tv_nsec: 50_000_000 };
+            match poll(&mut fds, Some(&ts)) {
+                Ok(0) | Err(rustix::io::Errno::INTR) => {
+                    assert!(start.elapsed() < limit, "no reply and no close from the daemon within {limit:?}");
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) => return Reply::Closed(format!("poll: {e}")),
+            }
+            match self.reader.read_once(self.sock.as_fd()) {
+                Ok(ReadStatus::Data) | Ok(ReadStatus::WouldBlock) => {}
+                Ok(ReadStatus::Eof) => {
+                    return match self.reader.finish(&limits) {
+                        Ok(Some(f)) => decode_reply(f.body, f.fds),
+                        Ok(None) => Reply::Closed("EOF".into()),
+                        Err(e) => Reply::Closed(format!("EOF inside a frame: {e}")),
+                    };
+                }
+                Err(e) => return Reply::Closed(format!("read: {e}")),
+            }
+        }
+    }
+
+    /// Read until the daemon closes the connection, failing if it sends
+    /// anything else first.
+    pub fn expect_closed(&mut self, context: &str) {
+        match self.read(DEADLINE) {
+            Reply::Closed(_) => {}
+            other => panic!("{context}: expected the daemon to close the connection, got {other:?}"),
+        }
+    }
+}
+
+fn decode_reply(body: Vec<u8>, fds: Vec<OwnedFd>) -> Reply {
+    match serde_json::from_slice::<Response>(&body) {
+        Ok(r) => Reply::Response(r, fds),
+        Err(_) => Reply::Other(body),
+    }
+}
+
+/// Borrowed fds of a slice of owned ones.
+pub fn borrow_all(fds: &[OwnedFd]) -> Vec<BorrowedFd<'_>> {
+    fds.iter().map(|f| f.as_fd()).collect()
+}
+
+/// `n` fresh fds (/dev/null) to attach to a frame.
+pub fn null_fds(n: usize) -> Vec<OwnedFd> {
+    (0..n).map(|_| dev_null()).collect()
+}
+
+/// Lines read from a pipe on a helper thread, with a safety deadline.
+pub struct Lines {
+    rx: mpsc::Receiver<String>,
+    pub seen: Vec<String>,
+}
+
+impl Lines {
+    pub fn new(r: impl Read + Send + 'static) -> Lines {
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            use std::io::BufRead;
+            for line in io::BufReader::new(r).lines() {
+                let Ok(l) = line else { break };
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        Lines { rx, seen: Vec::new() }
+    }
+
+    /// The next line, or `None` at EOF (every write end closed). Panics if
+    /// neither comes within `limit`.
+    pub fn next(&mut self, limit: Duration) -> Option<String> {
+        match self.rx.recv_timeout(limit) {
+            Ok(l) => {
+                self.seen.push(l.clone());
+                Some(l)
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => None,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                panic!("no line and no EOF within {limit:?}; lines so far: {:?}", self.seen)
+            }
+        }
+    }
+
+    /// Whether the pipe reaches EOF within `limit` (after any further lines,
+    /// which are kept in `seen`).
+    pub fn eof_within(&mut self, limit: Duration) -> bool {
+        let start = Instant::now();
+        loop {
+            match self.rx.recv_timeout(limit.saturating_sub(start.elapsed())) {
+                Ok(l) => self.seen.push(l),
+                Err(mpsc::RecvTimeoutError::Disconnected) => return true,
+                Err(mpsc::RecvTimeoutError::Timeout) => return false,
+            }
+        }
+    }
+}
+
+/// Whether `sig` is blocked in the main thread of `pid` (SigBlk of
+/// /proc/PID/status).
+pub fn sig_blocked(pid: i32, sig: i32) -> bool {
+    let Ok(status) = fs::read_to_string(format!("/proc/{pid}/status")) else { return false };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigBlk:"))
+        .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+        .is_some_and(|m| m & (1u64 << (sig - 1)) != 0)
+}
+
+/// The pid in a `started PID` / `ready PID` line of daemon_sleep.c.
+pub fn pid_in(line: &str, word: &str) -> i32 {
+    line.strip_prefix(word)
+        .and_then(|r| r.trim().parse().ok())
+        .unwrap_or_else(|| panic!("expected a line `{word} PID`, got {line:?}"))
+}
+
+// ---------------------------------------------------------------------------
+// Dynamically linked programs (the prototype preparer)
+// ---------------------------------------------------------------------------
+
+/// Path of a source under `tests/c/dyn/`.
+pub fn dyn_src(name: &str) -> PathBuf {
+    c_src(&format!("dyn/{name}"))
+}
+
+/// `tool FLAGS SRCS... LIBS... -o OUT` (tool: gcc or g++); panics with the
+/// tool's output if it fails. Returns `out`.
+pub fn compile(tool: &str, srcs: &[&Path], out: &Path, flags: &[&str], libs: &[&str]) -> PathBuf {
+    run_tool(Command::new(tool).args(flags).args(srcs).args(libs).arg("-o").arg(out));
+    out.to_path_buf()
+}
+
+/// A shared library: `tool -shared -fPIC FLAGS SRCS -o OUT`.
+pub fn shared_lib(tool: &str, srcs: &[&Path], out: &Path, flags: &[&str]) -> PathBuf {
+    let mut all = vec!["-shared", "-fPIC"];
+    all.extend_from_slice(flags);
+    compile(tool, srcs, out, &all, &[])
+}
+
+/// Link flags for `-lNAME` found in `dir` at link time and, through an
+/// rpath, at run time.
+pub fn link_lib_flags(dir: &Path, name: &str) -> Vec<String> {
+    vec![format!("-L{}", dir.display()), format!("-l{name}"), format!("-Wl,-rpath,{}", dir.display())]
+}
+
+/// `zygote run [--stats --json] [--clear-env] [--env K=V]... -- PROG ARGS...`
+/// as CLI arguments (without the binary).
+pub fn zygote_run_cli(prog: &Path, args: &[&str], env: &[(&str, &str)], clear_env: bool, stats: bool) -> Vec<OsString> {
+    let mut cli: Vec<OsString> = vec!["run".into()];
+    if stats {
+        cli.push("--stats".into());
+        cli.push("--json".into());
+    }
+    if clear_env {
+        cli.push("--clear-env".into());
+    }
+    for (k, v) in env {
+        cli.push("--env".into());
+        cli.push(format!("{k}={v}").into());
+    }
+    cli.push("--".into());
+    cli.push(prog.into());
+    cli.extend(args.iter().map(OsString::from));
+    cli
+}
+
+/// Split the stderr of `zygote run --stats --json` into the program's own
+/// stderr and the JSON line zygote prints after the program ended (the last
+/// line; the program's stderr need not end with a newline).
+pub fn split_stats_json(stderr: &[u8]) -> Option<(Vec<u8>, serde_json::Value)> {
+    let s = stderr.strip_suffix(b"\n")?;
+    for i in (0..s.len()).rev().filter(|&i| s[i] == b'{') {
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&s[i..])
+            && v.get("image").is_some()
+            && v.get("cache").is_some()
+        {
+            return Some((s[..i].to_vec(), v));
+        }
+    }
+    None
+}
+
+/// A program's outcome under `zygote run --stats --json`, with the stats
+/// line taken out of stderr, and the stats.
+#[derive(Clone, Debug)]
+pub struct StatsRun {
+    pub outcome: Outcome,
+    pub stats: serde_json::Value,
+}
+
+/// Run `zygote run --stats --json ...` (under `wrapper`, e.g. setpriv, if
+/// not empty) and split its stderr; panics if there is no stats line.
+pub fn zygote_run_stats_via(
+    wrapper: &[&str],
+    prog: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    clear_env: bool,
+) -> StatsRun {
+    let cli = zygote_run_cli(prog, args, env, clear_env, true);
+    let mut cmd = match wrapper.split_first() {
+        Some((first, rest)) => {
+            let mut c = Command::new(first);
+            c.args(rest).arg(zygote_bin());
+            c
+        }
+        None => Command::new(zygote_bin()),
+    };
+    cmd.args(&cli);
+    let raw = run_command(&mut cmd);
+    let Some((stderr, stats)) = split_stats_json(&raw.stderr) else {
+        panic!("{cmd:?}: no --stats --json line at the end of stderr:\n{raw}");
+    };
+    StatsRun { outcome: Outcome { stderr, ..raw }, stats }
+}
+
+/// [`zygote_run_stats_via`] without a wrapper.
+pub fn zygote_run_stats(prog: &Path, args: &[&str], env: &[(&str, &str)], clear_env: bool) -> StatsRun {
+    zygote_run_stats_via(&[], prog, args, env, clear_env)
+}
+
+/// `image.fallback` of a stats line: `None` if null (the image was used).
+pub fn stats_fallback(stats: &serde_json::Value) -> Option<String> {
+    match &stats["image"]["fallback"] {
+        serde_json::Value::Null => None,
+        serde_json::Value::String(s) => Some(s.clone()),
+        other => panic!("image.fallback is neither null nor a string: {other} in {stats}"),
+    }
+}
+
+/// Assert a stats line says the program was started from a dynamic-program
+/// image (restored from its prototype, not run by plain exec).
+pub fn assert_restored(stats: &serde_json::Value, context: &str) {
+    assert_eq!(stats["image"]["kind"], "Dynamic", "{context}: image.kind in {stats}");
+    assert_eq!(stats_fallback(stats), None, "{context}: image.fallback should be null (restored, not exec'd): {stats}");
+}
+
+/// The environment sorted by key: `std::process::Command` passes its
+/// environment sorted (it keeps it in a BTreeMap) while `zygote run --env`
+/// keeps the order given, so both get the sorted order and a program
+/// printing `environ` in order prints the same thing.
+pub fn sorted_env<'a>(env: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut v = env.to_vec();
+    v.sort_by(|a, b| a.0.cmp(b.0));
+    v.dedup_by(|a, b| a.0 == b.0);
+    v
+}
+
+/// Run PROG directly, through `zygote run --clear-env --stats --json`, and
+/// directly again, all with exactly `env` and the same argv and cwd, and
+/// assert the zygote run's stdout, stderr and status equal the direct
+/// run's. If the two direct runs differ (the program's world changed in
+/// between, e.g. a directory listing), the triple is repeated (a few
+/// times). Returns the zygote run's stats line.
+pub fn assert_same_as_direct(prog: &Path, args: &[&str], env: &[(&str, &str)], context: &str) -> serde_json::Value {
+    assert_same_as_direct_with(prog, args, env, context, |o| o.clone())
+}
+
+/// [`assert_same_as_direct`], comparing the outcomes after `normalize`
+/// (for a value outside the program's control, such as a global counter).
+pub fn assert_same_as_direct_with(
+    prog: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    context: &str,
+    normalize: impl Fn(&Outcome) -> Outcome,
+) -> serde_json::Value {
+    let env = sorted_env(env);
+    let mut last = String::new();
+    for _ in 0..6 {
+        let before = normalize(&direct_run(prog, args, &env, true));
+        let z = zygote_run_stats(prog, args, &env, true);
+        let after = normalize(&direct_run(prog, args, &env, true));
+        if before != after {
+            last = format!("=== direct (1) ===\n{before}\n=== direct (2) ===\n{after}");
+            continue;
+        }
+        let via = normalize(&z.outcome);
+        assert_eq!(
+            via,
+            before,
+            "{context}: `zygote run --clear-env ... -- {} {args:?}` differs from a direct run\n\
+             === zygote run ===\n{via}\n=== direct ===\n{before}\n=== stats ===\n{}",
+            prog.display(),
+            z.stats
+        );
+        return z.stats;
+    }
+    panic!("{context}: two direct runs of {} {args:?} in a row kept differing:\n{last}", prog.display());
+}
+
+/// Effective capability set of a process, from the CapEff line of its
+/// /proc/PID/status text.
+pub fn cap_eff(status_text: &str) -> u64 {
+    status_text
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or_else(|| panic!("no CapEff line in:\n{status_text}"))
+}
+
+pub const CAP_SYS_ADMIN: u32 = 21;
+pub const CAP_CHECKPOINT_RESTORE: u32 = 40;
+
+/// `setpriv` prefix that runs a command without CAP_SYS_ADMIN and
+/// CAP_CHECKPOINT_RESTORE (dropped from the bounding and inheritable sets
+/// before the exec, so a root process gets neither in its permitted or
+/// effective set).
+pub const WITHOUT_RESTORE_CAPS: [&str; 4] =
+    ["setpriv", "--bounding-set=-sys_admin,-checkpoint_restore", "--inh-caps=-sys_admin,-checkpoint_restore", "--"];
+
+/// Whether this process may set a child's exe file (CAP_SYS_ADMIN or
+/// CAP_CHECKPOINT_RESTORE effective).
+pub fn have_restore_caps() -> bool {
+    let eff = cap_eff(&fs::read_to_string("/proc/self/status").expect("read /proc/self/status"));
+    eff & (1 << CAP_SYS_ADMIN) != 0 || eff & (1 << CAP_CHECKPOINT_RESTORE) != 0
+}
+
+impl LiveChild {
+    /// Like [`LiveChild::spawn`], with stdin a pipe whose write end is
+    /// returned (write lines to it; drop it for EOF).
+    pub fn spawn_with_stdin(z: &Zygote, req: SpawnRequest) -> (LiveChild, fs::File) {
+        let (in_r, in_w) = pipe();
+        let (out_r, out_w) = pipe();
+        let stderr: OwnedFd = io::stderr().as_fd().try_clone_to_owned().expect("dup stderr");
+        let req = req.fd(in_r, 0).fd(out_w, 1).fd(stderr, 2);
+        let child = z.spawn(req).unwrap_or_else(|e| panic!("Zygote::spawn failed: {e}"));
+        let guard = ChildGuard::new(child);
+        let (tx, rx) = mpsc::channel();
+        let file = fs::File::from(out_r);
+        thread::spawn(move || {
+            use std::io::BufRead;
+            for line in io::BufReader::new(file).lines() {
+                let Ok(l) = line else { break };
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        (LiveChild { guard, lines: rx, seen: Vec::new() }, fs::File::from(in_w))
+    }
+}
+
+/// The cached image that spawns with no loader variables in their
+/// environment (`env_clear`, no `LD_*`/`GLIBC_TUNABLES`) were started from.
+/// (`Zygote::prepare` would key on this test process's environment, where
+/// cargo sets LD_LIBRARY_PATH.) Panics unless it is a cache hit, so it is the
+/// very image those spawns used.
+pub fn cached_clear_env_image(z: &Zygote, prog: &Path) -> std::sync::Arc<zygote::image::Image> {
+    let before = z.stats();
+    let img = z
+        .prepare_for(prog, &zygote::image::prototype::Environment { loader_env: &[], creds: None })
+        .unwrap_or_else(|e| panic!("prepare_for({}): {e}", prog.display()));
+    let after = z.stats();
+    assert_eq!(
+        (after.misses, after.builds, after.hits),
+        (before.misses, before.builds, before.hits + 1),
+        "{}: expected a cache hit for the image spawns used; before: {}; after: {}",
+        prog.display(),
+        stats_line(&before),
+        stats_line(&after)
+    );
+    img
+}
+
+/// One run's arguments (after argv[0]) and environment.
+pub type ArgsEnv<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>);

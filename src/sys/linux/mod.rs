@@ -5,6 +5,7 @@
 pub mod baseline;
 pub mod memfd;
 pub mod process;
+pub mod ptrace;
 
 use std::os::fd::BorrowedFd;
 
@@ -42,6 +43,27 @@ pub fn claim_inherited_fd(fd: std::os::fd::RawFd) -> Option<std::os::fd::OwnedFd
     // SAFETY: the fd is open, and by the protocol that passed it nothing else in
     // this process owns it; this is called once per fd.
     Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+/// Does this process hold CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN in its
+/// effective set (what PR_SET_MM_MAP needs to change `/proc/self/exe`)?
+pub fn may_set_exe() -> bool {
+    const CAP_SYS_ADMIN: u32 = 21;
+    const CAP_CHECKPOINT_RESTORE: u32 = 40;
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else { return false };
+    let eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0);
+    eff & (1 << CAP_SYS_ADMIN) != 0 || eff & (1 << CAP_CHECKPOINT_RESTORE) != 0
+}
+
+/// Restore the default SIGPIPE disposition (Rust ignores it), so a command
+/// writing into a closed pipe ends quietly, as other Unix tools do.
+pub fn default_sigpipe() {
+    // SAFETY: setting a signal disposition to SIG_DFL installs no handler.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
 }
 
 /// Register an owned fd with the tokio reactor.

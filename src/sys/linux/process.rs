@@ -15,11 +15,21 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use zygote_plan::{STUB_FAILURE_EXIT, Stage, StatusRecord};
 
+/// What the pre-exec child execs.
+pub enum ExecTarget<'a> {
+    /// The stub, from its memfd; it restores the signal mask itself and closes
+    /// every fd that is not wanted.
+    Stub(BorrowedFd<'a>),
+    /// The program itself (plain exec, for programs that cannot be imaged):
+    /// the child resets handled signals to their defaults, marks every fd
+    /// that is not a placement close-on-exec and restores `sigmask`.
+    Program { file: BorrowedFd<'a>, sigmask: &'a libc::sigset_t, keep: &'a [RawFd] },
+}
+
 /// Everything the pre-exec child needs, prepared by the parent: the child may
 /// not allocate.
 pub struct ChildSetup<'a> {
-    /// The stub's memfd.
-    pub stub: BorrowedFd<'a>,
+    pub exec: ExecTarget<'a>,
     /// NULL-terminated argv and envp pointer arrays.
     pub argv: &'a [*const c_char],
     pub envp: &'a [*const c_char],
@@ -28,6 +38,9 @@ pub struct ChildSetup<'a> {
     pub placements: &'a [(RawFd, RawFd)],
     /// Write end of the status pipe in the caller (also among `placements`).
     pub status: BorrowedFd<'a>,
+    /// Run as (uid, gid, supplementary groups) instead of the caller's
+    /// credentials (a root daemon serving another allowed user).
+    pub creds: Option<(u32, u32, &'a [u32])>,
 }
 
 struct ChildArgs<'a> {
@@ -59,7 +72,11 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
     let n = s.placements.len();
     let status_orig = s.status.as_raw_fd();
     // 1. CLOEXEC copies above every target, so step 2 cannot clobber a source.
-    let sources = s.placements.iter().map(|p| p.0).chain([s.stub.as_raw_fd(), status_orig]);
+    let exec_fd = match s.exec {
+        ExecTarget::Stub(fd) => fd.as_raw_fd(),
+        ExecTarget::Program { file, .. } => file.as_raw_fd(),
+    };
+    let sources = s.placements.iter().map(|p| p.0).chain([exec_fd, status_orig]);
     for (i, src) in sources.enumerate() {
         // SAFETY: F_DUPFD_CLOEXEC on an fd we own; no memory is touched.
         let t = unsafe { libc::fcntl(src, libc::F_DUPFD_CLOEXEC, args.temp_min) };
@@ -76,16 +93,83 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
             return report(status_fd, Stage::ChildFd, i, errno());
         }
     }
+    // Programs start with SIGPIPE at its default, whatever the caller (a Rust
+    // program ignores it) did: dispositions are this child's own.
+    // SAFETY: resetting one disposition to SIG_DFL.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    if let Some((uid, gid, groups)) = s.creds {
+        // Raw syscalls: glibc's wrappers would try to change every thread of
+        // the caller, whose memory this child shares.
+        // SAFETY: plain credential syscalls on this task with a valid array.
+        let ok = unsafe {
+            libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) == 0
+                && libc::syscall(libc::SYS_setresgid, gid, gid, gid) == 0
+                && libc::syscall(libc::SYS_setresuid, uid, uid, uid) == 0
+        };
+        if !ok {
+            return report(status_fd, Stage::ChildCreds, 0, errno());
+        }
+    }
     if let Some(cwd) = s.cwd {
         // SAFETY: `cwd` is a valid NUL-terminated string prepared by the parent.
         if unsafe { libc::chdir(cwd.as_ptr()) } < 0 {
             return report(status_fd, Stage::ChildCwd, 0, errno());
         }
     }
-    // SAFETY: argv/envp are NULL-terminated arrays of NUL-terminated strings that
-    // live in the parent's (shared) memory until the exec completes.
-    unsafe {
-        libc::syscall(libc::SYS_execveat, stub_fd, c"".as_ptr(), s.argv.as_ptr(), s.envp.as_ptr(), libc::AT_EMPTY_PATH);
+    match s.exec {
+        // SAFETY: argv/envp are NULL-terminated arrays of NUL-terminated strings
+        // that live in the parent's (shared) memory until the exec completes.
+        ExecTarget::Stub(_) => unsafe {
+            libc::syscall(
+                libc::SYS_execveat,
+                stub_fd,
+                c"".as_ptr(),
+                s.argv.as_ptr(),
+                s.envp.as_ptr(),
+                libc::AT_EMPTY_PATH,
+            );
+        },
+        ExecTarget::Program { sigmask, keep, .. } => {
+            // SAFETY: sigaction/close_range/sigprocmask on this (copied) process
+            // state with valid pointers; then execve as above. No handler of the
+            // caller can run here: every signal is blocked until the mask is
+            // restored, by which time handled signals are back to SIG_DFL.
+            unsafe {
+                for sig in 1..=64 {
+                    if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+                        continue;
+                    }
+                    let mut old = MaybeUninit::<libc::sigaction>::zeroed();
+                    if libc::sigaction(sig, std::ptr::null(), old.as_mut_ptr()) == 0 {
+                        let h = old.assume_init().sa_sigaction;
+                        if h != libc::SIG_DFL && h != libc::SIG_IGN {
+                            let mut dfl = MaybeUninit::<libc::sigaction>::zeroed().assume_init();
+                            dfl.sa_sigaction = libc::SIG_DFL;
+                            libc::sigaction(sig, &dfl, std::ptr::null_mut());
+                        }
+                    }
+                }
+                let mut lo: RawFd = 3;
+                for &k in keep {
+                    if k >= lo {
+                        if k > lo {
+                            libc::syscall(libc::SYS_close_range, lo, k - 1, libc::CLOSE_RANGE_CLOEXEC);
+                        }
+                        lo = k + 1;
+                    }
+                }
+                libc::syscall(libc::SYS_close_range, lo, u32::MAX, libc::CLOSE_RANGE_CLOEXEC);
+                libc::pthread_sigmask(libc::SIG_SETMASK, sigmask, std::ptr::null_mut());
+                libc::syscall(
+                    libc::SYS_execveat,
+                    stub_fd,
+                    c"".as_ptr(),
+                    s.argv.as_ptr(),
+                    s.envp.as_ptr(),
+                    libc::AT_EMPTY_PATH,
+                );
+            }
+        }
     }
     report(status_fd, Stage::ChildExec, 0, errno())
 }
@@ -105,7 +189,25 @@ pub fn block_all_signals() -> io::Result<libc::sigset_t> {
     }
 }
 
-/// Restore a mask saved by [`block_all_signals`].
+/// Block `signals` (they stay pending); returns the previous mask.
+pub fn block_signals(signals: &[i32]) -> io::Result<libc::sigset_t> {
+    let mut set = MaybeUninit::<libc::sigset_t>::uninit();
+    let mut old = MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: sigemptyset initialises `set`; pthread_sigmask writes `old`.
+    unsafe {
+        libc::sigemptyset(set.as_mut_ptr());
+        for &s in signals {
+            libc::sigaddset(set.as_mut_ptr(), s);
+        }
+        let r = libc::pthread_sigmask(libc::SIG_BLOCK, set.as_ptr(), old.as_mut_ptr());
+        if r != 0 {
+            return Err(io::Error::from_raw_os_error(r));
+        }
+        Ok(old.assume_init())
+    }
+}
+
+/// Restore a mask saved by [`block_all_signals`] or [`block_signals`].
 pub fn restore_signals(old: &libc::sigset_t) {
     // SAFETY: `old` is a valid sigset_t.
     unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, old, std::ptr::null_mut()) };

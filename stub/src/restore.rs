@@ -1,0 +1,294 @@
+//! Restore ops: bring a fresh process to the state a prototype had at its
+//! entry point (see `zygote_plan::OpKind`).
+
+use zygote_plan::{FixupKind, Op, OpKind, Plan, Stage};
+
+use crate::sys;
+use crate::{Stack, fail};
+
+const AT_NULL: u64 = 0;
+pub const AT_SYSINFO_EHDR: u64 = 33;
+const AT_RANDOM: u64 = 25;
+
+const SYS_MPROTECT: usize = 10;
+const SYS_MREMAP: usize = 25;
+const SYS_ARCH_PRCTL: usize = 158;
+const SYS_SET_TID_ADDRESS: usize = 218;
+const SYS_SET_ROBUST_LIST: usize = 273;
+const SYS_RSEQ: usize = 334;
+const ARCH_SET_FS: usize = 0x1002;
+const MREMAP_MAYMOVE: usize = 1;
+const MREMAP_FIXED: usize = 2;
+const PROT_NONE: usize = 0;
+const PR_SET_MM: usize = 35;
+const PR_SET_MM_MAP: usize = 14;
+
+/// Value of auxv entry `ty`, or 0.
+pub fn auxval(stack: &Stack, ty: u64) -> u64 {
+    let mut a = stack.auxv;
+    // SAFETY: the auxv is a kernel-built, AT_NULL-terminated array of pairs.
+    unsafe {
+        while *a != AT_NULL {
+            if *a == ty {
+                return *a.add(1);
+            }
+            a = a.add(2);
+        }
+    }
+    0
+}
+
+/// Set auxv entry `ty` to `v` if present.
+pub fn set_auxval(stack: &Stack, ty: u64, v: u64) {
+    let mut a = stack.auxv;
+    // SAFETY: as above; the auxv lives on our writable stack.
+    unsafe {
+        while *a != AT_NULL {
+            if *a == ty {
+                *a.add(1) = v;
+                return;
+            }
+            a = a.add(2);
+        }
+    }
+}
+
+fn ops_of<'a>(plan: &'a Plan<'a>, kind: OpKind) -> impl Iterator<Item = (u32, Op)> + 'a {
+    (0..plan.header.op_count).map(|i| (i, plan.op(i))).filter(move |(_, o)| o.kind() == Some(kind))
+}
+
+fn check(status_fd: i32, stage: Stage, index: u32, r: isize, addr: u64) -> isize {
+    if r < 0 {
+        fail(status_fd, stage, index, -r as i32, 0, addr);
+    }
+    r
+}
+
+/// Move the kernel's special mappings ([vvar], [vvar_vclock], [vdso]) to where
+/// the prototype had them: first all into a scratch area (so no move clobbers
+/// another), then into a reservation at the target taken with
+/// MAP_FIXED_NOREPLACE (EEXIST: the target is taken; the spawner retries).
+pub fn move_vdso(plan: &Plan<'_>, stack: &Stack, status_fd: i32) {
+    let cur = auxval(stack, AT_SYSINFO_EHDR);
+    let (mut lo, mut hi, mut tlo, mut thi, mut n, mut moved) = (i64::MAX, i64::MIN, u64::MAX, 0u64, 0, false);
+    for (_, o) in ops_of(plan, OpKind::VdsoSpecial) {
+        let off = o.a as i64;
+        lo = lo.min(off);
+        hi = hi.max(off + o.b as i64);
+        tlo = tlo.min(o.c);
+        thi = thi.max(o.c + o.b);
+        moved |= cur.wrapping_add(off as u64) != o.c;
+        n += 1;
+    }
+    if n == 0 || !moved || cur == 0 {
+        return;
+    }
+    let span = (hi - lo) as usize;
+    let scratch = check(
+        status_fd,
+        Stage::Vdso,
+        0,
+        sys::syscall6(sys::SYS_MMAP, 0, span, PROT_NONE, sys::MAP_PRIVATE | sys::MAP_ANONYMOUS, usize::MAX, 0),
+        0,
+    ) as u64;
+    for (i, o) in ops_of(plan, OpKind::VdsoSpecial) {
+        let from = cur.wrapping_add(o.a) as usize;
+        let to = scratch + (o.a as i64 - lo) as u64;
+        let r =
+            sys::syscall6(SYS_MREMAP, from, o.b as usize, o.b as usize, MREMAP_MAYMOVE | MREMAP_FIXED, to as usize, 0);
+        check(status_fd, Stage::Vdso, i, r, from as u64);
+    }
+    let flags = sys::MAP_PRIVATE | sys::MAP_ANONYMOUS | sys::MAP_FIXED_NOREPLACE;
+    let r = sys::syscall6(sys::SYS_MMAP, tlo as usize, (thi - tlo) as usize, PROT_NONE, flags, usize::MAX, 0);
+    check(status_fd, Stage::Vdso, 0, r, tlo);
+    if r as u64 != tlo {
+        fail(status_fd, Stage::Vdso, 0, 17, 0, tlo);
+    }
+    for (i, o) in ops_of(plan, OpKind::VdsoSpecial) {
+        let from = scratch + (o.a as i64 - lo) as u64;
+        let r = sys::syscall6(
+            SYS_MREMAP,
+            from as usize,
+            o.b as usize,
+            o.b as usize,
+            MREMAP_MAYMOVE | MREMAP_FIXED,
+            o.c as usize,
+            0,
+        );
+        check(status_fd, Stage::Vdso, i, r, o.c);
+        if o.arg == 1 {
+            set_auxval(stack, AT_SYSINFO_EHDR, o.c);
+        }
+    }
+    // Whatever of the reservation and the scratch area the moves did not
+    // replace (gaps between the mappings) goes away.
+    let mut at = tlo;
+    while at < thi {
+        let next = ops_of(plan, OpKind::VdsoSpecial).map(|(_, o)| o).filter(|o| o.c >= at).min_by_key(|o| o.c);
+        match next {
+            Some(o) if o.c == at => at = o.c + o.b,
+            Some(o) => {
+                sys::syscall3(sys::SYS_MUNMAP, at as usize, (o.c - at) as usize, 0);
+                at = o.c;
+            }
+            None => {
+                sys::syscall3(sys::SYS_MUNMAP, at as usize, (thi - at) as usize, 0);
+                at = thi;
+            }
+        }
+    }
+    sys::syscall3(sys::SYS_MUNMAP, scratch as usize, span, 0);
+}
+
+/// Length of a NUL-terminated string.
+///
+/// # Safety
+/// `p` must point at a NUL-terminated string.
+unsafe fn cstrlen(p: *const u8) -> usize {
+    let mut n = 0;
+    // SAFETY: the caller guarantees a terminator.
+    while unsafe { core::ptr::read_volatile(p.add(n)) } != 0 {
+        n += 1;
+    }
+    n
+}
+
+/// Fixups, protections, thread registration and the canary.
+pub fn apply(plan: &Plan<'_>, stack: &Stack, status_fd: i32) {
+    let argv0 = stack.argv0();
+    let base = if argv0 == 0 {
+        0
+    } else {
+        // SAFETY: argv[0] is a NUL-terminated string on our stack.
+        let len = unsafe { cstrlen(argv0 as *const u8) };
+        // SAFETY: within that string.
+        let s = unsafe { core::slice::from_raw_parts(argv0 as *const u8, len) };
+        argv0 + s.iter().rposition(|&c| c == b'/').map_or(0, |i| i + 1) as u64
+    };
+    for (i, o) in ops_of(plan, OpKind::Fixup) {
+        let v = match FixupKind::from_u32(o.arg) {
+            Some(FixupKind::StackEnd) => stack.sp as u64,
+            Some(FixupKind::Argv) => stack.argv as u64,
+            Some(FixupKind::Envp) => stack.envp as u64,
+            Some(FixupKind::Auxv) => stack.auxv as u64,
+            Some(FixupKind::Argv0) => argv0,
+            Some(FixupKind::Argv0Base) => base,
+            Some(FixupKind::AuxVal) => auxval(stack, o.b),
+            Some(FixupKind::Argc32) => {
+                // SAFETY: the planner made the page holding `a` writable; it
+                // is a 4-byte slot that held argc in the prototype.
+                unsafe { core::ptr::write_volatile(o.a as *mut u32, stack.argc as u32) };
+                continue;
+            }
+            None => fail(status_fd, Stage::Op, i, 22, 0, o.a),
+        };
+        // SAFETY: the planner made the page holding `a` writable; it is an
+        // 8-byte slot that pointed into the prototype's stack.
+        unsafe { core::ptr::write_volatile(o.a as *mut u64, v) };
+    }
+    for (i, o) in ops_of(plan, OpKind::Protect) {
+        check(status_fd, Stage::Op, i, sys::syscall3(SYS_MPROTECT, o.a as usize, o.b as usize, o.c as usize), o.a);
+    }
+    for (i, o) in ops_of(plan, OpKind::SetFs) {
+        check(status_fd, Stage::Op, i, sys::syscall3(SYS_ARCH_PRCTL, ARCH_SET_FS, o.a as usize, 0), o.a);
+    }
+    for (_, o) in ops_of(plan, OpKind::SetTidAddress) {
+        let tid = sys::syscall3(SYS_SET_TID_ADDRESS, o.a as usize, 0, 0);
+        // SAFETY: `a` is the thread block's tid field, in a writable region.
+        unsafe { core::ptr::write_volatile(o.a as *mut u32, tid as u32) };
+    }
+    for (i, o) in ops_of(plan, OpKind::RobustList) {
+        check(status_fd, Stage::Op, i, sys::syscall3(SYS_SET_ROBUST_LIST, o.a as usize, o.b as usize, 0), o.a);
+    }
+    for (i, o) in ops_of(plan, OpKind::Rseq) {
+        let r = sys::syscall6(SYS_RSEQ, o.a as usize, o.b as usize, o.c as usize, o.d as usize, 0, 0);
+        check(status_fd, Stage::Op, i, r, o.a);
+    }
+    let random = auxval(stack, AT_RANDOM);
+    for (_, o) in ops_of(plan, OpKind::Canary) {
+        if random != 0 {
+            // SAFETY: AT_RANDOM points at 16 random bytes on our stack; `a` is
+            // the canary slot in the thread block.
+            unsafe {
+                let r = core::ptr::read_unaligned(random as *const u64);
+                core::ptr::write_volatile(o.a as *mut u64, r & !0xff);
+            }
+        }
+    }
+}
+
+/// `struct prctl_mm_map`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct MmMap {
+    pub start_code: u64,
+    pub end_code: u64,
+    pub start_data: u64,
+    pub end_data: u64,
+    pub start_brk: u64,
+    pub brk: u64,
+    pub start_stack: u64,
+    pub arg_start: u64,
+    pub arg_end: u64,
+    pub env_start: u64,
+    pub env_end: u64,
+    pub auxv: u64,
+    pub auxv_size: u32,
+    pub exe_fd: u32,
+}
+
+/// The prctl_mm_map for this process, if the plan has an `MmLayout`.
+pub fn mm_map(plan: &Plan<'_>, stack: &Stack) -> Option<MmMap> {
+    let (_, layout) = ops_of(plan, OpKind::MmLayout).next()?;
+    let (_, brk) = ops_of(plan, OpKind::MmBrk).next()?;
+    // SAFETY: argv/envp entries are NUL-terminated strings on our stack.
+    let end_of = |p: u64| p + unsafe { cstrlen(p as *const u8) } as u64 + 1;
+    // SAFETY: argv has argc entries, envp is NULL-terminated, both on our stack.
+    let (arg_start, arg_end, env_start, env_end) = unsafe {
+        let arg_start = stack.argv0();
+        let arg_end = if stack.argc > 0 { end_of(*stack.argv.add(stack.argc - 1)) } else { arg_start };
+        let mut n = 0;
+        while *stack.envp.add(n) != 0 {
+            n += 1;
+        }
+        let (env_start, env_end) =
+            if n > 0 { (*stack.envp, end_of(*stack.envp.add(n - 1))) } else { (arg_end, arg_end) };
+        (arg_start, arg_end, env_start, env_end)
+    };
+    let mut pairs = 0;
+    // SAFETY: the AT_NULL-terminated auxv.
+    unsafe {
+        while *stack.auxv.add(2 * pairs) != AT_NULL {
+            pairs += 1;
+        }
+    }
+    Some(MmMap {
+        start_code: layout.a,
+        end_code: layout.b,
+        start_data: layout.c,
+        end_data: layout.d,
+        start_brk: brk.a,
+        brk: brk.b,
+        start_stack: stack.sp as u64,
+        arg_start,
+        arg_end,
+        env_start,
+        env_end,
+        auxv: stack.auxv as u64,
+        auxv_size: ((pairs + 1) * 16) as u32,
+        exe_fd: u32::MAX,
+    })
+}
+
+/// PR_SET_MM_MAP: brk, code/data/stack/arg/env bounds and the saved auxv.
+pub fn set_mm(map: &MmMap) -> isize {
+    sys::syscall6(
+        sys::SYS_PRCTL,
+        PR_SET_MM,
+        PR_SET_MM_MAP,
+        map as *const MmMap as usize,
+        core::mem::size_of::<MmMap>(),
+        0,
+        0,
+    )
+}
