@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Build the benchmark programs and zygote (release), then run `zygote bench` on each.
 #
-# Usage: benches/run.sh [PROGRAM...]        PROGRAM: tiny, bigrel-ends, bigrel, bigrel-scan (default: all)
+# Usage: benches/run.sh [PROGRAM...]
+#   PROGRAM: tiny, bigrel-ends, bigrel, bigrel-scan (built here), true (/bin/true),
+#            python3 (python3 -c pass), clang (clang-14 --version, if installed)
+#   default: all of them (clang only when clang-14 is installed)
 # Environment:
 #   ITERATIONS   timed rounds per program (default 1000)
 #   WARMUP       untimed warm-up rounds   (default 20)
@@ -17,7 +20,19 @@ iterations=${ITERATIONS:-1000}
 warmup=${WARMUP:-20}
 entries=${ENTRIES:-500000}
 programs=("$@")
-[ ${#programs[@]} -gt 0 ] || programs=(tiny bigrel-ends bigrel bigrel-scan)
+if [ ${#programs[@]} -eq 0 ]; then
+    programs=(tiny bigrel-ends bigrel bigrel-scan true python3)
+    command -v clang-14 >/dev/null && programs+=(clang)
+fi
+# The command line of each program: built ones run from target/bench.
+cmdline() {
+    case $1 in
+        true) echo /bin/true ;;
+        python3) echo "$(command -v python3) -c pass" ;;
+        clang) echo "$(command -v clang-14) --version" ;;
+        *) echo "$out/$1" ;;
+    esac
+}
 
 die() { echo "benches/run.sh: $*" >&2; exit 1; }
 for tool in gcc python3 readelf cargo; do
@@ -61,7 +76,8 @@ for p in "${programs[@]}"; do
         bigrel-ends) build_bigrel bigrel-ends --touch ends ;;
         bigrel) build_bigrel bigrel --touch sparse ;;
         bigrel-scan) build_bigrel bigrel-scan --touch scan ;;
-        *) die "unknown program '$p' (tiny, bigrel-ends, bigrel, bigrel-scan)" ;;
+        true | python3 | clang) continue ;;
+        *) die "unknown program '$p' (tiny, bigrel-ends, bigrel, bigrel-scan, true, python3, clang)" ;;
     esac
     "$out/$p" >/dev/null || die "$out/$p does not run on its own"
     echo "built $out/$p: $(relative_count "$out/$p") R_X86_64_RELATIVE relocations, $(stat -c %s "$out/$p") bytes" >&2
@@ -75,7 +91,11 @@ for p in "${programs[@]}"; do
     echo
     json="$out/$p.json"
     # The table goes to the terminal, the JSON report to the file.
-    if ! "$zygote" bench --iterations "$iterations" --warmup "$warmup" --json -- "$out/$p" >"$json"; then
+    n=$iterations
+    # Slow programs get fewer rounds (each is tens of milliseconds).
+    case $p in python3 | clang) n=$(( iterations / 10 > 20 ? iterations / 10 : 20 )) ;; esac
+    # shellcheck disable=SC2046 # the command line is split on purpose
+    if ! "$zygote" bench --iterations "$n" --warmup "$warmup" --json -- $(cmdline "$p") >"$json"; then
         status=1
         echo "benches/run.sh: zygote bench failed for $p (report, if any: $json)" >&2
     fi

@@ -63,11 +63,14 @@ pub enum Method {
     /// `clone(CLONE_VM | CLONE_VFORK)` + `execve`.
     #[serde(rename = "vfork+execve")]
     VforkExec,
+    /// `std::process::Command::spawn` (posix_spawn or fork+exec inside std).
+    #[serde(rename = "std::process::Command")]
+    Command,
 }
 
 impl Method {
     /// Every method, in the order each round runs them.
-    pub const ALL: [Method; 3] = [Method::Zygote, Method::PosixSpawn, Method::VforkExec];
+    pub const ALL: [Method; 4] = [Method::Zygote, Method::PosixSpawn, Method::VforkExec, Method::Command];
 
     /// The name used in the table and the JSON report.
     pub fn name(self) -> &'static str {
@@ -75,6 +78,7 @@ impl Method {
             Method::Zygote => "zygote",
             Method::PosixSpawn => "posix_spawn",
             Method::VforkExec => "vfork+execve",
+            Method::Command => "std::process::Command",
         }
     }
 }
@@ -563,10 +567,42 @@ impl Bench<'_> {
         Ok(Sample { call, total, failure })
     }
 
+    /// One `std::process::Command` spawn and wait, same argv, environment and
+    /// /dev/null stdio.
+    fn command(&mut self, round: Round) -> Result<Sample, BenchError> {
+        use std::os::unix::process::{CommandExt, ExitStatusExt};
+        let mut argv = self.argv.iter();
+        let argv0 = argv.next().cloned().unwrap_or_default();
+        let mut cmd = std::process::Command::new(&self.path);
+        cmd.arg0(argv0)
+            .args(argv)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let start = Instant::now();
+        let mut child = cmd.spawn().map_err(|source| BenchError::Spawn {
+            program: self.label.clone(),
+            method: Method::Command,
+            round,
+            source,
+        })?;
+        let call = start.elapsed();
+        let status = child.wait().map_err(|source| BenchError::Wait {
+            program: self.label.clone(),
+            method: Method::Command,
+            round,
+            source,
+        })?;
+        let total = start.elapsed();
+        let failure = (!status.success()).then(|| baseline::describe_wait_status(status.into_raw()));
+        Ok(Sample { call, total, failure })
+    }
+
     fn spawn(&mut self, method: Method, round: Round) -> Result<Sample, BenchError> {
         match method {
             Method::Zygote => self.zygote(round),
             Method::PosixSpawn | Method::VforkExec => self.baseline(method, round),
+            Method::Command => self.command(round),
         }
     }
 }
@@ -737,6 +773,7 @@ mod tests {
                 mk(Method::Zygote, 1.0, failures),
                 mk(Method::PosixSpawn, 4.0, 0),
                 mk(Method::VforkExec, 3.5, 0),
+                mk(Method::Command, 4.5, 0),
             ],
             ratio: Some(0.25),
             speedup: Some(4.0),
