@@ -13,11 +13,13 @@ pub mod bench_daemon;
 pub mod cache;
 pub mod config;
 pub mod elf;
+pub mod experiment;
 pub mod image;
 pub mod metrics;
 pub mod remote;
 pub mod service;
 pub mod spawn;
+pub mod stress;
 pub mod sys;
 
 pub use cache::{CacheConfig, CacheStats};

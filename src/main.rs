@@ -37,6 +37,10 @@ enum Command {
     Evict(EvictArgs),
     /// Show the daemon's cache and spawn statistics.
     Stats(StatsArgs),
+    /// Memory of N long-lived instances started by plain exec against N from the zygote.
+    Experiment(ExperimentArgs),
+    /// A launch storm through the daemon with cache churn; checks every output and for leaks.
+    Stress(StressArgs),
 }
 
 #[derive(Args)]
@@ -167,6 +171,59 @@ struct BenchDaemonArgs {
 }
 
 #[derive(Args)]
+struct ExperimentArgs {
+    /// Instances per method (N).
+    #[arg(long)]
+    instances: usize,
+    /// Instances added per step (K): the counts measured are 1, K, 2K, ... and N.
+    #[arg(long, default_value_t = zygote::experiment::DEFAULT_STEP)]
+    step: usize,
+    /// Report directory: report.json, pss.svg and pss.png.
+    #[arg(long, default_value = zygote::experiment::DEFAULT_OUT_DIR)]
+    out: PathBuf,
+    /// An instance is ready once it prints a line starting with TEXT on its stdout.
+    #[arg(long, value_name = "TEXT")]
+    ready_line: Option<String>,
+    /// Without --ready-line: milliseconds to wait after the last spawn of a step.
+    #[arg(long, default_value_t = zygote::experiment::DEFAULT_SETTLE_MS)]
+    settle_ms: u64,
+    /// With --ready-line: seconds an instance may take to print it.
+    #[arg(long, default_value_t = zygote::experiment::DEFAULT_READY_TIMEOUT_SECS)]
+    ready_timeout_secs: u64,
+    /// TrueType font for the charts' text.
+    #[arg(long, default_value = zygote::experiment::DEFAULT_FONT)]
+    font: PathBuf,
+    /// Print the report as JSON on stdout; the table then goes to stderr.
+    #[arg(long)]
+    json: bool,
+    /// The program and its arguments (it must stay alive, e.g. initialise and pause()).
+    #[arg(trailing_var_arg = true, required = true, value_name = "PROGRAM ARGS")]
+    command: Vec<OsString>,
+}
+
+#[derive(Args)]
+struct StressArgs {
+    /// Daemon socket; without it a private daemon is started (and stopped at the end).
+    #[arg(long)]
+    socket: Option<PathBuf>,
+    /// Concurrent clients (threads, each with its own connection).
+    #[arg(long, default_value_t = zygote::stress::DEFAULT_CLIENTS)]
+    clients: usize,
+    /// Spawn-and-wait rounds per client.
+    #[arg(long, default_value_t = zygote::stress::DEFAULT_SPAWNS_PER_CLIENT)]
+    spawns: usize,
+    /// Programs, comma-separated, each `PATH [ARG...]` split on spaces (`\,`, `\ `, `\\` escape).
+    #[arg(long, value_name = "LIST")]
+    programs: String,
+    /// The private daemon's cache capacity (default: one image fewer than the programs).
+    #[arg(long, conflicts_with = "socket")]
+    cache_entries: Option<usize>,
+    /// Print the report as JSON on stdout; the table then goes to stderr.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
 struct CacheArgs {
     /// Most images the cache holds.
     #[arg(long, default_value_t = CacheConfig::default().max_entries)]
@@ -260,6 +317,8 @@ fn main() -> ExitCode {
                     };
                     report(zygote::remote::stats_as(&a.socket.path(), format))
                 }
+                Command::Experiment(a) => experiment(a),
+                Command::Stress(a) => stress(a),
                 Command::Daemon(_) => unreachable!("handled above"),
             }
         }
@@ -477,6 +536,84 @@ fn bench_daemon(a: BenchDaemonArgs) -> i32 {
         report.print_table();
     }
     if report.failures() > 0 { 1 } else { 0 }
+}
+
+fn experiment(a: ExperimentArgs) -> i32 {
+    let mut it = a.command.into_iter();
+    let Some(program) = it.next() else {
+        eprintln!("zygote: no program given");
+        return 2;
+    };
+    let opts = zygote::experiment::ExperimentOptions {
+        program,
+        args: it.collect(),
+        instances: a.instances,
+        step: a.step,
+        out: a.out,
+        ready_line: a.ready_line,
+        settle: std::time::Duration::from_millis(a.settle_ms),
+        ready_timeout: std::time::Duration::from_secs(a.ready_timeout_secs),
+        font: a.font,
+    };
+    let report = match zygote::experiment::run(&opts) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("zygote: {e}");
+            return e.exit_code();
+        }
+    };
+    if a.json {
+        // Table for the human on stderr, the report for the machine on stdout.
+        let _ = report.write_table(&mut std::io::stderr());
+        match serde_json::to_string_pretty(&report) {
+            Ok(s) => println!("{s}"),
+            Err(e) => {
+                eprintln!("zygote: experiment: writing JSON: {e}");
+                return 1;
+            }
+        }
+    } else {
+        report.print_table();
+    }
+    0
+}
+
+fn stress(a: StressArgs) -> i32 {
+    let programs = match zygote::stress::parse_programs(&a.programs) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("zygote: {e}");
+            return e.exit_code();
+        }
+    };
+    let opts = zygote::stress::StressOptions {
+        socket: a.socket,
+        programs,
+        clients: a.clients,
+        spawns_per_client: a.spawns,
+        cache_entries: a.cache_entries,
+    };
+    let report = match zygote::stress::run(&opts) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("zygote: {e}");
+            return e.exit_code();
+        }
+    };
+    if a.json {
+        // Table for the human on stderr, the report for the machine on stdout.
+        let _ = report.write_table(&mut std::io::stderr());
+        match serde_json::to_string_pretty(&report) {
+            Ok(s) => println!("{s}"),
+            Err(e) => {
+                eprintln!("zygote: stress: writing JSON: {e}");
+                return 1;
+            }
+        }
+    } else {
+        report.print_table();
+    }
+    if report.passed { 0 } else { 1 }
 }
 
 fn report(r: Result<i32, zygote::remote::RemoteError>) -> i32 {
