@@ -28,7 +28,7 @@ fi
 cmdline() {
     case $1 in
         true) echo /bin/true ;;
-        python3) echo "$(command -v python3) -c pass" ;;
+        python3) if [ -x /usr/bin/python3 ]; then echo "/usr/bin/python3 -c pass"; else echo "$(command -v python3) -c pass"; fi ;;
         clang) echo "$(command -v clang-14) --version" ;;
         *) echo "$out/$1" ;;
     esac
