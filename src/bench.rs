@@ -207,7 +207,7 @@ impl LatencyStats {
 
 /// Percentile `p` (0..=100) of sorted, non-empty `sorted`, by linear interpolation between
 /// closest ranks (numpy's default): the median of an even count is the mean of the middle two.
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     let Some(last) = sorted.len().checked_sub(1) else {
         return 0.0;
     };

@@ -32,6 +32,7 @@
 //! into a non-zero exit status. A broken connection, a protocol error or a failed
 //! `waitpid` stops the run.
 
+use crate::bench::percentile;
 use std::ffi::{CString, OsStr, OsString};
 use std::fmt;
 use std::fs::{File, OpenOptions};
@@ -307,18 +308,6 @@ impl Latency {
             mean_us: us.iter().sum::<f64>() / us.len() as f64,
         }
     }
-}
-
-/// Percentile `p` (0..=100) of sorted `sorted` by linear interpolation between closest
-/// ranks (numpy's default, as `zygote bench`); 0 when empty.
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let Some(last) = sorted.len().checked_sub(1) else {
-        return 0.0;
-    };
-    let rank = p.clamp(0.0, 100.0) / 100.0 * last as f64;
-    let lo = rank.floor() as usize;
-    let hi = (lo + 1).min(last);
-    sorted[lo] + (sorted[hi] - sorted[lo]) * (rank - lo as f64)
 }
 
 /// `a / b`, when both are positive.

@@ -470,6 +470,31 @@ fn inspect(a: InspectArgs) -> i32 {
     0
 }
 
+/// Show a report: the table on stdout, or with `json` the table on stderr (for
+/// the human) and the JSON on stdout (for the machine).
+fn emit<R: serde::Serialize>(
+    what: &str,
+    report: &R,
+    json: bool,
+    table: impl Fn(&R, &mut dyn std::io::Write) -> std::io::Result<()>,
+) -> Result<(), i32> {
+    if !json {
+        let _ = table(report, &mut std::io::stdout());
+        return Ok(());
+    }
+    let _ = table(report, &mut std::io::stderr());
+    match serde_json::to_string_pretty(report) {
+        Ok(s) => {
+            println!("{s}");
+            Ok(())
+        }
+        Err(e) => {
+            eprintln!("zygote: {what}: writing JSON: {e}");
+            Err(1)
+        }
+    }
+}
+
 fn bench(a: BenchArgs) -> i32 {
     let (zygote, program, it) = match setup(&a.cache, a.command) {
         Ok(v) => v,
@@ -483,18 +508,8 @@ fn bench(a: BenchArgs) -> i32 {
             return e.exit_code();
         }
     };
-    if a.json {
-        // Table for the human on stderr, the report for the machine on stdout.
-        let _ = report.write_table(&mut std::io::stderr());
-        match serde_json::to_string_pretty(&report) {
-            Ok(s) => println!("{s}"),
-            Err(e) => {
-                eprintln!("zygote: bench: writing JSON: {e}");
-                return 1;
-            }
-        }
-    } else {
-        report.print_table();
+    if let Err(code) = emit("bench", &report, a.json, |r, w| r.write_table(w)) {
+        return code;
     }
     if report.failures() > 0 { 1 } else { 0 }
 }
@@ -522,18 +537,8 @@ fn bench_daemon(a: BenchDaemonArgs) -> i32 {
             return e.exit_code();
         }
     };
-    if a.json {
-        // Table for the human on stderr, the report for the machine on stdout.
-        let _ = report.write_table(&mut std::io::stderr());
-        match serde_json::to_string_pretty(&report) {
-            Ok(s) => println!("{s}"),
-            Err(e) => {
-                eprintln!("zygote: bench-daemon: writing JSON: {e}");
-                return 1;
-            }
-        }
-    } else {
-        report.print_table();
+    if let Err(code) = emit("bench-daemon", &report, a.json, |r, w| r.write_table(w)) {
+        return code;
     }
     if report.failures() > 0 { 1 } else { 0 }
 }
@@ -562,18 +567,8 @@ fn experiment(a: ExperimentArgs) -> i32 {
             return e.exit_code();
         }
     };
-    if a.json {
-        // Table for the human on stderr, the report for the machine on stdout.
-        let _ = report.write_table(&mut std::io::stderr());
-        match serde_json::to_string_pretty(&report) {
-            Ok(s) => println!("{s}"),
-            Err(e) => {
-                eprintln!("zygote: experiment: writing JSON: {e}");
-                return 1;
-            }
-        }
-    } else {
-        report.print_table();
+    if let Err(code) = emit("experiment", &report, a.json, |r, w| r.write_table(w)) {
+        return code;
     }
     0
 }
@@ -600,18 +595,8 @@ fn stress(a: StressArgs) -> i32 {
             return e.exit_code();
         }
     };
-    if a.json {
-        // Table for the human on stderr, the report for the machine on stdout.
-        let _ = report.write_table(&mut std::io::stderr());
-        match serde_json::to_string_pretty(&report) {
-            Ok(s) => println!("{s}"),
-            Err(e) => {
-                eprintln!("zygote: stress: writing JSON: {e}");
-                return 1;
-            }
-        }
-    } else {
-        report.print_table();
+    if let Err(code) = emit("stress", &report, a.json, |r, w| r.write_table(w)) {
+        return code;
     }
     if report.passed { 0 } else { 1 }
 }

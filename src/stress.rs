@@ -73,6 +73,7 @@
 //! The run passes when no round failed (warm-up included) and the leak check passed (and
 //! the private daemon exited with status 0); the CLI exits 1 otherwise.
 
+use crate::bench::percentile;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::{OsStr, OsString};
 use std::fmt;
@@ -286,15 +287,6 @@ impl Latency {
             mean_us: us.iter().sum::<f64>() / us.len() as f64,
         }
     }
-}
-
-/// Percentile `p` of sorted `sorted`, interpolating between closest ranks.
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let Some(last) = sorted.len().checked_sub(1) else { return 0.0 };
-    let rank = p.clamp(0.0, 100.0) / 100.0 * last as f64;
-    let lo = rank.floor() as usize;
-    let hi = (lo + 1).min(last);
-    sorted[lo] + (sorted[hi] - sorted[lo]) * (rank - lo as f64)
 }
 
 /// One program of the run.

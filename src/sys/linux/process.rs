@@ -97,18 +97,10 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
     // program ignores it) did: dispositions are this child's own.
     // SAFETY: resetting one disposition to SIG_DFL.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
-    if let Some((uid, gid, groups)) = s.creds {
-        // Raw syscalls: glibc's wrappers would try to change every thread of
-        // the caller, whose memory this child shares.
-        // SAFETY: plain credential syscalls on this task with a valid array.
-        let ok = unsafe {
-            libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) == 0
-                && libc::syscall(libc::SYS_setresgid, gid, gid, gid) == 0
-                && libc::syscall(libc::SYS_setresuid, uid, uid, uid) == 0
-        };
-        if !ok {
-            return report(status_fd, Stage::ChildCreds, 0, errno());
-        }
+    if let Some((uid, gid, groups)) = s.creds
+        && let Err(e) = take_credentials(uid, gid, groups)
+    {
+        return report(status_fd, Stage::ChildCreds, 0, e);
     }
     if let Some(cwd) = s.cwd {
         // SAFETY: `cwd` is a valid NUL-terminated string prepared by the parent.
@@ -174,14 +166,32 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
     report(status_fd, Stage::ChildExec, 0, errno())
 }
 
-/// Block every signal; returns the previous mask.
-pub fn block_all_signals() -> io::Result<libc::sigset_t> {
-    let mut all = MaybeUninit::<libc::sigset_t>::uninit();
-    let mut old = MaybeUninit::<libc::sigset_t>::uninit();
-    // SAFETY: sigfillset initialises `all`; pthread_sigmask writes `old`.
+/// The set of `signals`, or of every signal for `None`.
+fn sigset_of(signals: Option<&[i32]>) -> libc::sigset_t {
+    let mut set = MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: sigfillset/sigemptyset initialise `set`; sigaddset edits it.
     unsafe {
-        libc::sigfillset(all.as_mut_ptr());
-        let r = libc::pthread_sigmask(libc::SIG_SETMASK, all.as_ptr(), old.as_mut_ptr());
+        match signals {
+            None => {
+                libc::sigfillset(set.as_mut_ptr());
+            }
+            Some(sigs) => {
+                libc::sigemptyset(set.as_mut_ptr());
+                for &s in sigs {
+                    libc::sigaddset(set.as_mut_ptr(), s);
+                }
+            }
+        }
+        set.assume_init()
+    }
+}
+
+/// Add `set` to this thread's blocked signals; returns the previous mask.
+fn block(set: &libc::sigset_t) -> io::Result<libc::sigset_t> {
+    let mut old = MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: pthread_sigmask reads `set` and writes `old`.
+    unsafe {
+        let r = libc::pthread_sigmask(libc::SIG_BLOCK, set, old.as_mut_ptr());
         if r != 0 {
             return Err(io::Error::from_raw_os_error(r));
         }
@@ -189,22 +199,27 @@ pub fn block_all_signals() -> io::Result<libc::sigset_t> {
     }
 }
 
+/// Block every signal; returns the previous mask.
+pub fn block_all_signals() -> io::Result<libc::sigset_t> {
+    block(&sigset_of(None))
+}
+
 /// Block `signals` (they stay pending); returns the previous mask.
 pub fn block_signals(signals: &[i32]) -> io::Result<libc::sigset_t> {
-    let mut set = MaybeUninit::<libc::sigset_t>::uninit();
-    let mut old = MaybeUninit::<libc::sigset_t>::uninit();
-    // SAFETY: sigemptyset initialises `set`; pthread_sigmask writes `old`.
-    unsafe {
-        libc::sigemptyset(set.as_mut_ptr());
-        for &s in signals {
-            libc::sigaddset(set.as_mut_ptr(), s);
-        }
-        let r = libc::pthread_sigmask(libc::SIG_BLOCK, set.as_ptr(), old.as_mut_ptr());
-        if r != 0 {
-            return Err(io::Error::from_raw_os_error(r));
-        }
-        Ok(old.assume_init())
-    }
+    block(&sigset_of(Some(signals)))
+}
+
+/// Take on (uid, gid, groups) in a pre-exec child. Raw syscalls: glibc's
+/// wrappers would try to change every thread of the caller, whose memory a
+/// vfork child shares. Returns the errno on failure.
+pub fn take_credentials(uid: u32, gid: u32, groups: &[u32]) -> Result<(), i32> {
+    // SAFETY: plain credential syscalls on the calling task with a valid array.
+    let ok = unsafe {
+        libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) == 0
+            && libc::syscall(libc::SYS_setresgid, gid, gid, gid) == 0
+            && libc::syscall(libc::SYS_setresuid, uid, uid, uid) == 0
+    };
+    if ok { Ok(()) } else { Err(errno()) }
 }
 
 /// Restore a mask saved by [`block_all_signals`] or [`block_signals`].
@@ -338,24 +353,11 @@ pub fn relay_signals_until(
     signals: &[i32],
     skip_kernel: bool,
 ) -> io::Result<()> {
-    let mut set = MaybeUninit::<libc::sigset_t>::uninit();
-    let mut old = MaybeUninit::<libc::sigset_t>::uninit();
-    // SAFETY: sigemptyset initialises `set`; sigaddset/pthread_sigmask read and
-    // write only these sigsets.
-    let old = unsafe {
-        libc::sigemptyset(set.as_mut_ptr());
-        for &s in signals {
-            libc::sigaddset(set.as_mut_ptr(), s);
-        }
-        let r = libc::pthread_sigmask(libc::SIG_BLOCK, set.as_ptr(), old.as_mut_ptr());
-        if r != 0 {
-            return Err(io::Error::from_raw_os_error(r));
-        }
-        old.assume_init()
-    };
+    let set = sigset_of(Some(signals));
+    let old = block(&set)?;
     let result = (|| {
-        // SAFETY: `set` was initialised above; signalfd returns a new fd we own.
-        let sfd = unsafe { libc::signalfd(-1, set.as_ptr(), libc::SFD_CLOEXEC) };
+        // SAFETY: `set` is an initialised sigset; signalfd returns a new fd we own.
+        let sfd = unsafe { libc::signalfd(-1, &set, libc::SFD_CLOEXEC) };
         if sfd < 0 {
             return Err(io::Error::last_os_error());
         }

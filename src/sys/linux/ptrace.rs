@@ -110,14 +110,9 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
         }
         // The prototype runs the program's start-up code (library
         // constructors): with the requesting user's credentials, never more.
-        // Raw syscalls: glibc's wrappers would act on every thread of the
-        // caller, whose memory this child shares.
         if let Some((uid, gid, groups)) = a.creds
-            && (libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) != 0
-                || libc::syscall(libc::SYS_setresgid, gid, gid, gid) != 0
-                || libc::syscall(libc::SYS_setresuid, uid, uid, uid) != 0)
+            && let Err(e) = super::process::take_credentials(uid, gid, groups)
         {
-            let e = *libc::__errno_location();
             libc::write(a.errfd, (&e as *const c_int).cast(), size_of::<c_int>());
             libc::_exit(126);
         }
