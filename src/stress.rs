@@ -73,7 +73,7 @@
 //! The run passes when no round failed (warm-up included) and the leak check passed (and
 //! the private daemon exited with status 0); the CLI exits 1 otherwise.
 
-use crate::bench::percentile;
+use crate::bench_daemon::Latency;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::{OsStr, OsString};
 use std::fmt;
@@ -262,31 +262,6 @@ impl StressError {
 fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> StressError {
     let what = what.into();
     move |source| StressError::Io { what, source }
-}
-
-/// Latency summary in microseconds.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct Latency {
-    pub n: usize,
-    pub p50_us: f64,
-    pub p99_us: f64,
-    pub max_us: f64,
-    pub mean_us: f64,
-}
-
-impl Latency {
-    pub fn from_samples(samples: &[Duration]) -> Latency {
-        let mut us: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1e6).collect();
-        us.sort_by(f64::total_cmp);
-        let Some(&max_us) = us.last() else { return Latency::default() };
-        Latency {
-            n: us.len(),
-            p50_us: percentile(&us, 50.0),
-            p99_us: percentile(&us, 99.0),
-            max_us,
-            mean_us: us.iter().sum::<f64>() / us.len() as f64,
-        }
-    }
 }
 
 /// One program of the run.
@@ -1212,8 +1187,8 @@ pub fn run(opts: &StressOptions) -> Result<StressReport, StressError> {
         failure_samples,
         wall_seconds: storm.as_secs_f64(),
         throughput_per_sec: if storm.is_zero() { 0.0 } else { ok as f64 / storm.as_secs_f64() },
-        latency: Latency::from_samples(&samples.iter().map(|s| s.2).collect::<Vec<_>>()),
-        spawn_latency: Latency::from_samples(&samples.iter().map(|s| s.1).collect::<Vec<_>>()),
+        latency: Latency::from_samples(samples.iter().map(|s| s.2)),
+        spawn_latency: Latency::from_samples(samples.iter().map(|s| s.1)),
         cache: CacheActivity {
             max_entries: after.cache.max_entries,
             max_bytes: after.cache.max_bytes,
@@ -1258,12 +1233,12 @@ mod tests {
     #[test]
     fn latency_percentiles() {
         let d: Vec<Duration> = (1..=100).map(Duration::from_micros).collect();
-        let l = Latency::from_samples(&d);
+        let l = Latency::from_samples(d.iter().copied());
         assert_eq!(l.n, 100);
         assert!((l.p50_us - 50.5).abs() < 1e-6, "{l:?}");
         assert!((l.p99_us - 99.01).abs() < 1e-6, "{l:?}");
         assert_eq!(l.max_us, 100.0);
-        assert_eq!(Latency::from_samples(&[]), Latency::default());
+        assert_eq!(Latency::from_samples(std::iter::empty()), Latency::default());
     }
 
     #[test]
