@@ -28,6 +28,9 @@ fn main() {
         &format!("-Clink-arg=-Wl,--image-base={STUB_BASE}"),
         "-Clink-arg=-Wl,--build-id=none",
         "-Clink-arg=-Wl,-z,noexecstack",
+        // One read+exec segment instead of four: fewer mappings for every exec of the stub.
+        "-Clink-arg=-Wl,--no-rosegment",
+        "-Clink-arg=-Wl,-z,noseparate-code",
     ]
     .join("\x1f");
     let mut cmd = Command::new(cargo);
