@@ -141,7 +141,7 @@ struct BenchArgs {
     json: bool,
     #[command(flatten)]
     cache: CacheArgs,
-    /// The program and its arguments.
+    /// Programs and their arguments, separated by `::`: PROGRAM [ARGS] [:: PROGRAM [ARGS]]...
     #[arg(trailing_var_arg = true, required = true, value_name = "PROGRAM ARGS")]
     command: Vec<OsString>,
 }
@@ -496,22 +496,48 @@ fn emit<R: serde::Serialize>(
 }
 
 fn bench(a: BenchArgs) -> i32 {
-    let (zygote, program, it) = match setup(&a.cache, a.command) {
-        Ok(v) => v,
-        Err(code) => return code,
-    };
-    let opts = zygote::bench::BenchOptions { program, args: it.collect(), iterations: a.iterations, warmup: a.warmup };
-    let report = match zygote::bench::run(&opts, &zygote) {
-        Ok(r) => r,
+    let zygote = match Zygote::new(a.cache.config()) {
+        Ok(z) => z,
         Err(e) => {
             eprintln!("zygote: {e}");
             return e.exit_code();
         }
     };
-    if let Err(code) = emit("bench", &report, a.json, |r, w| r.write_table(w)) {
+    // One program, or a set separated by `::`, each measured in turn.
+    let programs = match zygote::bench_daemon::split_programs(a.command) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("zygote: {e}");
+            return e.exit_code();
+        }
+    };
+    let mut reports = Vec::new();
+    for (program, args) in programs {
+        let opts = zygote::bench::BenchOptions {
+            program: program.into_os_string(),
+            args,
+            iterations: a.iterations,
+            warmup: a.warmup,
+        };
+        match zygote::bench::run(&opts, &zygote) {
+            Ok(r) => reports.push(r),
+            Err(e) => {
+                eprintln!("zygote: {e}");
+                return e.exit_code();
+            }
+        }
+    }
+    let failed = reports.iter().any(|r| r.failures() > 0);
+    let shown = match reports.as_slice() {
+        [one] => emit("bench", one, a.json, |r, w| r.write_table(w)),
+        all => {
+            emit("bench", &all, a.json, |rs, w| rs.iter().try_for_each(|r| r.write_table(w).and_then(|()| writeln!(w))))
+        }
+    };
+    if let Err(code) = shown {
         return code;
     }
-    if report.failures() > 0 { 1 } else { 0 }
+    if failed { 1 } else { 0 }
 }
 
 fn bench_daemon(a: BenchDaemonArgs) -> i32 {
