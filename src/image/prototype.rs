@@ -623,11 +623,9 @@ fn argc_slots(
     }
     let mut slots = Vec::new();
     for c in captured {
+        // Every captured mapping, read-only ones included: RELRO holds
+        // values written at start-up.
         let Some(bytes) = &c.bytes else { continue };
-        if c.vma.prot & zygote_plan::PROT_WRITE == 0 && c.vma.name.starts_with('/') {
-            // Read-only file data cannot hold a runtime argc copy... except RELRO:
-            // keep scanning every captured mapping.
-        }
         let theirs = other.read_mem(c.vma.start, bytes.len()).ok()?;
         for (i, (a, b)) in bytes.chunks_exact(4).zip(theirs.chunks_exact(4)).enumerate() {
             if u32::from_le_bytes(a.try_into().unwrap_or_default()) == 1

@@ -52,7 +52,16 @@ pub enum SpawnError {
     #[error("invalid spawn request: {0}")]
     Request(String),
     #[error("{path}: the launcher failed ({stage}, item {index}, address {addr:#x}): {source}")]
-    Launcher { path: PathBuf, stage: String, index: u32, addr: u64, source: io::Error },
+    Launcher {
+        path: PathBuf,
+        stage: String,
+        index: u32,
+        addr: u64,
+        source: io::Error,
+        /// The image's place was taken by the stub's own stack or vDSO
+        /// (EEXIST while mapping or moving the vDSO): another exec may fit.
+        collision: bool,
+    },
     #[error("zygote internal error: {what}: {source}")]
     Internal { what: &'static str, source: io::Error },
 }
@@ -413,11 +422,7 @@ impl Zygote {
         let mut attempt = 0;
         loop {
             match self.start_once(image, launch, opts) {
-                Err(SpawnError::Launcher { ref stage, ref source, .. })
-                    if attempt < MAX_PLACEMENT_RETRIES
-                        && source.raw_os_error() == Some(libc::EEXIST)
-                        && (stage == "Map" || stage == "Vdso") =>
-                {
+                Err(SpawnError::Launcher { collision: true, .. }) if attempt < MAX_PLACEMENT_RETRIES => {
                     attempt += 1;
                     tracing::debug!(attempt, "address collision with the stub's stack or vDSO: retrying");
                 }
@@ -509,7 +514,10 @@ impl Zygote {
         if let Some(rec) = read_status(&status_r) {
             let _ = child.wait();
             let stage = Stage::from_u32(rec.stage).map_or_else(|| format!("stage {}", rec.stage), |s| format!("{s:?}"));
+            let collision =
+                rec.errno == libc::EEXIST && matches!(Stage::from_u32(rec.stage), Some(Stage::Map) | Some(Stage::Vdso));
             return Err(SpawnError::Launcher {
+                collision,
                 path: launch.program.clone(),
                 stage,
                 index: rec.index,
