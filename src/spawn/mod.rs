@@ -247,6 +247,9 @@ pub struct Zygote {
     set_exe: bool,
     /// vDSO, hwcaps, CPU flags, kernel release: part of prototype image keys.
     machine: [u8; 32],
+    /// RLIMIT_NOFILE soft limit this process had before raising it; children
+    /// get it back.
+    nofile: Option<u64>,
 }
 
 /// The loader-relevant entries of an environment.
@@ -264,6 +267,7 @@ impl Zygote {
             stub,
             set_exe: crate::sys::linux::may_set_exe(),
             machine: prototype::machine_fingerprint(),
+            nofile: process::raise_nofile_limit(),
         })
     }
 
@@ -475,6 +479,7 @@ impl Zygote {
                     placements: user_fds,
                     status: status_w.as_fd(),
                     creds: opts.creds,
+                    nofile: self.nofile,
                 };
                 return process::clone_exec(&setup).map_err(|source| SpawnError::Internal { what: "clone", source });
             }
@@ -501,6 +506,7 @@ impl Zygote {
                 placements: &placements,
                 status: status_w.as_fd(),
                 creds: opts.creds,
+                nofile: self.nofile,
             };
             process::clone_exec(&setup).map_err(|source| SpawnError::Internal { what: "clone", source })
         })();

@@ -41,6 +41,28 @@ pub struct ChildSetup<'a> {
     /// Run as (uid, gid, supplementary groups) instead of the caller's
     /// credentials (a root daemon serving another allowed user).
     pub creds: Option<(u32, u32, &'a [u32])>,
+    /// The RLIMIT_NOFILE soft limit the program gets (the zygote raised its
+    /// own to hold many images' fds); `None` leaves it.
+    pub nofile: Option<u64>,
+}
+
+/// Raise this process's RLIMIT_NOFILE soft limit to the hard limit (a cache
+/// of images holds many fds). Returns the soft limit it had, which children
+/// get back (see [`ChildSetup::nofile`]), or `None` if nothing changed.
+pub fn raise_nofile_limit() -> Option<u64> {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    // Once per process: later calls report the limit the first one found.
+    static ORIGINAL: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    *ORIGINAL.get_or_init(|| {
+        let lim = getrlimit(Resource::Nofile);
+        let (Some(soft), max) = (lim.current, lim.maximum) else { return None };
+        let target = max.unwrap_or(1 << 20).min(1 << 20);
+        if target <= soft {
+            return None;
+        }
+        setrlimit(Resource::Nofile, Rlimit { current: Some(target), maximum: max }).ok()?;
+        Some(soft)
+    })
 }
 
 struct ChildArgs<'a> {
@@ -91,6 +113,26 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
         // SAFETY: dup2 between fds of this (copied) fd table.
         if unsafe { libc::dup2(args.tmp[i], target) } < 0 {
             return report(status_fd, Stage::ChildFd, i, errno());
+        }
+    }
+    if let Some(soft) = s.nofile {
+        // rlimits belong to this child (no CLONE_THREAD): give the program the
+        // soft limit the caller started with.
+        let mut lim = MaybeUninit::<libc::rlimit64>::zeroed();
+        // SAFETY: prlimit64 on ourselves, reading then writing a local struct.
+        unsafe {
+            if libc::syscall(
+                libc::SYS_prlimit64,
+                0,
+                libc::RLIMIT_NOFILE,
+                std::ptr::null::<libc::rlimit64>(),
+                lim.as_mut_ptr(),
+            ) == 0
+            {
+                let mut l = lim.assume_init();
+                l.rlim_cur = soft;
+                libc::syscall(libc::SYS_prlimit64, 0, libc::RLIMIT_NOFILE, &l, std::ptr::null_mut::<libc::rlimit64>());
+            }
         }
     }
     // Programs start with SIGPIPE at its default, whatever the caller (a Rust
