@@ -447,14 +447,6 @@ impl DaemonBenchReport {
         self.methods.iter().find(|m| m.method == method)
     }
 
-    /// Print [`DaemonBenchReport::write_table`] to stdout.
-    pub fn print_table(&self) {
-        let stdout = io::stdout();
-        let mut out = stdout.lock();
-        // Nothing sensible to do when stdout is gone (closed pipe): drop the output.
-        let _ = self.write_table(&mut out).and_then(|()| out.flush());
-    }
-
     /// The human-readable report.
     pub fn write_table(&self, w: &mut dyn Write) -> io::Result<()> {
         writeln!(

@@ -474,13 +474,6 @@ impl ExperimentReport {
         self.samples.iter().find(|s| s.method == method && s.instances == instances)
     }
 
-    /// Print [`ExperimentReport::write_table`] to stdout.
-    pub fn print_table(&self) {
-        let stdout = io::stdout();
-        let mut out = stdout.lock();
-        let _ = self.write_table(&mut out).and_then(|()| out.flush());
-    }
-
     /// The summary for people: total Pss (and USS) at every count, both ways, and the ratio.
     pub fn write_table(&self, w: &mut dyn Write) -> io::Result<()> {
         let how = match &self.readiness.ready_line {

@@ -370,12 +370,7 @@ pub struct StressReport {
 }
 
 impl StressReport {
-    pub fn print_table(&self) {
-        let stdout = io::stdout();
-        let mut out = stdout.lock();
-        let _ = self.write_table(&mut out).and_then(|()| out.flush());
-    }
-
+    /// The human-readable report.
     pub fn write_table(&self, w: &mut dyn Write) -> io::Result<()> {
         let who = if self.private_daemon { "private daemon" } else { "daemon" };
         writeln!(
