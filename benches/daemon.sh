@@ -33,46 +33,15 @@ for tool in gcc python3 readelf cargo; do
 done
 mkdir -p "$out"
 
-# The programs, built as benches/run.sh builds them (same files in target/bench).
-# Keep the relocations as R_X86_64_RELATIVE entries (newer toolchains may default to RELR).
-ldflags=()
-if ld --help 2>/dev/null | grep -q nopack-relative-relocs; then
-    ldflags=(-Wl,-z,nopack-relative-relocs)
-fi
-
-relative_count() { readelf -rW "$1" | grep -c 'R_X86_64_RELATIVE' || true; }
-
-build_tiny() {
-    gcc -O2 -static-pie "${ldflags[@]}" -o "$out/tiny" "$root/benches/programs/tiny.c" \
-        || die "gcc -static-pie failed for tiny.c (static glibc, libc6-dev, needed)"
-}
-
-build_bigrel() {
-    local name=$1
-    shift
-    local src="$out/$name.c"
-    # Regenerate only when the generator or the entry count changed (compiling takes seconds).
-    if [ ! -f "$src" ] || [ "$root/benches/gen_bigrel.py" -nt "$src" ] \
-        || ! grep -q "^#define N $entries\$" "$src"; then
-        python3 "$root/benches/gen_bigrel.py" --entries "$entries" "$@" "$src"
-    fi
-    if [ ! -x "$out/$name" ] || [ "$src" -nt "$out/$name" ]; then
-        gcc -O0 -static-pie "${ldflags[@]}" -o "$out/$name" "$src" || die "gcc failed for $name.c"
-    fi
-    local n
-    n=$(relative_count "$out/$name")
-    [ "$n" -ge "$entries" ] || die "$name has $n R_X86_64_RELATIVE relocations, expected >= $entries"
-}
+# shellcheck source=benches/programs.sh
+. "$root/benches/programs.sh"
 
 command_line=()
 for p in "${programs[@]}"; do
     case $p in
-        tiny) build_tiny ;;
-        bigrel-ends) build_bigrel bigrel-ends --touch ends ;;
+        tiny | bigrel-ends) build_program "$p" ;;
         *) die "unknown program '$p' (tiny, bigrel-ends)" ;;
     esac
-    "$out/$p" >/dev/null || die "$out/$p does not run on its own"
-    echo "built $out/$p: $(relative_count "$out/$p") R_X86_64_RELATIVE relocations, $(stat -c %s "$out/$p") bytes" >&2
     # Programs are separated by `::` on the bench-daemon command line.
     [ ${#command_line[@]} -eq 0 ] || command_line+=("::")
     command_line+=("$out/$p")
