@@ -128,6 +128,11 @@ pub struct MappedFile {
 impl MappedFile {
     /// Does `path` still name the file we hold, unchanged? (A library
     /// renamed over, or rewritten in place, does not.)
+    /// The same file, its fd moved high (see `sys::linux::process::high_fd`).
+    fn kept_high(self) -> Self {
+        MappedFile { fd: crate::sys::linux::process::high_fd(self.fd), ..self }
+    }
+
     pub fn path_unchanged(&self) -> bool {
         rustix::fs::stat(&self.path).is_ok_and(|st| FileIdentity::from_stat(&st) == self.identity)
     }
@@ -232,6 +237,7 @@ impl Image {
         relocs: RelocSummary,
         build_time: Duration,
     ) -> Self {
+        let files = files.into_iter().map(MappedFile::kept_high).collect();
         Image { key, path, files, objects, regions, entry, ops, load_bias, kind, relocs, build_time, fallback: None }
     }
 
@@ -246,7 +252,7 @@ impl Image {
         Image {
             key,
             path: file.path.clone(),
-            files: vec![file],
+            files: vec![file.kept_high()],
             objects: Vec::new(),
             regions: Vec::new(),
             entry: EntryState::default(),

@@ -463,6 +463,7 @@ impl Zygote {
         let internal = |what| move |e: rustix::io::Errno| SpawnError::Internal { what, source: e.into() };
         let (status_r, status_w) =
             rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(internal("status pipe"))?;
+        let status_w = process::high_fd(status_w);
         let old_mask =
             process::block_all_signals().map_err(|source| SpawnError::Internal { what: "blocking signals", source })?;
         let result = (|| {

@@ -17,9 +17,7 @@ const SYS_SET_TID_ADDRESS: usize = 218;
 const SYS_SET_ROBUST_LIST: usize = 273;
 const SYS_RSEQ: usize = 334;
 const ARCH_SET_FS: usize = 0x1002;
-const MREMAP_MAYMOVE: usize = 1;
-const MREMAP_FIXED: usize = 2;
-const PROT_NONE: usize = 0;
+const ARCH_MAP_VDSO_64: usize = 0x2003;
 const PR_SET_MM: usize = 35;
 const PR_SET_MM_MAP: usize = 14;
 
@@ -64,80 +62,45 @@ fn check(status_fd: i32, stage: Stage, index: u32, r: isize, addr: u64) -> isize
     r
 }
 
-/// Move the kernel's special mappings ([vvar], [vvar_vclock], [vdso]) to where
-/// the prototype had them: first all into a scratch area (so no move clobbers
-/// another), then into a reservation at the target taken with
-/// MAP_FIXED_NOREPLACE (EEXIST: the target is taken; the spawner retries).
+/// Put the kernel's special mappings ([vvar], [vvar_vclock], [vdso]) where
+/// the prototype had them: unmap ours, then have the kernel map the same vDSO
+/// image again at the old address (`ARCH_MAP_VDSO_64`, which maps [vvar] at
+/// the address given and the rest at the image's fixed offsets). If the target
+/// was taken, the kernel maps it elsewhere: the result is verified, and a miss
+/// is EEXIST, on which the spawner retries with another exec (another random
+/// placement of our own mappings).
 pub fn move_vdso(plan: &Plan<'_>, stack: &Stack, status_fd: i32) {
     let cur = auxval(stack, AT_SYSINFO_EHDR);
-    let (mut lo, mut hi, mut tlo, mut thi, mut n, mut moved) = (i64::MAX, i64::MIN, u64::MAX, 0u64, 0, false);
+    let (mut lo, mut hi, mut tlo, mut vdso, mut moved) = (i64::MAX, i64::MIN, u64::MAX, None, false);
     for (_, o) in ops_of(plan, OpKind::VdsoSpecial) {
         let off = o.a as i64;
         lo = lo.min(off);
         hi = hi.max(off + o.b as i64);
         tlo = tlo.min(o.c);
-        thi = thi.max(o.c + o.b);
         moved |= cur.wrapping_add(off as u64) != o.c;
-        n += 1;
+        if o.arg == 1 {
+            vdso = Some((o.c, o.b));
+        }
     }
-    if n == 0 || !moved || cur == 0 {
+    let Some((vdso_at, vdso_len)) = vdso else { return };
+    if !moved || cur == 0 {
         return;
     }
-    let span = (hi - lo) as usize;
-    let scratch = check(
-        status_fd,
-        Stage::Vdso,
-        0,
-        sys::syscall6(sys::SYS_MMAP, 0, span, PROT_NONE, sys::MAP_PRIVATE | sys::MAP_ANONYMOUS, usize::MAX, 0),
-        0,
-    ) as u64;
-    for (i, o) in ops_of(plan, OpKind::VdsoSpecial) {
-        let from = cur.wrapping_add(o.a) as usize;
-        let to = scratch + (o.a as i64 - lo) as u64;
-        let r =
-            sys::syscall6(SYS_MREMAP, from, o.b as usize, o.b as usize, MREMAP_MAYMOVE | MREMAP_FIXED, to as usize, 0);
-        check(status_fd, Stage::Vdso, i, r, from as u64);
+    let taken = |addr: u64| -> ! { fail(status_fd, Stage::Vdso, 0, 17, 0, addr) };
+    // 1. Drop ours (one contiguous range on every kernel seen; the offsets come
+    //    from the prototype, which ran on this kernel).
+    let from = cur.wrapping_add(lo as u64);
+    check(status_fd, Stage::Vdso, 0, sys::syscall3(sys::SYS_MUNMAP, from as usize, (hi - lo) as usize, 0), from);
+    // 2. Map the vDSO again at the prototype's address.
+    check(status_fd, Stage::Vdso, 1, sys::syscall3(SYS_ARCH_PRCTL, ARCH_MAP_VDSO_64, tlo as usize, 0), tlo);
+    // 3. It must have landed exactly there (if the target was taken, the
+    //    kernel chose another place): a no-move mremap of the [vdso] range
+    //    succeeds only if one mapping covers it.
+    let r = sys::syscall6(SYS_MREMAP, vdso_at as usize, vdso_len as usize, vdso_len as usize, 0, 0, 0);
+    if r as u64 != vdso_at {
+        taken(vdso_at);
     }
-    let flags = sys::MAP_PRIVATE | sys::MAP_ANONYMOUS | sys::MAP_FIXED_NOREPLACE;
-    let r = sys::syscall6(sys::SYS_MMAP, tlo as usize, (thi - tlo) as usize, PROT_NONE, flags, usize::MAX, 0);
-    check(status_fd, Stage::Vdso, 0, r, tlo);
-    if r as u64 != tlo {
-        fail(status_fd, Stage::Vdso, 0, 17, 0, tlo);
-    }
-    for (i, o) in ops_of(plan, OpKind::VdsoSpecial) {
-        let from = scratch + (o.a as i64 - lo) as u64;
-        let r = sys::syscall6(
-            SYS_MREMAP,
-            from as usize,
-            o.b as usize,
-            o.b as usize,
-            MREMAP_MAYMOVE | MREMAP_FIXED,
-            o.c as usize,
-            0,
-        );
-        check(status_fd, Stage::Vdso, i, r, o.c);
-        if o.arg == 1 {
-            set_auxval(stack, AT_SYSINFO_EHDR, o.c);
-        }
-    }
-    // Whatever of the reservation and the scratch area the moves did not
-    // replace (gaps between the mappings) goes away.
-    let mut at = tlo;
-    while at < thi {
-        let next = ops_of(plan, OpKind::VdsoSpecial).map(|(_, o)| o).filter(|o| o.c >= at).min_by_key(|o| o.c);
-        match next {
-            Some(o) if o.c == at => at = o.c + o.b,
-            Some(o) => {
-                sys::syscall3(sys::SYS_MUNMAP, at as usize, (o.c - at) as usize, 0);
-                at = o.c;
-            }
-            None => {
-                sys::syscall3(sys::SYS_MUNMAP, at as usize, (thi - at) as usize, 0);
-                at = thi;
-            }
-        }
-    }
-    sys::syscall3(sys::SYS_MUNMAP, scratch as usize, span, 0);
+    set_auxval(stack, AT_SYSINFO_EHDR, vdso_at);
 }
 
 /// Length of a NUL-terminated string.

@@ -44,6 +44,7 @@ impl SealedObject {
     }
 
     fn fill(fd: OwnedFd, bytes: &[u8]) -> Result<Self, Errno> {
+        let fd = super::process::high_fd(fd);
         ftruncate(&fd, bytes.len() as u64)?;
         let mut resident = 0u64;
         // Coalesce runs of non-zero pages into one pwrite each.
@@ -109,7 +110,7 @@ fn write_all_at(fd: &OwnedFd, mut buf: &[u8], mut off: u64) -> Result<(), Errno>
 
 /// Create an unsealed memfd holding `bytes` (for per-spawn plans).
 pub fn memfd_with(name: &str, bytes: &[u8]) -> Result<OwnedFd, Errno> {
-    let fd = memfd_create(name, MemfdFlags::CLOEXEC)?;
+    let fd = super::process::high_fd(memfd_create(name, MemfdFlags::CLOEXEC)?);
     write_all_at(&fd, bytes, 0)?;
     Ok(fd)
 }

@@ -70,6 +70,8 @@ struct ChildArgs<'a> {
     /// Scratch: CLOEXEC copies of the placements, then stub, then status.
     tmp: &'a mut [RawFd],
     temp_min: RawFd,
+    /// Sources and targets do not overlap: no copies needed.
+    direct: bool,
 }
 
 const CHILD_STACK: usize = 64 * 1024;
@@ -86,35 +88,57 @@ fn errno() -> i32 {
     io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
 }
 
-extern "C" fn child_main(arg: *mut c_void) -> c_int {
-    // SAFETY: `arg` is the &mut ChildArgs the parent passed to clone; the parent
-    // is suspended (CLONE_VFORK) until we exec or exit, so nothing aliases it.
-    let args = unsafe { &mut *arg.cast::<ChildArgs<'_>>() };
+/// Place the fds through CLOEXEC copies above every target, so no placement
+/// clobbers a source that is still to come. Returns the (copied) exec and
+/// status fds.
+fn place_via_copies(args: &mut ChildArgs<'_>, exec_fd: RawFd, status_orig: RawFd) -> Result<(RawFd, RawFd), c_int> {
     let s = args.setup;
     let n = s.placements.len();
-    let status_orig = s.status.as_raw_fd();
-    // 1. CLOEXEC copies above every target, so step 2 cannot clobber a source.
-    let exec_fd = match s.exec {
-        ExecTarget::Stub(fd) => fd.as_raw_fd(),
-        ExecTarget::Program { file, .. } => file.as_raw_fd(),
-    };
     let sources = s.placements.iter().map(|p| p.0).chain([exec_fd, status_orig]);
     for (i, src) in sources.enumerate() {
         // SAFETY: F_DUPFD_CLOEXEC on an fd we own; no memory is touched.
         let t = unsafe { libc::fcntl(src, libc::F_DUPFD_CLOEXEC, args.temp_min) };
         if t < 0 {
-            return report(status_orig, Stage::ChildFd, i, errno());
+            return Err(report(status_orig, Stage::ChildFd, i, errno()));
         }
         args.tmp[i] = t;
     }
     let (stub_fd, status_fd) = (args.tmp[n], args.tmp[n + 1]);
-    // 2. Final places (dup2 clears CLOEXEC on the target).
+    // Final places (dup2 clears CLOEXEC on the target).
     for (i, &(_, target)) in s.placements.iter().enumerate() {
         // SAFETY: dup2 between fds of this (copied) fd table.
         if unsafe { libc::dup2(args.tmp[i], target) } < 0 {
-            return report(status_fd, Stage::ChildFd, i, errno());
+            return Err(report(status_fd, Stage::ChildFd, i, errno()));
         }
     }
+    Ok((stub_fd, status_fd))
+}
+
+extern "C" fn child_main(arg: *mut c_void) -> c_int {
+    // SAFETY: `arg` is the &mut ChildArgs the parent passed to clone; the parent
+    // is suspended (CLONE_VFORK) until we exec or exit, so nothing aliases it.
+    let args = unsafe { &mut *arg.cast::<ChildArgs<'_>>() };
+    let s = args.setup;
+    let status_orig = s.status.as_raw_fd();
+    let exec_fd = match s.exec {
+        ExecTarget::Stub(fd) => fd.as_raw_fd(),
+        ExecTarget::Program { file, .. } => file.as_raw_fd(),
+    };
+    let (stub_fd, status_fd) = if args.direct {
+        // No source is a target: straight into place.
+        for (i, &(src, target)) in s.placements.iter().enumerate() {
+            // SAFETY: dup2 between fds of this (copied) fd table.
+            if unsafe { libc::dup2(src, target) } < 0 {
+                return report(status_orig, Stage::ChildFd, i, errno());
+            }
+        }
+        (exec_fd, status_orig)
+    } else {
+        match place_via_copies(args, exec_fd, status_orig) {
+            Ok(fds) => fds,
+            Err(code) => return code,
+        }
+    };
     if let Some(soft) = s.nofile {
         // rlimits belong to this child (no CLONE_THREAD): give the program the
         // soft limit the caller started with.
@@ -241,6 +265,17 @@ fn block(set: &libc::sigset_t) -> io::Result<libc::sigset_t> {
     }
 }
 
+/// Move an fd the zygote keeps (image objects and files, plans, pipes) to a
+/// high number, above the numbers children get, so spawning can place fds
+/// without copies. Keeps the fd where it is if that fails.
+pub fn high_fd(fd: OwnedFd) -> OwnedFd {
+    const HIGH: RawFd = 256;
+    if fd.as_raw_fd() >= HIGH {
+        return fd;
+    }
+    rustix::io::fcntl_dupfd_cloexec(&fd, HIGH).unwrap_or(fd)
+}
+
 /// Block every signal; returns the previous mask.
 pub fn block_all_signals() -> io::Result<libc::sigset_t> {
     block(&sigset_of(None))
@@ -287,7 +322,17 @@ pub fn sigset_bits(set: &libc::sigset_t) -> u64 {
 pub fn clone_exec(setup: &ChildSetup<'_>) -> io::Result<(i32, OwnedFd)> {
     let mut tmp = vec![-1; setup.placements.len() + 2];
     let highest = setup.placements.iter().map(|p| p.1).max().unwrap_or(2);
-    let mut args = ChildArgs { setup, tmp: &mut tmp, temp_min: highest + 1 };
+    // When no fd to place (nor the exec or status fd) sits at a target number,
+    // the child can dup2 straight into place; the zygote keeps its own fds high
+    // (see `high_fd`) so that this is the usual case.
+    let exec_fd = match setup.exec {
+        ExecTarget::Stub(fd) => fd.as_raw_fd(),
+        ExecTarget::Program { file, .. } => file.as_raw_fd(),
+    };
+    let is_target = |fd: RawFd| setup.placements.iter().any(|p| p.1 == fd);
+    let direct =
+        !setup.placements.iter().any(|p| is_target(p.0)) && !is_target(exec_fd) && !is_target(setup.status.as_raw_fd());
+    let mut args = ChildArgs { setup, tmp: &mut tmp, temp_min: highest + 1, direct };
     let mut stack: Box<[MaybeUninit<u8>]> = Box::new_uninit_slice(CHILD_STACK);
     // The stack grows down; keep the top 16-byte aligned.
     let top = {
