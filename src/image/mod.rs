@@ -249,20 +249,21 @@ impl Image {
         reason: String,
         build_time: Duration,
     ) -> Self {
-        Image {
+        let path = file.path.clone();
+        let image = Image::new(
             key,
-            path: file.path.clone(),
-            files: vec![file.kept_high()],
-            objects: Vec::new(),
-            regions: Vec::new(),
-            entry: EntryState::default(),
-            ops: Vec::new(),
-            load_bias: 0,
+            path,
+            vec![file],
+            Vec::new(),
+            Vec::new(),
+            EntryState::default(),
+            Vec::new(),
+            0,
             kind,
-            relocs: RelocSummary::default(),
+            RelocSummary::default(),
             build_time,
-            fallback: Some(reason),
-        }
+        );
+        Image { fallback: Some(reason), ..image }
     }
 
     /// Why this program runs by plain exec, if it does.
