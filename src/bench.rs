@@ -531,6 +531,9 @@ impl Bench<'_> {
             round,
             source,
         })?;
+        // The launcher warming up for the next spawn is this spawn's work:
+        // timed here, and finished before another method runs.
+        self.zygote.settle_launchers();
         let total = start.elapsed();
         let failure = match status {
             ExitStatus::Exited(0) => None,

@@ -23,7 +23,7 @@ pub enum ConfigError {
 }
 
 /// Field names and their structured-config types, in schema order.
-pub const FIELDS: [(&str, &str); 7] = [
+pub const FIELDS: [(&str, &str); 8] = [
     ("cache_max_entries", "uint64"),
     ("cache_max_bytes", "uint64"),
     ("socket_path", "string"),
@@ -31,7 +31,11 @@ pub const FIELDS: [(&str, &str); 7] = [
     ("log_filter", "string"),
     ("preload", "vector<string>"),
     ("metrics_port", "uint16"),
+    ("prestarted_launchers", "uint32"),
 ];
+
+/// Most pre-started launchers the daemon may keep.
+pub const MAX_PRESTARTED: u32 = 64;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Config {
@@ -50,6 +54,9 @@ pub struct Config {
     pub preload: Vec<String>,
     /// TCP port on 127.0.0.1 serving OpenMetrics at `GET /metrics`; 0: off.
     pub metrics_port: u16,
+    /// Idle pre-started launchers kept, each with a recently spawned image
+    /// mapped, so the next spawn of it skips the exec (0: off).
+    pub prestarted_launchers: u32,
 }
 
 const MAX_STRING: usize = 4096;
@@ -137,6 +144,10 @@ impl Config {
             )?,
             metrics_port: u16::try_from(take_u64(path, &m, "metrics_port")?)
                 .map_err(|_| field_err(path, "metrics_port", "must be a port number (0..=65535)"))?,
+            prestarted_launchers: u32::try_from(take_u64(path, &m, "prestarted_launchers")?)
+                .ok()
+                .filter(|&n| n <= MAX_PRESTARTED)
+                .ok_or_else(|| field_err(path, "prestarted_launchers", format!("must be 0..={MAX_PRESTARTED}")))?,
         };
         if cfg.cache_max_entries > usize::MAX as u64 {
             return Err(field_err(path, "cache_max_entries", "too large"));

@@ -70,6 +70,9 @@ struct DaemonArgs {
     /// Most sealed bytes the cache holds (overrides the configuration).
     #[arg(long)]
     cache_bytes: Option<u64>,
+    /// Idle pre-started launchers to keep (overrides the configuration).
+    #[arg(long)]
+    prestarted: Option<u32>,
     /// Seconds that pending waits may still complete after SIGTERM.
     #[arg(long, default_value_t = 10)]
     grace_secs: u64,
@@ -141,6 +144,10 @@ struct BenchArgs {
     json: bool,
     #[command(flatten)]
     cache: CacheArgs,
+    /// Idle pre-started launchers to keep, one per recently spawned image (0:
+    /// exec the stub on every spawn). Their warm-up is timed with the spawn.
+    #[arg(long, default_value_t = zygote::spawn::DEFAULT_PRESTARTED)]
+    prestarted: usize,
     /// Programs and their arguments, separated by `::`: PROGRAM [ARGS] [:: PROGRAM [ARGS]]...
     #[arg(trailing_var_arg = true, required = true, value_name = "PROGRAM ARGS")]
     command: Vec<OsString>,
@@ -346,6 +353,8 @@ fn run(a: RunArgs) -> i32 {
         Ok(v) => v,
         Err(code) => return code,
     };
+    // One spawn: a launcher warmed up for a next one would be wasted.
+    zygote.set_prestarted(0);
     let mut req = SpawnRequest::new(program).args(it);
     if a.clear_env {
         req = req.env_clear();
@@ -504,6 +513,7 @@ fn bench(a: BenchArgs) -> i32 {
             return e.exit_code();
         }
     };
+    zygote.set_prestarted(a.prestarted);
     // One program, or a set separated by `::`, each measured in turn.
     let programs = match zygote::bench_daemon::split_programs(a.command) {
         Ok(p) => p,
@@ -682,6 +692,9 @@ fn daemon(a: DaemonArgs, log: Option<&str>) -> i32 {
     }
     if let Some(n) = a.cache_bytes {
         config.cache_max_bytes = n;
+    }
+    if let Some(n) = a.prestarted {
+        config.prestarted_launchers = n.min(zygote::config::MAX_PRESTARTED);
     }
     init_logging(log, &config.log_filter);
     let opts = zygote::service::server::ServerOptions {

@@ -43,6 +43,7 @@ impl TestDaemon {
             "log_filter": "warn",
             "preload": [],
             "metrics_port": port,
+            "prestarted_launchers": 4,
         });
         fs::write(&config, cfg.to_string()).expect("write config");
         let child = Command::new(zygote_bin())

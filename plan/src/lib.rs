@@ -30,11 +30,18 @@
 /// "ZYGPLAN\0" as a little-endian u64.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"ZYGPLAN\0");
 /// Bumped on every incompatible change of the layout below.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 /// The fd on which the stub finds its plan.
 pub const PLAN_FD: i32 = 3;
 /// Largest plan the stub accepts (a sanity bound, not a tuning knob).
 pub const MAX_PLAN_SIZE: u64 = 16 << 20;
+/// `argv[1]` of a pre-started launcher: the stub execs with
+/// `[name, PRESTART_ARG, control fd]` and waits on the control socket for its
+/// fds and plan (see [`Header::args_len`]).
+pub const PRESTART_ARG: &[u8] = b"--wait-for-plan";
+/// Most fds one hand-over to a pre-started launcher carries (the kernel's
+/// SCM_MAX_FD is 253).
+pub const MAX_HANDOVER_FDS: usize = 250;
 /// Exit status of a stub that failed before jumping to the program.
 pub const STUB_FAILURE_EXIT: i32 = 127;
 
@@ -134,10 +141,29 @@ pub struct Header {
     /// Program file to make `/proc/self/exe` (PR_SET_MM_MAP exe_fd, needs
     /// CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN); -1 to leave it.
     pub exe_fd: i32,
+    /// For a pre-started launcher only (0 otherwise: the kernel built the
+    /// stack at exec): `argc` argument strings then `envc` environment
+    /// strings, each NUL-terminated, at `args_off`, from which the stub
+    /// builds the program's initial stack itself.
+    pub args_off: u32,
+    pub args_len: u32,
+    pub argc: u32,
+    pub envc: u32,
+    /// Directory fd to `fchdir` to (pre-started launchers); -1 to stay.
+    pub cwd_fd: i32,
+    /// [`FLAG_WARM_UP`] or 0.
+    pub flags: u32,
 }
 
+/// A pre-started launcher's first plan: map the regions and apply the ops
+/// that do not depend on the spawn (vDSO, thread pointer and registrations),
+/// keep the program file for `/proc/self/exe` just below the control fd, close
+/// the rest and wait for the spawn's plan, which then has no regions and only
+/// the ops that need the new stack (fixups, protections, canary, mm bounds).
+pub const FLAG_WARM_UP: u32 = 1;
+
 impl Header {
-    pub const SIZE: usize = 144;
+    pub const SIZE: usize = 168;
 
     pub fn encode(&self, out: &mut [u8]) {
         let b = &mut out[..Self::SIZE];
@@ -163,7 +189,13 @@ impl Header {
         wr_u32(b, 128, self.op_off);
         wr_u32(b, 132, self.op_count);
         wr_u32(b, 136, self.exe_fd as u32);
-        wr_u32(b, 140, 0);
+        wr_u32(b, 140, self.args_off);
+        wr_u32(b, 144, self.args_len);
+        wr_u32(b, 148, self.argc);
+        wr_u32(b, 152, self.envc);
+        wr_u32(b, 156, self.cwd_fd as u32);
+        wr_u32(b, 160, self.flags);
+        wr_u32(b, 164, 0);
     }
 
     pub fn decode(b: &[u8]) -> Result<Self, PlanError> {
@@ -199,6 +231,12 @@ impl Header {
             op_off: rd_u32(b, 128),
             op_count: rd_u32(b, 132),
             exe_fd: rd_i32(b, 136),
+            args_off: rd_u32(b, 140),
+            args_len: rd_u32(b, 144),
+            argc: rd_u32(b, 148),
+            envc: rd_u32(b, 152),
+            cwd_fd: rd_i32(b, 156),
+            flags: rd_u32(b, 160),
         })
     }
 }
@@ -322,6 +360,12 @@ pub enum OpKind {
 }
 
 impl OpKind {
+    /// Whether a pre-started launcher applies ops of this kind at its warm-up
+    /// (they do not depend on the spawn's stack or randomness).
+    pub fn at_warm_up(self) -> bool {
+        matches!(self, OpKind::VdsoSpecial | OpKind::SetFs | OpKind::SetTidAddress | OpKind::RobustList | OpKind::Rseq)
+    }
+
     pub fn from_u32(v: u32) -> Option<Self> {
         Some(match v {
             1 => OpKind::VdsoSpecial,
@@ -429,6 +473,8 @@ pub enum Stage {
     Op = 9,
     /// The pre-exec child could not take on the requested credentials.
     ChildCreds = 10,
+    /// A pre-started launcher could not take its hand-over (fds, stack).
+    Handover = 11,
 }
 
 impl Stage {
@@ -444,6 +490,7 @@ impl Stage {
             8 => Stage::Vdso,
             9 => Stage::Op,
             10 => Stage::ChildCreds,
+            11 => Stage::Handover,
             _ => return None,
         })
     }
@@ -528,6 +575,7 @@ impl<'a> Plan<'a> {
             || !table_ok(bytes.len(), header.fd_off, header.fd_count, FdMove::SIZE)
             || !table_ok(bytes.len(), header.op_off, header.op_count, Op::SIZE)
             || header.name_len as usize > header.name.len()
+            || !args_ok(bytes, &header)
         {
             return Err(PlanError::BadLayout);
         }
@@ -573,21 +621,43 @@ impl<'a> Plan<'a> {
     pub fn name(&self) -> &[u8] {
         &self.header.name[..self.header.name_len as usize]
     }
+
+    /// The argument and environment strings of a pre-started launch (empty
+    /// for an exec'd stub). Validated: `argc + envc` NUL-terminated strings.
+    pub fn args(&self) -> &'a [u8] {
+        let off = self.header.args_off as usize;
+        &self.bytes[off..off + self.header.args_len as usize]
+    }
 }
 
-/// Size in bytes of a plan with the given table lengths.
-pub fn plan_size(regions: usize, fds: usize, ops: usize) -> usize {
-    Header::SIZE + regions * Region::SIZE + fds * FdMove::SIZE + ops * Op::SIZE
+/// The args block is inside the plan and holds exactly `argc + envc` strings.
+fn args_ok(bytes: &[u8], h: &Header) -> bool {
+    if h.args_len == 0 {
+        return h.argc == 0 && h.envc == 0;
+    }
+    let (off, len) = (h.args_off as usize, h.args_len as usize);
+    let Some(block) = off.checked_add(len).and_then(|end| bytes.get(off..end)) else { return false };
+    let strings = block.iter().filter(|&&c| c == 0).count();
+    block.last() == Some(&0) && h.argc >= 1 && Some(strings) == (h.argc as usize).checked_add(h.envc as usize)
+}
+
+/// Size in bytes of a plan with the given table lengths and args block.
+pub fn plan_size(regions: usize, fds: usize, ops: usize, args: usize) -> usize {
+    Header::SIZE + regions * Region::SIZE + fds * FdMove::SIZE + ops * Op::SIZE + args
 }
 
 /// Encode a complete plan into `out` (which must be [`plan_size`] bytes).
 /// `header`'s table fields are filled in here.
-pub fn encode_plan(mut header: Header, regions: &[Region], fds: &[FdMove], ops: &[Op], out: &mut [u8]) {
+/// `header`'s `argc` and `envc` describe `args` (see [`Header::args_len`]).
+pub fn encode_plan(mut header: Header, regions: &[Region], fds: &[FdMove], ops: &[Op], args: &[u8], out: &mut [u8]) {
     let region_off = Header::SIZE;
     let fd_off = region_off + regions.len() * Region::SIZE;
     let op_off = fd_off + fds.len() * FdMove::SIZE;
-    let total = op_off + ops.len() * Op::SIZE;
+    let args_off = op_off + ops.len() * Op::SIZE;
+    let total = args_off + args.len();
     header.total_size = total as u64;
+    header.args_off = if args.is_empty() { 0 } else { args_off as u32 };
+    header.args_len = args.len() as u32;
     header.region_off = region_off as u32;
     header.region_count = regions.len() as u32;
     header.fd_off = fd_off as u32;
@@ -607,6 +677,7 @@ pub fn encode_plan(mut header: Header, regions: &[Region], fds: &[FdMove], ops: 
         let at = op_off + i * Op::SIZE;
         o.encode(&mut out[at..at + Op::SIZE]);
     }
+    out[args_off..total].copy_from_slice(args);
 }
 
 #[cfg(test)]
@@ -658,8 +729,8 @@ mod tests {
     fn round_trip() {
         let (h, regions, fds) = sample();
         let ops = [Op { kind: OpKind::Fixup as u32, arg: FixupKind::Argv as u32, a: 0x1000, ..Op::default() }];
-        let mut buf = vec![0u8; plan_size(2, 2, 1)];
-        encode_plan(h, &regions, &fds, &ops, &mut buf);
+        let mut buf = vec![0u8; plan_size(2, 2, 1, 0)];
+        encode_plan(h, &regions, &fds, &ops, &[], &mut buf);
         let p = Plan::parse(&buf).unwrap();
         assert_eq!(p.op(0), ops[0]);
         assert_eq!(p.header.entry, h.entry);
@@ -673,8 +744,8 @@ mod tests {
     #[test]
     fn rejects_bad_input() {
         let (h, mut regions, fds) = sample();
-        let mut buf = vec![0u8; plan_size(2, 2, 0)];
-        encode_plan(h, &regions, &fds, &[], &mut buf);
+        let mut buf = vec![0u8; plan_size(2, 2, 0, 0)];
+        encode_plan(h, &regions, &fds, &[], &[], &mut buf);
         assert_eq!(Plan::parse(&buf[..100]).unwrap_err(), PlanError::Truncated);
         assert_eq!(Plan::parse(&buf[..buf.len() - 1]).unwrap_err(), PlanError::Truncated);
         let mut bad = buf.clone();
@@ -684,11 +755,36 @@ mod tests {
         bad[8] = 99;
         assert_eq!(Plan::parse(&bad).unwrap_err(), PlanError::BadVersion(99));
         regions[1].vaddr += 1;
-        encode_plan(h, &regions, &fds, &[], &mut buf);
+        encode_plan(h, &regions, &fds, &[], &[], &mut buf);
         assert_eq!(Plan::parse(&buf).unwrap_err(), PlanError::BadRegion(1));
         regions[1].vaddr -= 1;
         let unsorted = [fds[1], fds[0]];
-        encode_plan(h, &regions, &unsorted, &[], &mut buf);
+        encode_plan(h, &regions, &unsorted, &[], &[], &mut buf);
+        assert_eq!(Plan::parse(&buf).unwrap_err(), PlanError::BadLayout);
+    }
+
+    #[test]
+    fn args_block_round_trip_and_validation() {
+        let (mut h, regions, fds) = sample();
+        let args = b"prog\0-x\0HOME=/\0";
+        h.argc = 2;
+        h.envc = 1;
+        let mut buf = vec![0u8; plan_size(2, 2, 0, args.len())];
+        encode_plan(h, &regions, &fds, &[], args, &mut buf);
+        let p = Plan::parse(&buf).unwrap();
+        assert_eq!(p.args(), args);
+        assert_eq!((p.header.argc, p.header.envc), (2, 1));
+        // A count that does not match the strings, or a missing terminator.
+        h.envc = 2;
+        encode_plan(h, &regions, &fds, &[], args, &mut buf);
+        assert_eq!(Plan::parse(&buf).unwrap_err(), PlanError::BadLayout);
+        h.envc = 1;
+        encode_plan(h, &regions, &fds, &[], b"prog\0-x\0HOME=/x", &mut buf);
+        assert_eq!(Plan::parse(&buf).unwrap_err(), PlanError::BadLayout);
+        // argc 0 with a block is refused too: the program needs argv[0].
+        h.argc = 0;
+        h.envc = 3;
+        encode_plan(h, &regions, &fds, &[], args, &mut buf);
         assert_eq!(Plan::parse(&buf).unwrap_err(), PlanError::BadLayout);
     }
 

@@ -135,6 +135,9 @@ pub fn render(s: &DaemonStats) -> String {
     w.gauge("zygote_live_children", "Processes the daemon started and has not reaped.", s.live_children);
     w.counter("zygote_connections", "Connections served.", s.connections);
     w.gauge("zygote_open_connections", "Connections open now.", s.open_connections);
+    w.gauge("zygote_launchers_idle", "Pre-started launchers waiting, each with an image mapped.", s.launchers.idle);
+    w.gauge("zygote_launchers_capacity", "Most pre-started launchers kept.", s.launchers.capacity);
+    w.counter("zygote_launcher_spawns", "Spawns served by a pre-started launcher.", s.launchers.spawns);
 
     let name = "zygote_spawn_latency_seconds";
     w.family(name, "histogram", "Spawn latency: request arrival to the image mapped in the new process.");

@@ -229,6 +229,9 @@ pub struct DaemonStats {
     /// Images currently cached, then images evicted while processes started
     /// from them still run (`cached` false).
     pub images: Vec<ImageStats>,
+    /// Pre-started launchers (boxed, like `memory`).
+    #[serde(default)]
+    pub launchers: Box<LauncherStats>,
     /// Latency of the spawns the daemon served: from the request's arrival to
     /// the stub's confirmation that the image is mapped.
     #[serde(default)]
@@ -240,6 +243,19 @@ pub struct DaemonStats {
     /// Bytes that sharing saves, summed over `images` (see [`MemoryUsage::saved`]).
     #[serde(default)]
     pub saved_bytes: u64,
+}
+
+/// Pre-started launchers: stubs exec'd ahead of their spawn, each with a
+/// recently spawned image mapped.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LauncherStats {
+    /// Waiting now (each holds two of the daemon's fds: its control socket
+    /// and its pidfd).
+    pub idle: u64,
+    /// Most kept (`prestarted_launchers`).
+    pub capacity: u64,
+    /// Spawns served by one so far.
+    pub spawns: u64,
 }
 
 /// `CacheStats` on the wire.

@@ -27,7 +27,9 @@ use tokio::io::unix::AsyncFd;
 use tokio::sync::watch;
 
 use super::frame::{self, FrameError, FrameReader, FrameWriter, ReadStatus};
-use super::message::{DaemonStats, ErrorCode, Hello, Limits, PROTOCOL_VERSION, Request, Response, SpawnArgs, Welcome};
+use super::message::{
+    DaemonStats, ErrorCode, Hello, LauncherStats, Limits, PROTOCOL_VERSION, Request, Response, SpawnArgs, Welcome,
+};
 use super::peer::Peer;
 use crate::config::Config;
 use crate::image::{ContentHash, Image, ImageKey};
@@ -206,6 +208,7 @@ async fn serve(opts: ServerOptions, activated: Option<std::os::unix::net::UnixLi
         max_bytes: cfg.cache_max_bytes,
     };
     let zygote = Arc::new(Zygote::new(cache)?);
+    zygote.set_prestarted(cfg.prestarted_launchers as usize);
     for p in &cfg.preload {
         match zygote.prepare(Path::new(p)) {
             Ok(img) => tracing::info!(program = %p, key = %img.key(), "preloaded"),
@@ -616,10 +619,10 @@ async fn evict(state: &Arc<State>, key: String, mut fds: Vec<OwnedFd>) -> Respon
             None => return error(ErrorCode::BadRequest, format!("{key:?} is not a 64-digit hex image key")),
         }
     };
-    match state.zygote.cache().remove(&ImageKey::relocate(hash)) {
-        Some(_) => Response::Evicted { count: 1 },
-        None => error(ErrorCode::NotFound, format!("no cached image {hash}")),
-    }
+    let removed = state.zygote.cache().remove(&ImageKey::relocate(hash)).is_some();
+    // A launcher warmed up with the image would keep its memory alive.
+    state.zygote.prune_launchers();
+    if removed { Response::Evicted { count: 1 } } else { error(ErrorCode::NotFound, format!("no cached image {hash}")) }
 }
 
 fn parse_hash(s: &str) -> Option<ContentHash> {
@@ -652,6 +655,11 @@ fn stats_counters(state: &State) -> DaemonStats {
         live_children: c.live_children.load(Ordering::Relaxed),
         connections: c.connections.load(Ordering::Relaxed),
         open_connections: c.open_connections.load(Ordering::Relaxed),
+        launchers: Box::new(LauncherStats {
+            idle: state.zygote.idle_launchers() as u64,
+            capacity: state.zygote.prestarted() as u64,
+            spawns: state.zygote.prestarted_spawns(),
+        }),
         spawn_latency: state.spawn_latency.snapshot(),
         ..DaemonStats::default()
     }

@@ -15,16 +15,17 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Instant;
 
-use zygote_plan::{PLAN_FD, Stage, StatusRecord};
+use zygote_plan::{MAX_HANDOVER_FDS, PLAN_FD, Stage, StatusRecord};
 
 use crate::cache::{Cache, CacheConfig, CacheStats};
 use crate::elf::ProgramKind;
 use crate::image::{
     ContentHash, FileIdentity, Identified, IdentityMemo, Image, ImageError, ImageKey, MappedFile, prototype, relocate,
 };
+use crate::sys::linux::launcher::{self, LauncherPool};
 use crate::sys::linux::process::{self, ChildSetup, ExecTarget};
 use crate::sys::linux::{Stub, memfd};
 use rustix::fs::Mode;
@@ -36,6 +37,12 @@ pub use resolve::{Launch, ResolveError};
 pub const MAX_TARGET_FD: RawFd = 65_535;
 /// Extra execs when a prototype image collides with the stub's stack or vDSO.
 pub const MAX_PLACEMENT_RETRIES: usize = 3;
+/// Largest argv + environment (bytes, NULs included) a pre-started launcher
+/// takes; a larger one execs the stub, whose stack the kernel builds.
+pub const MAX_PRESTART_ARGS: usize = 256 << 10;
+/// Most idle pre-started launchers a [`Zygote`] keeps by default (one per
+/// recently spawned image).
+pub const DEFAULT_PRESTARTED: usize = 4;
 /// Largest program file the relocating preparer reads (1 GiB).
 pub const MAX_PROGRAM_BYTES: u64 = 1 << 30;
 
@@ -250,6 +257,10 @@ pub struct Zygote {
     /// RLIMIT_NOFILE soft limit this process had before raising it; children
     /// get it back.
     nofile: Option<u64>,
+    /// Pre-started launchers, each with one image mapped ahead of its spawn.
+    launchers: LauncherPool<Weak<Image>>,
+    /// Spawns that went through a pre-started launcher.
+    prestarted_spawns: std::sync::atomic::AtomicU64,
 }
 
 /// The loader-relevant entries of an environment.
@@ -261,14 +272,57 @@ impl Zygote {
     pub fn new(cfg: CacheConfig) -> Result<Self, SpawnError> {
         let stub = Stub::load()
             .map_err(|e| SpawnError::Internal { what: "loading the stub into a memfd", source: e.into() })?;
+        let nofile = process::raise_nofile_limit();
         Ok(Zygote {
             cache: Cache::new(cfg),
             memo: IdentityMemo::default(),
             stub,
             set_exe: crate::sys::linux::may_set_exe(),
             machine: prototype::machine_fingerprint(),
-            nofile: process::raise_nofile_limit(),
+            nofile,
+            launchers: LauncherPool::new(DEFAULT_PRESTARTED, nofile),
+            prestarted_spawns: Default::default(),
         })
+    }
+
+    /// Keep up to `n` idle pre-started launchers, one per recently spawned
+    /// image (0: exec the stub on every spawn).
+    pub fn set_prestarted(&self, n: usize) {
+        self.launchers.set_capacity(n);
+    }
+
+    /// Most idle pre-started launchers kept (0 also when the machine's limits
+    /// leave no room for them).
+    pub fn prestarted(&self) -> usize {
+        self.launchers.capacity()
+    }
+
+    /// Idle pre-started launchers now.
+    pub fn idle_launchers(&self) -> usize {
+        self.launchers.idle()
+    }
+
+    /// Pids of the idle pre-started launchers (our children).
+    pub fn launcher_pids(&self) -> Vec<i32> {
+        self.launchers.pids()
+    }
+
+    /// End the launchers of images that are no longer cached (their mappings
+    /// would keep the images' memory alive), and reap those that are gone.
+    pub fn prune_launchers(&self) {
+        self.launchers.retain(|w| w.strong_count() > 0);
+        self.launchers.settle(false);
+    }
+
+    /// Wait until every pre-started launcher has finished its warm-up (a
+    /// benchmark charges that work to the spawn that started it).
+    pub fn settle_launchers(&self) {
+        self.launchers.settle(true);
+    }
+
+    /// Spawns so far that went through a pre-started launcher.
+    pub fn prestarted_spawns(&self) -> u64 {
+        self.prestarted_spawns.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn stats(&self) -> CacheStats {
@@ -438,8 +492,191 @@ impl Zygote {
     fn start_once(&self, image: &Arc<Image>, launch: &Launch, opts: &StartOptions<'_>) -> Result<Child, SpawnError> {
         let default_name = launch.exec_path.file_name().map(|n| n.as_bytes()).unwrap_or_default();
         let name = opts.name.filter(|n| !n.is_empty()).unwrap_or(default_name);
-        let env = opts.env;
         let _span = tracing::debug_span!("start", program = %launch.program.display()).entered();
+        // Every signal stays blocked until the new process has its own mask:
+        // no handler of ours may run in a vfork child sharing our memory.
+        let old_mask =
+            process::block_all_signals().map_err(|source| SpawnError::Internal { what: "blocking signals", source })?;
+        let result = (|| {
+            let launched = if self.prestartable(image, opts) {
+                self.start_prestarted(image, launch, opts, name, &old_mask)?
+            } else {
+                None
+            };
+            match launched {
+                Some(child) => Ok(child),
+                None => self.start_exec(image, launch, opts, name, &old_mask),
+            }
+        })();
+        process::restore_signals(&old_mask);
+        result
+    }
+
+    /// Whether a pre-started launcher may run this spawn: it runs with our
+    /// credentials, and builds an image (a refused image runs by plain exec).
+    fn prestartable(&self, image: &Image, opts: &StartOptions<'_>) -> bool {
+        self.launchers.capacity() > 0 && opts.creds.is_none() && image.fallback().is_none()
+    }
+
+    /// Make sure a launcher is warming up for `image`, for its next spawn
+    /// (started while this spawn's program maps or runs on another CPU).
+    fn warm_up(&self, image: &Arc<Image>) {
+        self.prune_launchers();
+        if self.launchers.has(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(image))) {
+            return;
+        }
+        let result = (|| {
+            let layout = plan::build(
+                image,
+                &plan::SpawnParts {
+                    fds: &[],
+                    sigmask: 0,
+                    name: b"",
+                    set_exe: self.set_exe,
+                    prestart: None,
+                    phase: plan::Phase::WarmUp,
+                },
+            );
+            let plan_fd = memfd::memfd_with("zygote-plan", &layout.plan).map_err(io::Error::from)?;
+            let mut fds = layout.placements;
+            fds.push((plan_fd.as_raw_fd(), PLAN_FD));
+            fds.sort_unstable_by_key(|p| p.1);
+            if fds.len() > MAX_HANDOVER_FDS {
+                return Ok(());
+            }
+            self.launchers.warm_up(self.stub.fd(), Arc::downgrade(image), &fds)
+        })();
+        if let Err(e) = result {
+            tracing::debug!("could not warm up a launcher: {e}");
+        }
+    }
+
+    /// Spawn through a pre-started launcher. `None`: none fits or is idle
+    /// (or it is gone), so the caller execs the stub instead.
+    fn start_prestarted(
+        &self,
+        image: &Arc<Image>,
+        launch: &Launch,
+        opts: &StartOptions<'_>,
+        name: &[u8],
+        old_mask: &libc::sigset_t,
+    ) -> Result<Option<Child>, SpawnError> {
+        let max = self.launchers.max_target();
+        if launch.argv.is_empty() || opts.fds.iter().any(|&(_, t)| t > max) {
+            return Ok(None);
+        }
+        let Some(launcher) = self.launchers.take(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(image))) else {
+            return Ok(None);
+        };
+        let mut args = Vec::new();
+        for s in launch.argv.iter().chain(opts.env) {
+            let b = s.as_bytes();
+            if b.contains(&0) {
+                return Err(SpawnError::Request("an argument or environment entry contains a NUL byte".into()));
+            }
+            args.extend_from_slice(b);
+            args.push(0);
+        }
+        if args.len() > MAX_PRESTART_ARGS {
+            return Ok(None);
+        }
+        // The working directory goes over as an fd: a relative path means
+        // relative to our directory now, not the launcher's.
+        let dir = opts.cwd.unwrap_or(Path::new("."));
+        let cwd = rustix::fs::open(
+            dir,
+            rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| SpawnError::Launcher {
+            path: launch.program.clone(),
+            stage: format!("{:?}", Stage::ChildCwd),
+            index: 0,
+            addr: 0,
+            source: e.into(),
+            collision: false,
+        })?;
+        let internal = |what| move |e: rustix::io::Errno| SpawnError::Internal { what, source: e.into() };
+        let plan_span = tracing::debug_span!("plan").entered();
+        let prestart = plan::Prestart { args: &args, argc: launch.argv.len() as u32, envc: opts.env.len() as u32 };
+        let layout = plan::build(
+            image,
+            &plan::SpawnParts {
+                fds: opts.fds,
+                sigmask: process::sigset_bits(old_mask),
+                name,
+                set_exe: self.set_exe,
+                prestart: Some(prestart),
+                phase: plan::Phase::Finish { exe_fd: self.launchers.exe_fd() },
+            },
+        );
+        let (status_r, status_w) =
+            rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(internal("status pipe"))?;
+        let status_w = process::high_fd(status_w);
+        let plan_fd = memfd::memfd_with("zygote-plan", &layout.plan).map_err(internal("plan memfd"))?;
+        drop(plan_span);
+        let mut fds = layout.placements;
+        // Stdio the caller does not place is ours, as an exec'd child's would be.
+        for t in 0..3 {
+            if !fds.iter().any(|p| p.1 == t) && launcher::fd_is_open(t) {
+                fds.push((t, t));
+            }
+        }
+        fds.push((plan_fd.as_raw_fd(), PLAN_FD));
+        fds.push((status_w.as_raw_fd(), layout.status_fd));
+        fds.push((cwd.as_raw_fd(), layout.cwd_fd));
+        fds.sort_unstable_by_key(|p| p.1);
+        let Some(status_index) = fds.iter().position(|p| p.1 == layout.status_fd) else { return Ok(None) };
+        if fds.len() > MAX_HANDOVER_FDS || layout.cwd_fd > max {
+            return Ok(None);
+        }
+        if let Err(e) = launcher.hand_over(&fds, Some(status_index)) {
+            // It died while idle (killed, or it failed before its exec).
+            tracing::debug!(pid = launcher.pid(), "a launcher is gone ({e}); exec'ing the stub instead");
+            return Ok(None);
+        }
+        drop(status_w);
+        let (pid, pidfd, ctl) = launcher.into_process();
+        // Warm up the launcher for the next spawn while this one finishes.
+        self.warm_up(image);
+        let mut child = Child { pid, pidfd, key: *image.key(), status: None };
+        let _map = tracing::debug_span!("map", pid, prestarted = true).entered();
+        let status = read_status(&status_r);
+        // Last references: released here, while the program runs.
+        drop((plan_fd, cwd, ctl));
+        match status {
+            None => {
+                self.prestarted_spawns.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Ok(Some(child))
+            }
+            Some(rec) => {
+                let _ = child.wait();
+                if Stage::from_u32(rec.stage) == Some(Stage::Handover) {
+                    // Launchers do not work here: stop using them.
+                    tracing::warn!(
+                        errno = rec.errno,
+                        index = rec.index,
+                        "a pre-started launcher could not take its hand-over; exec'ing stubs from now on"
+                    );
+                    self.launchers.set_capacity(0);
+                    return Ok(None);
+                }
+                Err(launcher_error(rec, launch))
+            }
+        }
+    }
+
+    /// Spawn by cloning a child that execs the stub (or, for a refused image,
+    /// the program itself).
+    fn start_exec(
+        &self,
+        image: &Arc<Image>,
+        launch: &Launch,
+        opts: &StartOptions<'_>,
+        name: &[u8],
+        old_mask: &libc::sigset_t,
+    ) -> Result<Child, SpawnError> {
+        let env = opts.env;
         let cstrings = |v: &[OsString], what: &str| -> Result<Vec<CString>, SpawnError> {
             v.iter()
                 .map(|s| {
@@ -464,8 +701,6 @@ impl Zygote {
         let (status_r, status_w) =
             rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(internal("status pipe"))?;
         let status_w = process::high_fd(status_w);
-        let old_mask =
-            process::block_all_signals().map_err(|source| SpawnError::Internal { what: "blocking signals", source })?;
         let result = (|| {
             if image.fallback().is_some() {
                 // Plain exec of the file the image was made from (not of a
@@ -473,7 +708,7 @@ impl Zygote {
                 let mut keep: Vec<RawFd> = user_fds.iter().map(|p| p.1).collect();
                 keep.sort_unstable();
                 let setup = ChildSetup {
-                    exec: ExecTarget::Program { file: image.file(), sigmask: &old_mask, keep: &keep },
+                    exec: ExecTarget::Program { file: image.file(), sigmask: old_mask, keep: &keep },
                     argv: &argv_p,
                     envp: &env_p,
                     cwd: cwd_c.as_deref(),
@@ -489,9 +724,11 @@ impl Zygote {
                 image,
                 &plan::SpawnParts {
                     fds: user_fds,
-                    sigmask: process::sigset_bits(&old_mask),
+                    sigmask: process::sigset_bits(old_mask),
                     name,
                     set_exe: self.set_exe,
+                    prestart: None,
+                    phase: plan::Phase::Full,
                 },
             );
             let plan_fd = memfd::memfd_with("zygote-plan", &layout.plan).map_err(internal("plan memfd"))?;
@@ -511,28 +748,35 @@ impl Zygote {
             };
             process::clone_exec(&setup).map_err(|source| SpawnError::Internal { what: "clone", source })
         })();
-        process::restore_signals(&old_mask);
         drop(status_w);
         let (pid, pidfd) = result?;
+        if self.prestartable(image, opts) {
+            self.warm_up(image);
+        }
         let mut child = Child { pid, pidfd, key: *image.key(), status: None };
         // The stub maps the image; EOF on the status pipe: it closed the pipe
         // right before jumping. A record: it failed.
         let _map = tracing::debug_span!("map", pid).entered();
         if let Some(rec) = read_status(&status_r) {
             let _ = child.wait();
-            let stage = Stage::from_u32(rec.stage).map_or_else(|| format!("stage {}", rec.stage), |s| format!("{s:?}"));
-            let collision =
-                rec.errno == libc::EEXIST && matches!(Stage::from_u32(rec.stage), Some(Stage::Map) | Some(Stage::Vdso));
-            return Err(SpawnError::Launcher {
-                collision,
-                path: launch.program.clone(),
-                stage,
-                index: rec.index,
-                addr: rec.addr,
-                source: io::Error::from_raw_os_error(rec.errno),
-            });
+            return Err(launcher_error(rec, launch));
         }
         Ok(child)
+    }
+}
+
+/// The error for a failure record from the stub or the pre-exec child.
+fn launcher_error(rec: StatusRecord, launch: &Launch) -> SpawnError {
+    let stage = Stage::from_u32(rec.stage).map_or_else(|| format!("stage {}", rec.stage), |s| format!("{s:?}"));
+    let collision =
+        rec.errno == libc::EEXIST && matches!(Stage::from_u32(rec.stage), Some(Stage::Map) | Some(Stage::Vdso));
+    SpawnError::Launcher {
+        collision,
+        path: launch.program.clone(),
+        stage,
+        index: rec.index,
+        addr: rec.addr,
+        source: io::Error::from_raw_os_error(rec.errno),
     }
 }
 

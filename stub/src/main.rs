@@ -27,6 +27,7 @@
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
 compile_error!("the zygote stub supports Linux x86_64 only");
 
+mod prestart;
 mod restore;
 
 use core::arch::{asm, global_asm};
@@ -189,22 +190,32 @@ fn plan_fail(status_fd: i32, e: PlanError) -> ! {
     fail(status_fd, Stage::Plan, extra, 0, code, 0)
 }
 
-/// The stub's whole job. `sp` is the kernel's initial stack pointer (&argc).
+/// The stub's entry. `sp` is the kernel's initial stack pointer (&argc).
 extern "C" fn stub_main(sp: *mut u64) -> ! {
     // SAFETY: `sp` is the initial stack pointer the kernel gave _start.
     let stack = unsafe { Stack::from_sp(sp) };
-    let (argv0, auxv) = (stack.argv0(), stack.auxv);
+    if let Some(ctl) = prestart::control_fd(&stack) {
+        // A pre-started launcher: wait for the hand-over, build the stack,
+        // then `launch` as below.
+        prestart::wait_and_launch(&stack, ctl)
+    }
+    let (base, size) = map_plan(-1);
+    launch(&Launch { stack, base, size })
+}
 
-    // 1. The plan: read its header, then map the whole of it read-only.
+/// Map the plan on [`PLAN_FD`] read-only (header first, for its size).
+/// Returns the mapping's address and length. Failures before the header
+/// names the status fd go to `status_fd`.
+pub(crate) fn map_plan(status_fd: i32) -> (usize, usize) {
     let mut hb = [0u8; Header::SIZE];
     let n = sys::syscall6(sys::SYS_PREAD64, PLAN_FD as usize, hb.as_mut_ptr() as usize, hb.len(), 0, 0, 0);
     if n != Header::SIZE as isize {
         let errno = if n < 0 { -n as i32 } else { 0 };
-        fail(-1, Stage::Plan, 0, errno, StatusRecord::plan_error(PlanError::Truncated).0, 0);
+        fail(status_fd, Stage::Plan, 0, errno, StatusRecord::plan_error(PlanError::Truncated).0, 0);
     }
     let header = match Header::decode(&hb) {
         Ok(h) => h,
-        Err(e) => plan_fail(-1, e),
+        Err(e) => plan_fail(status_fd, e),
     };
     let status_fd = header.status_fd;
     if header.total_size > MAX_PLAN_SIZE || (header.total_size as usize) < Header::SIZE {
@@ -215,37 +226,38 @@ extern "C" fn stub_main(sp: *mut u64) -> ! {
     if base < 0 {
         fail(status_fd, Stage::Plan, 0, -base as i32, 0, 0);
     }
-    // SAFETY: the kernel just mapped `size` readable bytes at `base`; the mapping
-    // lives until the munmap below, after the last use of `bytes`.
+    (base as usize, size)
+}
+
+/// The validated plan in a mapping made by [`map_plan`].
+pub(crate) fn plan_at(base: usize, size: usize, status_fd: i32) -> Plan<'static> {
+    // SAFETY: `map_plan` mapped `size` readable bytes at `base`; the mapping
+    // stays until `launch` unmaps it right before the jump, after the last use.
     let bytes = unsafe { core::slice::from_raw_parts(base as *const u8, size) };
-    let plan = match Plan::parse(bytes) {
+    match Plan::parse(bytes) {
         Ok(p) => p,
         Err(e) => plan_fail(status_fd, e),
-    };
+    }
+}
+
+/// What [`launch`] works from: the initial stack (the kernel's, or the one a
+/// pre-started launcher built) and the mapped plan.
+pub(crate) struct Launch {
+    pub stack: Stack,
+    pub base: usize,
+    pub size: usize,
+}
+
+/// Build the program's address space from the plan and jump to it.
+pub(crate) extern "C" fn launch(l: &Launch) -> ! {
+    let (base, size) = (l.base, l.size);
+    let stack = &l.stack;
+    let plan = plan_at(base, size, -1);
+    let status_fd = plan.header.status_fd;
+    let (argv0, auxv) = (stack.argv0(), stack.auxv);
     let h = plan.header;
 
-    // 2. The vDSO where the prototype had it, then the regions.
-    restore::move_vdso(&plan, &stack, status_fd);
-    for i in 0..h.region_count {
-        let r = plan.region(i);
-        let (flags, fd, off) = match r.source() {
-            Some(Source::Fd) => {
-                (sys::MAP_PRIVATE | sys::MAP_FIXED_NOREPLACE, r.fd as isize as usize, r.offset as usize)
-            }
-            _ => (sys::MAP_PRIVATE | sys::MAP_ANONYMOUS | sys::MAP_FIXED_NOREPLACE, usize::MAX, 0),
-        };
-        let got = sys::syscall6(sys::SYS_MMAP, r.vaddr as usize, r.len as usize, r.prot as usize, flags, fd, off);
-        if got < 0 {
-            fail(status_fd, Stage::Map, i, -got as i32, 0, r.vaddr);
-        }
-        if got as u64 != r.vaddr {
-            // A kernel that ignores MAP_FIXED_NOREPLACE placed it elsewhere.
-            fail(status_fd, Stage::Map, i, 17, 0, r.vaddr);
-        }
-    }
-
-    // 3. Restore ops (prototype images), then the auxiliary vector.
-    restore::apply(&plan, &stack, status_fd);
+    map_image(&plan, stack, status_fd);
     // SAFETY: `auxv` points at the kernel-built auxv pairs on our stack, terminated
     // by AT_NULL; we rewrite values in place.
     unsafe {
@@ -270,7 +282,7 @@ extern "C" fn stub_main(sp: *mut u64) -> ! {
         }
     }
 
-    let mm = restore::mm_map(&plan, &stack);
+    let mm = restore::mm_map(&plan, stack);
     if let Some(m) = &mm {
         let r = restore::set_mm(m);
         if r < 0 {
@@ -317,7 +329,7 @@ extern "C" fn stub_main(sp: *mut u64) -> ! {
     let sigmask = h.sigmask;
     let entry = h.entry;
     let rtld_fini = h.rtld_fini;
-    sys::syscall3(sys::SYS_MUNMAP, base as usize, size, 0);
+    sys::syscall3(sys::SYS_MUNMAP, base, size, 0);
     // This closes the status pipe too: the spawner sees EOF, meaning success.
     if keep_exe >= 0 {
         let k = keep_exe as u32;
@@ -336,6 +348,32 @@ extern "C" fn stub_main(sp: *mut u64) -> ! {
         set_exe_and_jump(m, keep_exe, entry, stack.sp, rtld_fini);
     }
     jump(entry, stack.sp, rtld_fini)
+}
+
+/// The vDSO where the prototype had it, the regions, then the restore ops
+/// (prototype images) that the plan holds.
+pub(crate) fn map_image(plan: &Plan<'_>, stack: &Stack, status_fd: i32) {
+    let h = plan.header;
+    restore::move_vdso(plan, stack, status_fd);
+    for i in 0..h.region_count {
+        let r = plan.region(i);
+        let (flags, fd, off) = match r.source() {
+            Some(Source::Fd) => {
+                (sys::MAP_PRIVATE | sys::MAP_FIXED_NOREPLACE, r.fd as isize as usize, r.offset as usize)
+            }
+            _ => (sys::MAP_PRIVATE | sys::MAP_ANONYMOUS | sys::MAP_FIXED_NOREPLACE, usize::MAX, 0),
+        };
+        let got = sys::syscall6(sys::SYS_MMAP, r.vaddr as usize, r.len as usize, r.prot as usize, flags, fd, off);
+        if got < 0 {
+            fail(status_fd, Stage::Map, i, -got as i32, 0, r.vaddr);
+        }
+        if got as u64 != r.vaddr {
+            // A kernel that ignores MAP_FIXED_NOREPLACE placed it elsewhere.
+            fail(status_fd, Stage::Map, i, 17, 0, r.vaddr);
+        }
+    }
+
+    restore::apply(plan, stack, status_fd);
 }
 
 /// Jump to the program's entry point with the initial stack and `rdx`.

@@ -8,9 +8,11 @@ use crate::{Stack, fail};
 
 const AT_NULL: u64 = 0;
 pub const AT_SYSINFO_EHDR: u64 = 33;
-const AT_RANDOM: u64 = 25;
+pub const AT_RANDOM: u64 = 25;
+pub const AT_PLATFORM: u64 = 15;
 
 const SYS_MPROTECT: usize = 10;
+const SYS_BRK: usize = 12;
 const SYS_MREMAP: usize = 25;
 const SYS_ARCH_PRCTL: usize = 158;
 const SYS_SET_TID_ADDRESS: usize = 218;
@@ -107,7 +109,7 @@ pub fn move_vdso(plan: &Plan<'_>, stack: &Stack, status_fd: i32) {
 ///
 /// # Safety
 /// `p` must point at a NUL-terminated string.
-unsafe fn cstrlen(p: *const u8) -> usize {
+pub unsafe fn cstrlen(p: *const u8) -> usize {
     let mut n = 0;
     // SAFETY: the caller guarantees a terminator.
     while unsafe { core::ptr::read_volatile(p.add(n)) } != 0 {
@@ -200,10 +202,23 @@ pub struct MmMap {
     pub exe_fd: u32,
 }
 
-/// The prctl_mm_map for this process, if the plan has an `MmLayout`.
+/// The prctl_mm_map for this process, if the plan has an `MmLayout`: with its
+/// `MmBrk` (a prototype image), or else (a pre-started launcher's static
+/// image) with the brk the launcher has.
 pub fn mm_map(plan: &Plan<'_>, stack: &Stack) -> Option<MmMap> {
-    let (_, layout) = ops_of(plan, OpKind::MmLayout).next()?;
-    let (_, brk) = ops_of(plan, OpKind::MmBrk).next()?;
+    let (_, l) = ops_of(plan, OpKind::MmLayout).next()?;
+    let [start_code, end_code, start_data, end_data, start_brk, brk] = match ops_of(plan, OpKind::MmBrk).next() {
+        Some((_, b)) => [l.a, l.b, l.c, l.d, b.a, b.b],
+        None => {
+            // The stub never moves the brk, so it is also where the heap
+            // starts. The kernel wants the data below it (a traditional
+            // layout); an image above the launcher's brk gets an empty data
+            // segment below it instead (the bounds are only shown in /proc).
+            let brk = sys::syscall3(SYS_BRK, 0, 0, 0) as u64;
+            let (c, d) = if l.d < brk { (l.c, l.d) } else { (brk - 4096, brk - 4096) };
+            [l.a, l.b, c, d, brk, brk]
+        }
+    };
     // SAFETY: argv/envp entries are NUL-terminated strings on our stack.
     let end_of = |p: u64| p + unsafe { cstrlen(p as *const u8) } as u64 + 1;
     // SAFETY: argv has argc entries, envp is NULL-terminated, both on our stack.
@@ -226,12 +241,12 @@ pub fn mm_map(plan: &Plan<'_>, stack: &Stack) -> Option<MmMap> {
         }
     }
     Some(MmMap {
-        start_code: layout.a,
-        end_code: layout.b,
-        start_data: layout.c,
-        end_data: layout.d,
-        start_brk: brk.a,
-        brk: brk.b,
+        start_code,
+        end_code,
+        start_data,
+        end_data,
+        start_brk,
+        brk,
         start_stack: stack.sp as u64,
         arg_start,
         arg_end,

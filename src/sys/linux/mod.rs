@@ -3,6 +3,7 @@
 //! the stub are the only places with `unsafe`.
 
 pub mod baseline;
+pub mod launcher;
 pub mod memfd;
 pub mod process;
 pub mod ptrace;

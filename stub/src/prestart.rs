@@ -1,0 +1,304 @@
+//! Pre-started launchers: a stub exec'd ahead of time, waiting for its spawn.
+//!
+//! The spawner execs the stub with `[name, PRESTART_ARG, control fd]`, an
+//! empty environment and every signal blocked; the exec (a new address space,
+//! the costliest step of a spawn) is then off the spawn's critical path. On a
+//! spawn, one message on the control socket (SOCK_SEQPACKET) brings:
+//!
+//! ```text
+//! data:  u32 count, u32 status index, i32 target[count]
+//! fds:   SCM_RIGHTS, count fds, in ascending target order
+//! ```
+//!
+//! The launcher keeps only the control socket (at a number above every
+//! target) open while it waits, so the kernel installs the received fds at the
+//! lowest numbers, in order: fd `i` goes to `target[i] >= i`, moved from the
+//! highest down, which never clobbers a source still to move. Then the plan is
+//! on [`PLAN_FD`](zygote_plan::PLAN_FD) as for an exec'd stub; it carries the
+//! program's argv and envp (the kernel built this process's stack for the
+//! launcher's own exec), from which the launcher builds the initial stack
+//! below its own frames, moves its own stack pointer beneath that, and goes on
+//! with [`launch`](crate::launch) like an exec'd stub.
+
+use core::arch::asm;
+
+use zygote_plan::{FLAG_WARM_UP, MAX_HANDOVER_FDS, PRESTART_ARG, Plan, STUB_FAILURE_EXIT, Stage};
+
+use crate::restore::{AT_PLATFORM, AT_RANDOM, auxval, cstrlen};
+use crate::{Launch, Stack, fail, map_image, map_plan, plan_at, sys};
+
+const SYS_CLOSE: usize = 3;
+const SYS_RECVMSG: usize = 47;
+const SYS_FCHDIR: usize = 81;
+const SYS_RT_SIGTIMEDWAIT: usize = 128;
+const SYS_GETRANDOM: usize = 318;
+const SOL_SOCKET: u32 = 1;
+const SCM_RIGHTS: u32 = 1;
+const MSG_CTRUNC: i32 = 8;
+const EINTR: isize = -4;
+const EINVAL: i32 = 22;
+const AT_NULL: u64 = 0;
+const AT_EXECFN: u64 = 31;
+
+/// `struct iovec`.
+#[repr(C)]
+struct IoVec {
+    base: *mut u8,
+    len: usize,
+}
+
+/// `struct msghdr` (x86_64).
+#[repr(C)]
+struct MsgHdr {
+    name: *mut u8,
+    namelen: u32,
+    _pad: u32,
+    iov: *mut IoVec,
+    iovlen: usize,
+    control: *mut u8,
+    controllen: usize,
+    flags: i32,
+}
+
+/// The control fd if this exec is a pre-started launcher's.
+pub fn control_fd(stack: &Stack) -> Option<i32> {
+    if stack.argc != 3 {
+        return None;
+    }
+    // SAFETY: argv has argc (3) NUL-terminated strings on our stack.
+    let arg = |i: usize| unsafe {
+        let p = *stack.argv.add(i) as *const u8;
+        core::slice::from_raw_parts(p, cstrlen(p))
+    };
+    if arg(1) != PRESTART_ARG {
+        return None;
+    }
+    let digits = arg(2);
+    if digits.is_empty() || digits.len() > 9 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(digits.iter().fold(0i32, |n, d| n * 10 + (d - b'0') as i32))
+}
+
+/// Discard signals that became pending while the launcher waited (it
+/// inherited the spawner's process group, so a terminal's Ctrl-C reached it):
+/// they were sent before this process became the program.
+fn drain_pending_signals() {
+    let all: u64 = !0;
+    let zero = [0i64; 2];
+    loop {
+        let r = sys::syscall6(SYS_RT_SIGTIMEDWAIT, &all as *const u64 as usize, 0, zero.as_ptr() as usize, 8, 0, 0);
+        if r <= 0 && r != EINTR {
+            return;
+        }
+    }
+}
+
+/// Receive one hand-over on `ctl` and move its fds into place (see the
+/// module docs). Returns the status fd's number (-1 if the hand-over has
+/// none: a warm-up). Exits quietly when the spawner closed its end.
+fn receive(ctl: i32) -> i32 {
+    let mut data = [0u8; 8 + 4 * MAX_HANDOVER_FDS];
+    // cmsghdr (16 bytes) plus the fds, 8-byte aligned.
+    let mut control = [0u64; 2 + MAX_HANDOVER_FDS.div_ceil(2) + 1];
+    let mut iov = IoVec { base: data.as_mut_ptr(), len: data.len() };
+    let mut msg = MsgHdr {
+        name: core::ptr::null_mut(),
+        namelen: 0,
+        _pad: 0,
+        iov: &mut iov,
+        iovlen: 1,
+        control: control.as_mut_ptr().cast(),
+        controllen: core::mem::size_of_val(&control),
+        flags: 0,
+    };
+    let n = loop {
+        let r = sys::syscall3(SYS_RECVMSG, ctl as usize, &mut msg as *mut MsgHdr as usize, 0);
+        if r != EINTR {
+            break r;
+        }
+    };
+    if n == 0 {
+        // The spawner closed its end: this launcher is not needed.
+        sys::exit_group(0);
+    }
+    if n < 8 {
+        sys::exit_group(STUB_FAILURE_EXIT);
+    }
+    let rd = |at: usize| u32::from_le_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]]);
+    let (count, status_index) = (rd(0) as usize, rd(4) as usize);
+    let (len, level, kind) = (control[0] as usize, control[1] as u32, (control[1] >> 32) as u32);
+    let nfds = if msg.controllen >= 16 && level == SOL_SOCKET && kind == SCM_RIGHTS { (len - 16) / 4 } else { 0 };
+    let fds = control[2..].as_ptr().cast::<i32>();
+    // SAFETY: the kernel wrote `nfds` fds after the 16-byte cmsghdr, inside `control`.
+    let received = |i: usize| unsafe { *fds.add(i) };
+    let status_now = if status_index < nfds { received(status_index) } else { -1 };
+    if msg.flags & MSG_CTRUNC != 0 || count != nfds || n as usize != 8 + 4 * count {
+        fail(status_now, Stage::Handover, 0, EINVAL, 0, 0);
+    }
+    let target = |i: usize| rd(8 + 4 * i) as i32;
+    // fd `i` arrived at received(i), ascending, each at or below its target:
+    // moving from the highest down never overwrites a source still to move.
+    // The two numbers below the control fd are the launcher's own.
+    for i in 0..count {
+        let ok = received(i) <= target(i) && (i == 0 || (received(i - 1) < received(i) && target(i - 1) < target(i)));
+        if !ok || target(i) >= ctl - 1 {
+            fail(status_now, Stage::Handover, i as u32, EINVAL, 0, 0);
+        }
+    }
+    for i in (0..count).rev() {
+        if received(i) != target(i) {
+            let r = sys::syscall3(sys::SYS_DUP3, received(i) as usize, target(i) as usize, 0);
+            if r < 0 {
+                fail(status_now, Stage::Handover, i as u32, -r as i32, 0, 0);
+            }
+        }
+    }
+    // Stdio the spawner did not send is closed, as it would be in its own
+    // process; other leftovers (>= 3) go with the launch's close_range.
+    for fd in 0..3 {
+        if !(0..count).any(|i| target(i) == fd) {
+            sys::syscall3(SYS_CLOSE, fd as usize, 0, 0);
+        }
+    }
+    if status_index < count { target(status_index) } else { -1 }
+}
+
+/// Wait for hand-overs: at most one warm-up, then the spawn, whose stack it
+/// builds before it launches. Never returns.
+pub fn wait_and_launch(stack: &Stack, ctl: i32) -> ! {
+    // Only the control socket stays open while waiting.
+    if ctl > 0 {
+        sys::syscall3(sys::SYS_CLOSE_RANGE, 0, (ctl - 1) as usize, 0);
+    }
+    sys::syscall3(sys::SYS_CLOSE_RANGE, (ctl + 1) as usize, u32::MAX as usize, 0);
+    let mut warm = false;
+    let (status_fd, base, size, plan) = loop {
+        let status_fd = receive(ctl);
+        let (base, size) = map_plan(status_fd);
+        let plan = plan_at(base, size, status_fd);
+        let h = plan.header;
+        if h.flags & FLAG_WARM_UP == 0 {
+            break (status_fd, base, size, plan);
+        }
+        if warm || h.args_len != 0 || status_fd >= 0 {
+            fail(status_fd, Stage::Handover, 0, EINVAL, 0, 0);
+        }
+        // Warm-up: map the image now; keep the program file (for
+        // /proc/self/exe) just below the control fd; drop the rest.
+        map_image(&plan, stack, status_fd);
+        if h.exe_fd >= 0 {
+            sys::syscall3(sys::SYS_DUP3, h.exe_fd as usize, (ctl - 1) as usize, 0);
+        }
+        sys::syscall3(sys::SYS_MUNMAP, base, size, 0);
+        sys::syscall3(sys::SYS_CLOSE_RANGE, 0, (ctl - 2) as usize, 0);
+        warm = true;
+        // Tell the spawner the launcher is ready (one byte).
+        sys::syscall3(sys::SYS_WRITE, ctl as usize, b"R".as_ptr() as usize, 1);
+    };
+    drain_pending_signals();
+    sys::syscall3(SYS_CLOSE, ctl as usize, 0, 0);
+    let h = plan.header;
+    if !warm || status_fd < 0 || h.args_len == 0 || h.status_fd != status_fd || h.region_count != 0 {
+        fail(status_fd, Stage::Handover, 0, EINVAL, 0, 0);
+    }
+    if h.cwd_fd >= 0 {
+        let r = sys::syscall3(SYS_FCHDIR, h.cwd_fd as usize, 0, 0);
+        if r < 0 {
+            fail(status_fd, Stage::ChildCwd, 0, -r as i32, 0, 0);
+        }
+    }
+    let (new, below) = build_stack(stack, &plan, status_fd);
+    let l = Launch { stack: new, base, size };
+    // SAFETY: `below` is 16-byte aligned, beneath the new initial stack and
+    // beneath nothing live (our frames, with `l`, are above the new stack).
+    // `launch` takes `&Launch` in rdi and never returns.
+    unsafe {
+        asm!(
+            "mov rsp, {sp}",
+            "call {f}",
+            "ud2",
+            sp = in(reg) below,
+            f = sym crate::launch,
+            in("rdi") &l as *const Launch,
+            options(noreturn),
+        );
+    }
+}
+
+/// Write the program's initial stack (argc, argv, envp, auxv and the strings
+/// they point to, 16 fresh AT_RANDOM bytes, the AT_PLATFORM string) below
+/// our frames. Returns it and the stack pointer for the stub to go on with.
+fn build_stack(stack: &Stack, plan: &Plan<'_>, status_fd: i32) -> (Stack, usize) {
+    let h = plan.header;
+    let args = plan.args();
+    let (argc, envc) = (h.argc as usize, h.envc as usize);
+    let rsp: usize;
+    // SAFETY: reads the stack pointer.
+    unsafe { asm!("mov {}, rsp", out(reg) rsp, options(nomem, nostack, preserves_flags)) };
+    let platform = auxval(stack, AT_PLATFORM);
+    // SAFETY: AT_PLATFORM points at a NUL-terminated string on the kernel's stack.
+    let plen = if platform != 0 { unsafe { cstrlen(platform as *const u8) + 1 } } else { 0 };
+    let mut pairs = 0;
+    // SAFETY: the kernel's AT_NULL-terminated auxv.
+    unsafe {
+        while *stack.auxv.add(2 * pairs) != AT_NULL {
+            pairs += 1;
+        }
+    }
+    let hi = (rsp - 4096) & !15;
+    let strings = (hi - args.len()) & !15;
+    let plat = (strings - plen) & !15;
+    let random = (plat - 16) & !15;
+    let words = 1 + (argc + 1) + (envc + 1) + 2 * (pairs + 1);
+    let sp = (random - words * 8) & !15;
+
+    // SAFETY: [sp, hi) is below every live frame of ours, in the stack mapping
+    // (which grows down on first touch); the sources are the plan mapping and
+    // the kernel's auxv and AT_PLATFORM string, above `hi`.
+    unsafe {
+        crate::memcpy(strings as *mut u8, args.as_ptr(), args.len());
+        if plen > 0 {
+            crate::memcpy(plat as *mut u8, platform as *const u8, plen);
+        }
+        let mut got = 0;
+        while got < 16 {
+            let r = sys::syscall3(SYS_GETRANDOM, random + got, 16 - got, 0);
+            if r == EINTR {
+                continue;
+            }
+            if r <= 0 {
+                fail(status_fd, Stage::Handover, 0, -r as i32, 0, 0);
+            }
+            got += r as usize;
+        }
+        let p = sp as *mut u64;
+        *p = argc as u64;
+        let argv = p.add(1);
+        let envp = argv.add(argc + 1);
+        let auxv = envp.add(envc + 1);
+        let mut at = strings;
+        for i in 0..argc + envc {
+            let slot = if i < argc { argv.add(i) } else { envp.add(i - argc) };
+            *slot = at as u64;
+            at += cstrlen(at as *const u8) + 1;
+        }
+        *argv.add(argc) = 0;
+        *envp.add(envc) = 0;
+        for k in 0..pairs {
+            let (t, v) = (*stack.auxv.add(2 * k), *stack.auxv.add(2 * k + 1));
+            let v = match t {
+                AT_RANDOM => random as u64,
+                AT_PLATFORM if plen > 0 => plat as u64,
+                AT_EXECFN => strings as u64,
+                _ => v,
+            };
+            *auxv.add(2 * k) = t;
+            *auxv.add(2 * k + 1) = v;
+        }
+        *auxv.add(2 * pairs) = AT_NULL;
+        *auxv.add(2 * pairs + 1) = 0;
+        let new = Stack { sp: p, argc, argv, envp, auxv };
+        (new, (sp - 1024) & !15)
+    }
+}
