@@ -32,6 +32,22 @@ build_bigrel() {
     [ "$n" -ge "$entries" ] || die "$name has $n R_X86_64_RELATIVE relocations, expected >= $entries"
 }
 
+# build_bigcxx: a clang-sized dynamically linked C++ program (gen_bigcxx.py):
+# a shared library with >= 600,000 relocations and allocating constructors.
+build_bigcxx() {
+    local dir="$out/bigcxx.d"
+    if [ ! -f "$dir/libbigcxx.cpp" ] || [ "$root/benches/gen_bigcxx.py" -nt "$dir/libbigcxx.cpp" ]; then
+        python3 "$root/benches/gen_bigcxx.py" "$dir"
+    fi
+    if [ ! -f "$dir/libbigcxx.so" ] || [ "$dir/libbigcxx.cpp" -nt "$dir/libbigcxx.so" ]; then
+        g++ -O0 -shared -fPIC "${ldflags[@]}" -o "$dir/libbigcxx.so" "$dir/libbigcxx.cpp" || die "g++ failed for libbigcxx"
+    fi
+    g++ -O1 -o "$out/bigcxx" "$dir/bigcxx.cpp" -L"$dir" -lbigcxx -Wl,-rpath,"$dir" || die "g++ failed for bigcxx"
+    local n
+    n=$(readelf -rW "$dir/libbigcxx.so" | grep -c 'R_X86_64_' || true)
+    [ "$n" -ge 500000 ] || die "libbigcxx.so has $n relocations, expected >= 500000"
+}
+
 # build_program NAME: one of the built programs; checks it runs on its own.
 build_program() {
     case $1 in
@@ -39,7 +55,8 @@ build_program() {
         bigrel-ends) build_bigrel bigrel-ends --touch ends ;;
         bigrel) build_bigrel bigrel --touch sparse ;;
         bigrel-scan) build_bigrel bigrel-scan --touch scan ;;
-        *) die "unknown program '$1' (tiny, bigrel-ends, bigrel, bigrel-scan)" ;;
+        bigcxx) build_bigcxx ;;
+        *) die "unknown program '$1' (tiny, bigrel-ends, bigrel, bigrel-scan, bigcxx)" ;;
     esac
     "$out/$1" >/dev/null || die "$out/$1 does not run on its own"
     echo "built $out/$1: $(relative_count "$out/$1") R_X86_64_RELATIVE relocations, $(stat -c %s "$out/$1") bytes" >&2

@@ -2,7 +2,7 @@
 # Build the benchmark programs and zygote (release), then run `zygote bench` on each.
 #
 # Usage: benches/run.sh [PROGRAM...]
-#   PROGRAM: tiny, bigrel-ends, bigrel, bigrel-scan (built here), true (/bin/true),
+#   PROGRAM: tiny, bigrel-ends, bigrel, bigrel-scan, bigcxx (built here), true (/bin/true),
 #            python3 (python3 -c pass), clang (clang-14 --version, if installed)
 #   default: all of them (clang only when clang-14 is installed)
 # Environment:
@@ -21,7 +21,7 @@ warmup=${WARMUP:-20}
 entries=${ENTRIES:-500000}
 programs=("$@")
 if [ ${#programs[@]} -eq 0 ]; then
-    programs=(tiny bigrel-ends bigrel bigrel-scan true python3)
+    programs=(tiny bigrel-ends bigrel bigrel-scan bigcxx true python3)
     command -v clang-14 >/dev/null && programs+=(clang)
 fi
 # The command line of each program: built ones run from target/bench.
@@ -35,7 +35,7 @@ cmdline() {
 }
 
 die() { echo "benches/run.sh: $*" >&2; exit 1; }
-for tool in gcc python3 readelf cargo; do
+for tool in gcc g++ python3 readelf cargo; do
     command -v "$tool" >/dev/null || die "$tool not found"
 done
 mkdir -p "$out"

@@ -17,6 +17,11 @@
 //! 5. restores the signal mask and jumps to the entry point with the kernel's
 //!    original stack pointer and `rdx = rtld_fini`.
 //!
+//! Exec'd as a pre-started launcher (`[name, PRESTART_ARG, control fd]`), it
+//! first waits for a warm-up (steps 1 and 2, then it waits again) and a spawn,
+//! which brings the fds and the argv and envp it builds the stack from (see
+//! `prestart.rs`); then steps 3 to 5 as above.
+//!
 //! On failure it writes a [`StatusRecord`] to the status fd (or a line to stderr
 //! when there is none) and exits with [`STUB_FAILURE_EXIT`].
 //!

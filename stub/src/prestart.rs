@@ -1,21 +1,27 @@
 //! Pre-started launchers: a stub exec'd ahead of time, waiting for its spawn.
 //!
 //! The spawner execs the stub with `[name, PRESTART_ARG, control fd]`, an
-//! empty environment and every signal blocked; the exec (a new address space,
-//! the costliest step of a spawn) is then off the spawn's critical path. On a
-//! spawn, one message on the control socket (SOCK_SEQPACKET) brings:
+//! empty environment and every signal blocked, so the exec (a new address
+//! space, the costliest step of a spawn) is off the spawn's critical path.
+//! Each message on the control socket (SOCK_SEQPACKET) is a hand-over:
 //!
 //! ```text
-//! data:  u32 count, u32 status index, i32 target[count]
+//! data:  u32 count, u32 status index (u32::MAX: none), i32 target[count]
 //! fds:   SCM_RIGHTS, count fds, in ascending target order
 //! ```
 //!
 //! The launcher keeps only the control socket (at a number above every
-//! target) open while it waits, so the kernel installs the received fds at the
-//! lowest numbers, in order: fd `i` goes to `target[i] >= i`, moved from the
-//! highest down, which never clobbers a source still to move. Then the plan is
-//! on [`PLAN_FD`](zygote_plan::PLAN_FD) as for an exec'd stub; it carries the
-//! program's argv and envp (the kernel built this process's stack for the
+//! target; the number below it is its own too) open while it waits, so the
+//! kernel installs the received fds at the lowest numbers, in order: fd `i`
+//! lands at or below `target[i]` and is moved from the highest down, which
+//! never clobbers a source still to move. The plan is then on
+//! [`PLAN_FD`](zygote_plan::PLAN_FD) as for an exec'd stub.
+//!
+//! The first hand-over is a warm-up ([`FLAG_WARM_UP`]): map the image and
+//! apply the ops that do not depend on the spawn, keep the program file (for
+//! `/proc/self/exe`) just below the control fd, close the rest, report ready
+//! with one byte, and wait again. The second is the spawn: its plan carries
+//! the program's argv and envp (the kernel built this process's stack for the
 //! launcher's own exec), from which the launcher builds the initial stack
 //! below its own frames, moves its own stack pointer beneath that, and goes on
 //! with [`launch`](crate::launch) like an exec'd stub.
