@@ -263,3 +263,36 @@ fn requests_beyond_a_launcher_exec_the_stub() {
     let out = run_counted(&z, request(&prog, &["plain"], &[], None), true, "plain");
     assert_eq!(out.code, 0, "{out}");
 }
+
+/// A launcher that takes a spawn first forks its replacement (the spawner's
+/// child, already warm), so the next spawn of the image needs no exec: every
+/// spawn after the first goes through a launcher, each a different process,
+/// and no process is left behind.
+#[test]
+fn a_launcher_forks_its_replacement() {
+    let z = zygote_with(1);
+    let prog = dynamic_prog();
+    let me = std::process::id() as i32;
+    let _ = run_counted(&z, request(&prog, &[], &[], None), false, "first spawn");
+    let mut seen = Vec::new();
+    for round in 0..5 {
+        let pids = z.launcher_pids();
+        assert_eq!(pids.len(), 1, "round {round}: one idle launcher");
+        let pid = pids[0];
+        assert!(!seen.contains(&pid), "round {round}: launcher {pid} again");
+        seen.push(pid);
+        assert_eq!(proc_stat(pid).map(|s| s.1), Some(me), "round {round}: launcher {pid} is our child");
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("launcher cmdline");
+        assert!(cmdline.starts_with(b"zygote-launcher\0--wait-for-plan\0"), "{cmdline:?}");
+        let out = run_counted(&z, request(&prog, &["round"], &[], None), true, &format!("round {round}"));
+        assert_eq!(out.code, 0, "{out}");
+    }
+    let left = z.launcher_pids();
+    drop(z);
+    for p in seen.iter().chain(&left) {
+        eventually(&format!("process {p} gone"), SETTLE, || match proc_stat(*p) {
+            None => Ok(()),
+            Some(s) => Err(format!("still there: {s:?}")),
+        });
+    }
+}

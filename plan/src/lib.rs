@@ -42,6 +42,12 @@ pub const PRESTART_ARG: &[u8] = b"--wait-for-plan";
 /// Most fds one hand-over to a pre-started launcher carries (the kernel's
 /// SCM_MAX_FD is 253).
 pub const MAX_HANDOVER_FDS: usize = 250;
+/// The status index of a "replicate" hand-over to a warmed-up launcher: its
+/// one fd is the control socket of a replacement, which the launcher forks
+/// (`CLONE_PARENT`: the spawner is its parent) before it takes its spawn. The
+/// replacement keeps the warmed-up image, registers its own thread and waits;
+/// the launcher sends its pid (u32) on its own control socket.
+pub const HANDOVER_REPLICATE: u32 = 0xffff_fffe;
 /// Exit status of a stub that failed before jumping to the program.
 pub const STUB_FAILURE_EXIT: i32 = 127;
 

@@ -565,9 +565,10 @@ impl Zygote {
         if launch.argv.is_empty() || opts.fds.iter().any(|&(_, t)| t > max) {
             return Ok(None);
         }
-        let Some(launcher) = self.launchers.take(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(image))) else {
+        let this_image = |w: &Weak<Image>| std::ptr::eq(w.as_ptr(), Arc::as_ptr(image));
+        if !self.launchers.has(this_image) {
             return Ok(None);
-        };
+        }
         let mut args = Vec::new();
         for s in launch.argv.iter().chain(opts.env) {
             let b = s.as_bytes();
@@ -630,18 +631,35 @@ impl Zygote {
         if fds.len() > MAX_HANDOVER_FDS || layout.cwd_fd > max {
             return Ok(None);
         }
+        // The control socket of the launcher's replacement, which it forks
+        // before it takes the spawn.
+        let (replica_ctl, theirs) = rustix::net::socketpair(
+            rustix::net::AddressFamily::UNIX,
+            rustix::net::SocketType::SEQPACKET,
+            rustix::net::SocketFlags::CLOEXEC,
+            None,
+        )
+        .map_err(internal("socketpair"))?;
+        let replica_ctl = process::high_fd(replica_ctl);
+        let Some(launcher) = self.launchers.take(this_image) else { return Ok(None) };
+        let replicating = launcher.replicate(theirs.as_fd()).is_ok();
         if let Err(e) = launcher.hand_over(&fds, Some(status_index)) {
             // It died while idle (killed, or it failed before its exec).
             tracing::debug!(pid = launcher.pid(), "a launcher is gone ({e}); exec'ing the stub instead");
             return Ok(None);
         }
-        drop(status_w);
+        drop((status_w, theirs));
         let (pid, pidfd, ctl) = launcher.into_process();
-        // Warm up the launcher for the next spawn while this one finishes.
-        self.warm_up(image);
         let mut child = Child { pid, pidfd, key: *image.key(), status: None };
         let _map = tracing::debug_span!("map", pid, prestarted = true).entered();
         let status = read_status(&status_r);
+        // The replacement (its pid came before the status pipe closed), or,
+        // if it could not fork one, a new launcher warmed up the long way.
+        let replica = ctl.as_ref().filter(|_| replicating).and_then(|c| launcher::Launcher::replica(c, replica_ctl));
+        match replica {
+            Some(next) => self.launchers.add(Arc::downgrade(image), next),
+            None => self.warm_up(image),
+        }
         // Last references: released here, while the program runs.
         drop((plan_fd, cwd, ctl));
         match status {

@@ -20,7 +20,9 @@
 //! The first hand-over is a warm-up ([`FLAG_WARM_UP`]): map the image and
 //! apply the ops that do not depend on the spawn, keep the program file (for
 //! `/proc/self/exe`) just below the control fd, close the rest, report ready
-//! with one byte, and wait again. The second is the spawn: its plan carries
+//! with one byte, and wait again. A replicate hand-over
+//! ([`HANDOVER_REPLICATE`]) makes a warm launcher fork its replacement. The
+//! last is the spawn: its plan carries
 //! the program's argv and envp (the kernel built this process's stack for the
 //! launcher's own exec), from which the launcher builds the initial stack
 //! below its own frames, moves its own stack pointer beneath that, and goes on
@@ -28,7 +30,9 @@
 
 use core::arch::asm;
 
-use zygote_plan::{FLAG_WARM_UP, MAX_HANDOVER_FDS, PRESTART_ARG, Plan, STUB_FAILURE_EXIT, Stage};
+use zygote_plan::{
+    FLAG_WARM_UP, HANDOVER_REPLICATE, MAX_HANDOVER_FDS, OpKind, PRESTART_ARG, Plan, STUB_FAILURE_EXIT, Stage,
+};
 
 use crate::restore::{AT_PLATFORM, AT_RANDOM, auxval, cstrlen};
 use crate::{Launch, Stack, fail, map_image, map_plan, plan_at, sys};
@@ -38,6 +42,11 @@ const SYS_RECVMSG: usize = 47;
 const SYS_FCHDIR: usize = 81;
 const SYS_RT_SIGTIMEDWAIT: usize = 128;
 const SYS_GETRANDOM: usize = 318;
+const SYS_CLONE: usize = 56;
+const SYS_SET_TID_ADDRESS: usize = 218;
+const SYS_SET_ROBUST_LIST: usize = 273;
+const CLONE_PARENT: usize = 0x8000;
+const SIGCHLD: usize = 17;
 const SOL_SOCKET: u32 = 1;
 const SCM_RIGHTS: u32 = 1;
 const MSG_CTRUNC: i32 = 8;
@@ -100,9 +109,13 @@ fn drain_pending_signals() {
     }
 }
 
+/// [`receive`]'s answer to a replicate hand-over (its fd is at `ctl - 2`).
+const REPLICATE: i32 = -2;
+
 /// Receive one hand-over on `ctl` and move its fds into place (see the
 /// module docs). Returns the status fd's number (-1 if the hand-over has
-/// none: a warm-up). Exits quietly when the spawner closed its end.
+/// none: a warm-up; [`REPLICATE`] for a replicate hand-over). Exits quietly
+/// when the spawner closed its end.
 fn receive(ctl: i32) -> i32 {
     let mut data = [0u8; 8 + 4 * MAX_HANDOVER_FDS];
     // cmsghdr (16 bytes) plus the fds, 8-byte aligned.
@@ -142,13 +155,20 @@ fn receive(ctl: i32) -> i32 {
     if msg.flags & MSG_CTRUNC != 0 || count != nfds || n as usize != 8 + 4 * count {
         fail(status_now, Stage::Handover, 0, EINVAL, 0, 0);
     }
+    if status_index as u32 == HANDOVER_REPLICATE {
+        if count != 1 || sys::syscall3(sys::SYS_DUP3, received(0) as usize, (ctl - 2) as usize, 0) < 0 {
+            sys::exit_group(STUB_FAILURE_EXIT);
+        }
+        sys::syscall3(SYS_CLOSE, received(0) as usize, 0, 0);
+        return REPLICATE;
+    }
     let target = |i: usize| rd(8 + 4 * i) as i32;
     // fd `i` arrived at received(i), ascending, each at or below its target:
     // moving from the highest down never overwrites a source still to move.
-    // The two numbers below the control fd are the launcher's own.
+    // The three numbers below the control fd are the launcher's own.
     for i in 0..count {
         let ok = received(i) <= target(i) && (i == 0 || (received(i - 1) < received(i) && target(i - 1) < target(i)));
-        if !ok || target(i) >= ctl - 1 {
+        if !ok || target(i) >= ctl - 2 {
             fail(status_now, Stage::Handover, i as u32, EINVAL, 0, 0);
         }
     }
@@ -170,6 +190,58 @@ fn receive(ctl: i32) -> i32 {
     if status_index < count { target(status_index) } else { -1 }
 }
 
+/// What a warmed-up launcher registered for its thread (see [`replicate`]).
+#[derive(Default, Clone, Copy)]
+struct Thread {
+    tid_address: u64,
+    robust_list: (u64, u64),
+}
+
+impl Thread {
+    fn of(plan: &Plan<'_>) -> Thread {
+        let mut t = Thread::default();
+        for i in 0..plan.header.op_count {
+            let o = plan.op(i);
+            match o.kind() {
+                Some(OpKind::SetTidAddress) => t.tid_address = o.a,
+                Some(OpKind::RobustList) => t.robust_list = (o.a, o.b),
+                _ => {}
+            }
+        }
+        t
+    }
+}
+
+/// Fork the replacement launcher (see [`HANDOVER_REPLICATE`]); its control
+/// socket is at `ctl - 2`. Returns `true` in the replacement, ready to wait;
+/// `false` in the launcher, which sent the replacement's pid (nothing if the
+/// fork failed: the spawner then warms up a new launcher itself).
+fn replicate(ctl: i32, thread: &Thread) -> bool {
+    let next = (ctl - 2) as usize;
+    let r = sys::syscall6(SYS_CLONE, CLONE_PARENT | SIGCHLD, 0, 0, 0, 0, 0);
+    if r != 0 {
+        if r > 0 {
+            sys::syscall3(sys::SYS_WRITE, ctl as usize, (r as u32).to_le_bytes().as_ptr() as usize, 4);
+        }
+        return false;
+    }
+    // The replacement: its own control socket and thread registration.
+    if sys::syscall3(sys::SYS_DUP3, next, ctl as usize, 0) < 0 {
+        sys::exit_group(STUB_FAILURE_EXIT);
+    }
+    sys::syscall3(SYS_CLOSE, next, 0, 0);
+    if thread.tid_address != 0 {
+        let tid = sys::syscall3(SYS_SET_TID_ADDRESS, thread.tid_address as usize, 0, 0);
+        // SAFETY: the thread block's tid field, in a region the warm-up mapped
+        // writable (the same write the warm-up's SetTidAddress op made).
+        unsafe { core::ptr::write_volatile(thread.tid_address as *mut u32, tid as u32) };
+    }
+    if thread.robust_list.0 != 0 {
+        sys::syscall3(SYS_SET_ROBUST_LIST, thread.robust_list.0 as usize, thread.robust_list.1 as usize, 0);
+    }
+    true
+}
+
 /// Wait for hand-overs: at most one warm-up, then the spawn, whose stack it
 /// builds before it launches. Never returns.
 pub fn wait_and_launch(stack: &Stack, ctl: i32) -> ! {
@@ -179,8 +251,19 @@ pub fn wait_and_launch(stack: &Stack, ctl: i32) -> ! {
     }
     sys::syscall3(sys::SYS_CLOSE_RANGE, (ctl + 1) as usize, u32::MAX as usize, 0);
     let mut warm = false;
+    // Thread registration the warm-up made, for a replacement to make again
+    // (a forked child gets no tid address or robust list from its parent).
+    let mut thread = Thread::default();
     let (status_fd, base, size, plan) = loop {
         let status_fd = receive(ctl);
+        if status_fd == REPLICATE {
+            if warm && replicate(ctl, &thread) {
+                // This is the replacement: warm already, wait for its spawn.
+                continue;
+            }
+            sys::syscall3(SYS_CLOSE, (ctl - 2) as usize, 0, 0);
+            continue;
+        }
         let (base, size) = map_plan(status_fd);
         let plan = plan_at(base, size, status_fd);
         let h = plan.header;
@@ -193,6 +276,7 @@ pub fn wait_and_launch(stack: &Stack, ctl: i32) -> ! {
         // Warm-up: map the image now; keep the program file (for
         // /proc/self/exe) just below the control fd; drop the rest.
         map_image(&plan, stack, status_fd);
+        thread = Thread::of(&plan);
         if h.exe_fd >= 0 {
             sys::syscall3(sys::SYS_DUP3, h.exe_fd as usize, (ctl - 1) as usize, 0);
         }

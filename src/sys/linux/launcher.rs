@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use rustix::net::{
     AddressFamily, SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketFlags, SocketType, sendmsg, socketpair,
 };
-use zygote_plan::{MAX_HANDOVER_FDS, PRESTART_ARG};
+use zygote_plan::{HANDOVER_REPLICATE, MAX_HANDOVER_FDS, PRESTART_ARG};
 
 use super::process::{self, ChildSetup, ExecTarget};
 
@@ -95,15 +95,25 @@ impl Launcher {
         }
     }
 
+    /// Have a warmed-up launcher fork its replacement before its spawn (see
+    /// `zygote_plan::HANDOVER_REPLICATE`): `theirs` becomes the replacement's
+    /// control socket; adopt it with [`Launcher::replica`].
+    pub fn replicate(&self, theirs: BorrowedFd<'_>) -> io::Result<()> {
+        self.send(&[(theirs.as_raw_fd(), 0)], HANDOVER_REPLICATE)
+    }
+
     /// Give the launcher its fds: `(fd here, fd number there)`, in ascending
     /// target order; `status` indexes the status pipe among them (a warm-up
     /// has none). The plan must be among them at `PLAN_FD`.
     pub fn hand_over(&self, fds: &[(RawFd, RawFd)], status: Option<usize>) -> io::Result<()> {
-        let ctl = self.ctl.as_ref().ok_or_else(|| io::Error::from(io::ErrorKind::NotConnected))?;
         if fds.len() > MAX_HANDOVER_FDS || status.is_some_and(|s| s >= fds.len()) {
             return Err(io::Error::from(io::ErrorKind::InvalidInput));
         }
-        let status = status.map_or(u32::MAX, |s| s as u32);
+        self.send(fds, status.map_or(u32::MAX, |s| s as u32))
+    }
+
+    fn send(&self, fds: &[(RawFd, RawFd)], status: u32) -> io::Result<()> {
+        let ctl = self.ctl.as_ref().ok_or_else(|| io::Error::from(io::ErrorKind::NotConnected))?;
         let mut payload = Vec::with_capacity(8 + 4 * fds.len());
         payload.extend_from_slice(&(fds.len() as u32).to_le_bytes());
         payload.extend_from_slice(&status.to_le_bytes());
@@ -125,6 +135,27 @@ impl Launcher {
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+
+    /// The replacement a launcher forked when it took a spawn (see
+    /// `zygote_plan::FLAG_REPLICATE`): its pid, sent on `parent_ctl` before
+    /// the spawn's status pipe closed, and `ctl`, the other end of the socket
+    /// it took as its control socket. `None` if it sent none (its fork failed).
+    pub fn replica(parent_ctl: &OwnedFd, ctl: OwnedFd) -> Option<Launcher> {
+        // Messages are whole (SEQPACKET): skip the warm-up's ready byte if no
+        // one collected it, then the pid.
+        let mut b = [0u8; 4];
+        loop {
+            match rustix::net::recv(parent_ctl, &mut b, rustix::net::RecvFlags::DONTWAIT) {
+                Err(rustix::io::Errno::INTR) | Ok((1, _)) => continue,
+                Ok((4, _)) => break,
+                _ => return None,
+            }
+        }
+        let pid = rustix::process::Pid::from_raw(u32::from_le_bytes(b) as i32)?;
+        // Our child (CLONE_PARENT), not reaped yet: the pid names it.
+        let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()?;
+        Some(Launcher { pid: pid.as_raw_nonzero().get(), pidfd: Some(pidfd), ctl: Some(ctl), ready: true })
     }
 
     /// The process, now the program's: its pid, its pidfd and our end of
@@ -178,9 +209,10 @@ impl<T> LauncherPool<T> {
         self.idle.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Highest fd number a launcher can place.
+    /// Highest fd number a launcher can place (the three below its control
+    /// fd are its own: the program file, a replacement's control socket).
     pub fn max_target(&self) -> RawFd {
-        self.ctl_fd - 2
+        self.ctl_fd - 3
     }
 
     /// Where a warmed-up launcher keeps the program file.
@@ -252,6 +284,17 @@ impl<T> LauncherPool<T> {
         self.lock().extend(live.into_iter().map(|(_, e)| e));
     }
 
+    /// Keep `l` under `tag`, ending the oldest one if the pool is full.
+    pub fn add(&self, tag: T, l: Launcher) {
+        let old = {
+            let mut idle = self.lock();
+            idle.push((tag, l));
+            let over = idle.len().saturating_sub(self.capacity());
+            idle.drain(..over).collect::<Vec<_>>()
+        };
+        drop(old);
+    }
+
     /// Start a launcher and hand it its warm-up (`fds` as for
     /// [`Launcher::hand_over`], without a status pipe), then keep it under
     /// `tag`, ending the oldest one if the pool is full. The caller must have
@@ -262,13 +305,7 @@ impl<T> LauncherPool<T> {
         }
         let l = Launcher::start(stub, self.nofile, self.ctl_fd)?;
         l.hand_over(fds, None)?;
-        let old = {
-            let mut idle = self.lock();
-            idle.push((tag, l));
-            let over = idle.len().saturating_sub(self.capacity());
-            idle.drain(..over).collect::<Vec<_>>()
-        };
-        drop(old);
+        self.add(tag, l);
         Ok(())
     }
 }
