@@ -497,15 +497,12 @@ impl Zygote {
         // no handler of ours may run in a vfork child sharing our memory.
         let old_mask =
             process::block_all_signals().map_err(|source| SpawnError::Internal { what: "blocking signals", source })?;
+        let start = Start { image, launch, opts, name, old_mask: &old_mask };
         let result = (|| {
-            let launched = if self.prestartable(image, opts) {
-                self.start_prestarted(image, launch, opts, name, &old_mask)?
-            } else {
-                None
-            };
+            let launched = if self.prestartable(image, opts) { self.start_prestarted(&start)? } else { None };
             match launched {
                 Some(child) => Ok(child),
-                None => self.start_exec(image, launch, opts, name, &old_mask),
+                None => self.start_exec(&start),
             }
         })();
         process::restore_signals(&old_mask);
@@ -553,14 +550,8 @@ impl Zygote {
 
     /// Spawn through a pre-started launcher. `None`: none fits or is idle
     /// (or it is gone), so the caller execs the stub instead.
-    fn start_prestarted(
-        &self,
-        image: &Arc<Image>,
-        launch: &Launch,
-        opts: &StartOptions<'_>,
-        name: &[u8],
-        old_mask: &libc::sigset_t,
-    ) -> Result<Option<Child>, SpawnError> {
+    fn start_prestarted(&self, start: &Start<'_>) -> Result<Option<Child>, SpawnError> {
+        let Start { image, launch, opts, name, old_mask } = *start;
         let max = self.launchers.max_target();
         if launch.argv.is_empty() || opts.fds.iter().any(|&(_, t)| t > max) {
             return Ok(None);
@@ -686,14 +677,8 @@ impl Zygote {
 
     /// Spawn by cloning a child that execs the stub (or, for a refused image,
     /// the program itself).
-    fn start_exec(
-        &self,
-        image: &Arc<Image>,
-        launch: &Launch,
-        opts: &StartOptions<'_>,
-        name: &[u8],
-        old_mask: &libc::sigset_t,
-    ) -> Result<Child, SpawnError> {
+    fn start_exec(&self, start: &Start<'_>) -> Result<Child, SpawnError> {
+        let Start { image, launch, opts, name, old_mask } = *start;
         let env = opts.env;
         let cstrings = |v: &[OsString], what: &str| -> Result<Vec<CString>, SpawnError> {
             v.iter()
@@ -781,6 +766,18 @@ impl Zygote {
         }
         Ok(child)
     }
+}
+
+/// One spawn's inputs, for either way of starting it.
+#[derive(Clone, Copy)]
+struct Start<'a> {
+    image: &'a Arc<Image>,
+    launch: &'a Launch,
+    opts: &'a StartOptions<'a>,
+    /// Process name (comm).
+    name: &'a [u8],
+    /// The caller's signal mask (every signal is blocked meanwhile).
+    old_mask: &'a libc::sigset_t,
 }
 
 /// The error for a failure record from the stub or the pre-exec child.
