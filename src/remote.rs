@@ -253,6 +253,8 @@ pub fn stats_table(stats: &DaemonStats) -> String {
         let q = |p| l.quantile_bound_us(p).map_or_else(|| "more".to_string(), |us| format!("<= {}", human_us(us)));
         let _ = writeln!(o, "latency    mean {}, p50 {}, p90 {}, p99 {}", human_us(mean), q(0.5), q(0.9), q(0.99));
     }
+    let ln = &stats.launchers;
+    let _ = writeln!(o, "launchers  {} idle of {} kept, {} spawns served by one", ln.idle, ln.capacity, ln.spawns);
     let _ = writeln!(o, "clients    {} connections, {} open", stats.connections, stats.open_connections);
     let m = &stats.memory;
     let _ = writeln!(
