@@ -648,7 +648,10 @@ impl Zygote {
         // if it could not fork one, a new launcher warmed up the long way.
         let replica = ctl.as_ref().filter(|_| replicating).and_then(|c| launcher::Launcher::replica(c, replica_ctl));
         match replica {
-            Some(next) => self.launchers.add(Arc::downgrade(image), next),
+            Some(next) => {
+                self.prune_launchers();
+                self.launchers.add(Arc::downgrade(image), next)
+            }
             None => self.warm_up(image),
         }
         // Last references: released here, while the program runs.
