@@ -26,6 +26,15 @@ pub enum ExecTarget<'a> {
     Program { file: BorrowedFd<'a>, sigmask: &'a libc::sigset_t, keep: &'a [RawFd] },
 }
 
+impl ExecTarget<'_> {
+    /// The file to exec.
+    fn fd(&self) -> RawFd {
+        match self {
+            ExecTarget::Stub(fd) | ExecTarget::Program { file: fd, .. } => fd.as_raw_fd(),
+        }
+    }
+}
+
 /// Everything the pre-exec child needs, prepared by the parent: the child may
 /// not allocate.
 pub struct ChildSetup<'a> {
@@ -103,7 +112,7 @@ fn place_via_copies(args: &mut ChildArgs<'_>, exec_fd: RawFd, status_orig: RawFd
         }
         args.tmp[i] = t;
     }
-    let (stub_fd, status_fd) = (args.tmp[n], args.tmp[n + 1]);
+    let (exec_fd, status_fd) = (args.tmp[n], args.tmp[n + 1]);
     // Final places (dup2 clears CLOEXEC on the target).
     for (i, &(_, target)) in s.placements.iter().enumerate() {
         // SAFETY: dup2 between fds of this (copied) fd table.
@@ -111,7 +120,7 @@ fn place_via_copies(args: &mut ChildArgs<'_>, exec_fd: RawFd, status_orig: RawFd
             return Err(report(status_fd, Stage::ChildFd, i, errno()));
         }
     }
-    Ok((stub_fd, status_fd))
+    Ok((exec_fd, status_fd))
 }
 
 extern "C" fn child_main(arg: *mut c_void) -> c_int {
@@ -120,11 +129,8 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
     let args = unsafe { &mut *arg.cast::<ChildArgs<'_>>() };
     let s = args.setup;
     let status_orig = s.status.as_raw_fd();
-    let exec_fd = match s.exec {
-        ExecTarget::Stub(fd) => fd.as_raw_fd(),
-        ExecTarget::Program { file, .. } => file.as_raw_fd(),
-    };
-    let (stub_fd, status_fd) = if args.direct {
+    let exec_fd = s.exec.fd();
+    let (exec_fd, status_fd) = if args.direct {
         // No source is a target: straight into place.
         for (i, &(src, target)) in s.placements.iter().enumerate() {
             // SAFETY: dup2 between fds of this (copied) fd table.
@@ -174,60 +180,43 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
             return report(status_fd, Stage::ChildCwd, 0, errno());
         }
     }
-    match s.exec {
-        // SAFETY: argv/envp are NULL-terminated arrays of NUL-terminated strings
-        // that live in the parent's (shared) memory until the exec completes.
-        ExecTarget::Stub(_) => unsafe {
-            libc::syscall(
-                libc::SYS_execveat,
-                stub_fd,
-                c"".as_ptr(),
-                s.argv.as_ptr(),
-                s.envp.as_ptr(),
-                libc::AT_EMPTY_PATH,
-            );
-        },
-        ExecTarget::Program { sigmask, keep, .. } => {
-            // SAFETY: sigaction/close_range/sigprocmask on this (copied) process
-            // state with valid pointers; then execve as above. No handler of the
-            // caller can run here: every signal is blocked until the mask is
-            // restored, by which time handled signals are back to SIG_DFL.
-            unsafe {
-                for sig in 1..=64 {
-                    if sig == libc::SIGKILL || sig == libc::SIGSTOP {
-                        continue;
-                    }
-                    let mut old = MaybeUninit::<libc::sigaction>::zeroed();
-                    if libc::sigaction(sig, std::ptr::null(), old.as_mut_ptr()) == 0 {
-                        let h = old.assume_init().sa_sigaction;
-                        if h != libc::SIG_DFL && h != libc::SIG_IGN {
-                            let mut dfl = MaybeUninit::<libc::sigaction>::zeroed().assume_init();
-                            dfl.sa_sigaction = libc::SIG_DFL;
-                            libc::sigaction(sig, &dfl, std::ptr::null_mut());
-                        }
+    if let ExecTarget::Program { sigmask, keep, .. } = s.exec {
+        // SAFETY: sigaction/close_range/sigprocmask on this (copied) process
+        // state with valid pointers. No handler of the caller can run here:
+        // every signal is blocked until the mask is restored, by which time
+        // handled signals are back to SIG_DFL.
+        unsafe {
+            for sig in 1..=64 {
+                if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+                    continue;
+                }
+                let mut old = MaybeUninit::<libc::sigaction>::zeroed();
+                if libc::sigaction(sig, std::ptr::null(), old.as_mut_ptr()) == 0 {
+                    let h = old.assume_init().sa_sigaction;
+                    if h != libc::SIG_DFL && h != libc::SIG_IGN {
+                        let mut dfl = MaybeUninit::<libc::sigaction>::zeroed().assume_init();
+                        dfl.sa_sigaction = libc::SIG_DFL;
+                        libc::sigaction(sig, &dfl, std::ptr::null_mut());
                     }
                 }
-                let mut lo: RawFd = 3;
-                for &k in keep {
-                    if k >= lo {
-                        if k > lo {
-                            libc::syscall(libc::SYS_close_range, lo, k - 1, libc::CLOSE_RANGE_CLOEXEC);
-                        }
-                        lo = k + 1;
-                    }
-                }
-                libc::syscall(libc::SYS_close_range, lo, u32::MAX, libc::CLOSE_RANGE_CLOEXEC);
-                libc::pthread_sigmask(libc::SIG_SETMASK, sigmask, std::ptr::null_mut());
-                libc::syscall(
-                    libc::SYS_execveat,
-                    stub_fd,
-                    c"".as_ptr(),
-                    s.argv.as_ptr(),
-                    s.envp.as_ptr(),
-                    libc::AT_EMPTY_PATH,
-                );
             }
+            let mut lo: RawFd = 3;
+            for &k in keep {
+                if k >= lo {
+                    if k > lo {
+                        libc::syscall(libc::SYS_close_range, lo, k - 1, libc::CLOSE_RANGE_CLOEXEC);
+                    }
+                    lo = k + 1;
+                }
+            }
+            libc::syscall(libc::SYS_close_range, lo, u32::MAX, libc::CLOSE_RANGE_CLOEXEC);
+            libc::pthread_sigmask(libc::SIG_SETMASK, sigmask, std::ptr::null_mut());
         }
+    }
+    // SAFETY: argv/envp are NULL-terminated arrays of NUL-terminated strings
+    // that live in the parent's (shared) memory until the exec completes.
+    unsafe {
+        libc::syscall(libc::SYS_execveat, exec_fd, c"".as_ptr(), s.argv.as_ptr(), s.envp.as_ptr(), libc::AT_EMPTY_PATH);
     }
     report(status_fd, Stage::ChildExec, 0, errno())
 }
@@ -325,10 +314,7 @@ pub fn clone_exec(setup: &ChildSetup<'_>) -> io::Result<(i32, OwnedFd)> {
     // When no fd to place (nor the exec or status fd) sits at a target number,
     // the child can dup2 straight into place; the zygote keeps its own fds high
     // (see `high_fd`) so that this is the usual case.
-    let exec_fd = match setup.exec {
-        ExecTarget::Stub(fd) => fd.as_raw_fd(),
-        ExecTarget::Program { file, .. } => file.as_raw_fd(),
-    };
+    let exec_fd = setup.exec.fd();
     let is_target = |fd: RawFd| setup.placements.iter().any(|p| p.1 == fd);
     let direct =
         !setup.placements.iter().any(|p| is_target(p.0)) && !is_target(exec_fd) && !is_target(setup.status.as_raw_fd());
