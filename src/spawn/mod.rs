@@ -519,7 +519,7 @@ impl Zygote {
     /// (started while this spawn's program maps or runs on another CPU).
     fn warm_up(&self, image: &Arc<Image>) {
         self.prune_launchers();
-        if self.launchers.has(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(image))) {
+        if self.launchers.has(warmed_for(image)) {
             return;
         }
         let result = (|| {
@@ -556,8 +556,7 @@ impl Zygote {
         if launch.argv.is_empty() || opts.fds.iter().any(|&(_, t)| t > max) {
             return Ok(None);
         }
-        let this_image = |w: &Weak<Image>| std::ptr::eq(w.as_ptr(), Arc::as_ptr(image));
-        if !self.launchers.has(this_image) {
+        if !self.launchers.has(warmed_for(image)) {
             return Ok(None);
         }
         let mut args = Vec::new();
@@ -632,7 +631,7 @@ impl Zygote {
         )
         .map_err(internal("socketpair"))?;
         let replica_ctl = process::high_fd(replica_ctl);
-        let Some(launcher) = self.launchers.take(this_image) else { return Ok(None) };
+        let Some(launcher) = self.launchers.take(warmed_for(image)) else { return Ok(None) };
         let replicating = launcher.replicate(theirs.as_fd()).is_ok();
         if let Err(e) = launcher.hand_over(&fds, Some(status_index)) {
             // It died while idle (killed, or it failed before its exec).
@@ -769,6 +768,12 @@ impl Zygote {
         }
         Ok(child)
     }
+}
+
+/// Matches the launchers warmed up for `image` (this very image: a rebuild of
+/// the same key maps other objects).
+fn warmed_for(image: &Arc<Image>) -> impl Fn(&Weak<Image>) -> bool + '_ {
+    move |w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(image))
 }
 
 /// One spawn's inputs, for either way of starting it.

@@ -228,12 +228,23 @@ impl<T> LauncherPool<T> {
     pub fn set_capacity(&self, n: usize) {
         let n = if self.ctl_fd < 64 { 0 } else { n };
         self.capacity.store(n, Ordering::Relaxed);
-        let extra: Vec<(T, Launcher)> = {
-            let mut idle = self.lock();
-            let over = idle.len().saturating_sub(n);
-            idle.drain(..over).collect()
-        };
-        drop(extra);
+        drop(self.trim());
+    }
+
+    /// Take the oldest launchers out until at most `capacity` are idle. The
+    /// caller ends them by dropping them, outside the lock.
+    fn trim(&self) -> Vec<(T, Launcher)> {
+        let mut idle = self.lock();
+        let over = idle.len().saturating_sub(self.capacity());
+        idle.drain(..over).collect()
+    }
+
+    /// Take out the launchers `out` picks (the caller ends or puts them back).
+    fn remove_where(&self, out: impl Fn(&(T, Launcher)) -> bool) -> Vec<(T, Launcher)> {
+        let mut idle = self.lock();
+        let (gone, kept) = std::mem::take(&mut *idle).into_iter().partition(out);
+        *idle = kept;
+        gone
     }
 
     /// The idle launcher whose tag matches, if any.
@@ -250,13 +261,7 @@ impl<T> LauncherPool<T> {
 
     /// End the launchers whose tag fails `keep`.
     pub fn retain(&self, keep: impl Fn(&T) -> bool) {
-        let gone: Vec<(T, Launcher)> = {
-            let mut idle = self.lock();
-            let (kept, gone) = std::mem::take(&mut *idle).into_iter().partition(|(t, _)| keep(t));
-            *idle = kept;
-            gone
-        };
-        drop(gone);
+        drop(self.remove_where(|(t, _)| !keep(t)));
     }
 
     /// Idle launchers now.
@@ -272,12 +277,7 @@ impl<T> LauncherPool<T> {
     /// Collect ready reports; with `block`, wait until every launcher has
     /// finished its warm-up. Launchers that are gone are reaped.
     pub fn settle(&self, block: bool) {
-        let pending: Vec<(T, Launcher)> = {
-            let mut idle = self.lock();
-            let (ready, pending) = std::mem::take(&mut *idle).into_iter().partition(|(_, l)| l.ready);
-            *idle = ready;
-            pending
-        };
+        let pending = self.remove_where(|(_, l)| !l.ready);
         let (live, gone): (Vec<_>, Vec<_>) =
             pending.into_iter().map(|(t, mut l)| (l.check_ready(block), (t, l))).partition(|(live, _)| *live);
         drop(gone);
@@ -286,13 +286,8 @@ impl<T> LauncherPool<T> {
 
     /// Keep `l` under `tag`, ending the oldest one if the pool is full.
     pub fn add(&self, tag: T, l: Launcher) {
-        let old = {
-            let mut idle = self.lock();
-            idle.push((tag, l));
-            let over = idle.len().saturating_sub(self.capacity());
-            idle.drain(..over).collect::<Vec<_>>()
-        };
-        drop(old);
+        self.lock().push((tag, l));
+        drop(self.trim());
     }
 
     /// Start a launcher and hand it its warm-up (`fds` as for
