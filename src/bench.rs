@@ -20,7 +20,6 @@
 
 use std::ffi::{CString, OsStr, OsString};
 use std::fmt;
-use std::fs::OpenOptions;
 use std::io::{self, IsTerminal, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
@@ -631,12 +630,7 @@ pub fn run(opts: &BenchOptions, zygote: &Zygote) -> Result<BenchReport, BenchErr
         })
         .collect::<Result<Vec<_>, _>>()?;
 
-    let null = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/null")
-        .map(OwnedFd::from)
-        .map_err(|source| BenchError::DevNull { source })?;
+    let null = crate::sys::linux::dev_null().map_err(|source| BenchError::DevNull { source })?;
     let baseline = Baseline::new(&c_path, &c_argv, &c_envp, Stdio::Null).map_err(|source| BenchError::Setup {
         program: label.clone(),
         method: Method::PosixSpawn,

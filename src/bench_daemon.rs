@@ -35,7 +35,7 @@
 use crate::bench::percentile;
 use std::ffi::{CString, OsStr, OsString};
 use std::fmt;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -641,12 +641,7 @@ fn prepare(opts: &DaemonBenchOptions) -> Result<Shared, DaemonBenchError> {
 }
 
 fn open_null() -> Result<OwnedFd, DaemonBenchError> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/null")
-        .map(OwnedFd::from)
-        .map_err(|source| DaemonBenchError::DevNull { source })
+    crate::sys::linux::dev_null().map_err(|source| DaemonBenchError::DevNull { source })
 }
 
 /// How one round ended.

@@ -62,7 +62,7 @@
 
 use std::ffi::OsString;
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, IsTerminal, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
@@ -1066,12 +1066,11 @@ pub fn run(opts: &ExperimentOptions) -> Result<ExperimentReport, ExperimentError
         what: "creating the report directory",
         source,
     })?;
-    let null = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/null")
-        .map(OwnedFd::from)
-        .map_err(|source| ExperimentError::Io { path: "/dev/null".into(), what: "open", source })?;
+    let null = crate::sys::linux::dev_null().map_err(|source| ExperimentError::Io {
+        path: "/dev/null".into(),
+        what: "open",
+        source,
+    })?;
 
     let zygote = Zygote::new(CacheConfig::default())
         .map_err(|e| ExperimentError::Prepare { program: label.clone(), source: Box::new(e) })?;

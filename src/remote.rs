@@ -4,6 +4,7 @@
 //! environment and directory), opens it (proof of read access) and passes the
 //! fd, its stdin, stdout and stderr to the daemon.
 
+use crate::experiment::human_bytes;
 use std::ffi::{OsStr, OsString};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -201,18 +202,6 @@ pub fn stats_as(socket: &Path, format: StatsFormat) -> Result<i32, RemoteError> 
         StatsFormat::Table => print!("{}", stats_table(&stats)),
     }
     Ok(0)
-}
-
-/// Bytes for people: B, KiB, MiB, GiB.
-fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
 }
 
 /// Microseconds for people.

@@ -79,7 +79,7 @@ use crate::bench_daemon::Latency;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::{OsStr, OsString};
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -731,12 +731,7 @@ impl Worker {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let null = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open("/dev/null")
-            .map(OwnedFd::from)
-            .map_err(io_err("opening /dev/null"))?;
+        let null = crate::sys::linux::dev_null().map_err(io_err("opening /dev/null"))?;
         Ok(Worker { index, socket: socket.to_path_buf(), client, exes, null })
     }
 

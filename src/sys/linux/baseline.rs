@@ -16,7 +16,6 @@
 //! Everything `unsafe` in the benchmark lives in this file.
 
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
-use std::fs::OpenOptions;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 
@@ -82,7 +81,7 @@ impl Baseline {
             Stdio::Inherit => None,
             // Rust opens with O_CLOEXEC: the parent's copy never leaks into children
             // except through the explicit dup2 below.
-            Stdio::Null => Some(OwnedFd::from(OpenOptions::new().read(true).write(true).open("/dev/null")?)),
+            Stdio::Null => Some(super::dev_null()?),
         };
         let argv = argv.to_vec();
         let envp = envp.to_vec();

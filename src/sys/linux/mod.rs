@@ -67,6 +67,12 @@ pub fn default_sigpipe() {
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
 }
 
+/// `/dev/null`, open for reading and writing (CLOEXEC, as Rust opens files):
+/// the stdio benchmarks and experiments give their programs.
+pub fn dev_null() -> std::io::Result<std::os::fd::OwnedFd> {
+    Ok(std::fs::OpenOptions::new().read(true).write(true).open("/dev/null")?.into())
+}
+
 /// Register an owned fd with the tokio reactor.
 pub fn async_fd(fd: std::os::fd::OwnedFd) -> std::io::Result<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>> {
     // SAFETY: an OwnedFd keeps one fd number for its whole life and closes it
