@@ -364,7 +364,12 @@ pub fn run_command(cmd: &mut Command) -> Outcome {
             Err(e) => panic!("cannot spawn {cmd:?}: {e}"),
         }
     };
-    let mut guard = StdChildGuard(Some(child));
+    wait_for_outcome(cmd, StdChildGuard(Some(child)))
+}
+
+/// Wait for the child of `cmd` (stdout and stderr piped), with the safety
+/// deadline (the guard kills it past that), and collect its outcome.
+fn wait_for_outcome(cmd: &Command, mut guard: StdChildGuard) -> Outcome {
     let c = guard.0.as_mut().expect("child present");
     let out_rx = spawn_reader(c.stdout.take().expect("stdout piped"));
     let err_rx = spawn_reader(c.stderr.take().expect("stderr piped"));
@@ -1128,21 +1133,9 @@ pub fn run_command_input(cmd: &mut Command, input: &[u8]) -> Outcome {
         // A program may exit without reading all of it: EPIPE is fine.
         let _ = stdin.write_all(&input);
     });
-    let out_rx = spawn_reader(c.stdout.take().expect("stdout piped"));
-    let err_rx = spawn_reader(c.stderr.take().expect("stderr piped"));
-    let start = Instant::now();
-    let status = loop {
-        if let Some(st) = c.try_wait().expect("try_wait") {
-            break st;
-        }
-        if start.elapsed() > DEADLINE {
-            panic!("{cmd:?} still running after {DEADLINE:?}; killed");
-        }
-        thread::sleep(Duration::from_millis(5));
-    };
-    guard.0 = None;
+    let outcome = wait_for_outcome(cmd, guard);
     let _ = writer.join();
-    Outcome { code: std_shell_code(status), stdout: collect(out_rx, "stdout"), stderr: collect(err_rx, "stderr") }
+    outcome
 }
 
 /// A frame header as the protocol lays it out, with any values.
