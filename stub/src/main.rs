@@ -381,6 +381,33 @@ pub(crate) fn map_image(plan: &Plan<'_>, stack: &Stack, status_fd: i32) {
     restore::apply(plan, stack, status_fd);
 }
 
+/// The end of every path into the program, with the entry address on the
+/// stack and `rdx` set: every other general register zeroed, the direction
+/// flag clear, `ret` to the entry. (One assembler string, for `asm!` and
+/// `global_asm!` alike.)
+macro_rules! enter_program {
+    () => {
+        concat!(
+            "xor eax, eax\n",
+            "xor ebx, ebx\n",
+            "xor ecx, ecx\n",
+            "xor esi, esi\n",
+            "xor edi, edi\n",
+            "xor ebp, ebp\n",
+            "xor r8d, r8d\n",
+            "xor r9d, r9d\n",
+            "xor r10d, r10d\n",
+            "xor r11d, r11d\n",
+            "xor r12d, r12d\n",
+            "xor r13d, r13d\n",
+            "xor r14d, r14d\n",
+            "xor r15d, r15d\n",
+            "cld\n",
+            "ret",
+        )
+    };
+}
+
 /// Jump to the program's entry point with the initial stack and `rdx`.
 fn jump(entry: u64, sp: *mut u64, rtld_fini: u64) -> ! {
     // SAFETY: the program's image is mapped and `sp` is the kernel's initial stack
@@ -390,22 +417,7 @@ fn jump(entry: u64, sp: *mut u64, rtld_fini: u64) -> ! {
         asm!(
             "mov rsp, rsi",
             "push rdi",
-            "xor eax, eax",
-            "xor ebx, ebx",
-            "xor ecx, ecx",
-            "xor esi, esi",
-            "xor edi, edi",
-            "xor ebp, ebp",
-            "xor r8d, r8d",
-            "xor r9d, r9d",
-            "xor r10d, r10d",
-            "xor r11d, r11d",
-            "xor r12d, r12d",
-            "xor r13d, r13d",
-            "xor r14d, r14d",
-            "xor r15d, r15d",
-            "cld",
-            "ret",
+            enter_program!(),
             in("rsi") sp,
             in("rdi") entry,
             in("rdx") rtld_fini,
@@ -447,22 +459,7 @@ global_asm!(
     "mov rax, [r12 + 40]",
     "mov rsp, [r12 + 48]",
     "push rax",
-    "xor eax, eax",
-    "xor ebx, ebx",
-    "xor ecx, ecx",
-    "xor esi, esi",
-    "xor edi, edi",
-    "xor ebp, ebp",
-    "xor r8d, r8d",
-    "xor r9d, r9d",
-    "xor r10d, r10d",
-    "xor r11d, r11d",
-    "xor r12d, r12d",
-    "xor r13d, r13d",
-    "xor r14d, r14d",
-    "xor r15d, r15d",
-    "cld",
-    "ret",
+    enter_program!(),
     "zygote_tramp_end:",
 );
 
