@@ -78,22 +78,44 @@ struct DaemonArgs {
     grace_secs: u64,
 }
 
+/// What `spawn` and `run` set for the new process besides its argv.
 #[derive(Args)]
-struct SpawnArgs {
-    #[command(flatten)]
-    socket: SocketArg,
+struct ProcessArgs {
     /// Set an environment variable (KEY=VALUE); repeatable.
     #[arg(long = "env", value_name = "KEY=VALUE")]
     env: Vec<String>,
     /// Start from an empty environment.
     #[arg(long)]
     clear_env: bool,
-    /// Working directory (default: the current one).
+    /// Working directory of the program (default: the current one).
     #[arg(long)]
     cwd: Option<PathBuf>,
-    /// Process name (comm).
+    /// Process name (comm) instead of the program's file name.
     #[arg(long)]
     name: Option<OsString>,
+}
+
+impl ProcessArgs {
+    /// The `--env` entries as (key, value), or the exit code for a malformed one.
+    fn env_pairs(&self) -> Result<Vec<(&str, &str)>, i32> {
+        self.env
+            .iter()
+            .map(|kv| {
+                kv.split_once('=').ok_or_else(|| {
+                    eprintln!("zygote: --env {kv}: expected KEY=VALUE");
+                    2
+                })
+            })
+            .collect()
+    }
+}
+
+#[derive(Args)]
+struct SpawnArgs {
+    #[command(flatten)]
+    socket: SocketArg,
+    #[command(flatten)]
+    process: ProcessArgs,
     /// Do not wait: print the pid and exit; the process outlives this command.
     #[arg(long)]
     no_wait: bool,
@@ -248,18 +270,8 @@ impl CacheArgs {
 
 #[derive(Args)]
 struct RunArgs {
-    /// Set an environment variable (KEY=VALUE); repeatable.
-    #[arg(long = "env", value_name = "KEY=VALUE")]
-    env: Vec<String>,
-    /// Start from an empty environment.
-    #[arg(long)]
-    clear_env: bool,
-    /// Working directory of the program.
-    #[arg(long)]
-    cwd: Option<PathBuf>,
-    /// Process name (comm) instead of the program's file name.
-    #[arg(long)]
-    name: Option<OsString>,
+    #[command(flatten)]
+    process: ProcessArgs,
     /// Print the image and cache statistics to stderr after the program ends.
     #[arg(long)]
     stats: bool,
@@ -355,21 +367,23 @@ fn run(a: RunArgs) -> i32 {
     };
     // One spawn: a launcher warmed up for a next one would be wasted.
     zygote.set_prestarted(0);
+    let p = a.process;
     let mut req = SpawnRequest::new(program).args(it);
-    if a.clear_env {
+    if p.clear_env {
         req = req.env_clear();
     }
-    for kv in &a.env {
-        let Some((k, v)) = kv.split_once('=') else {
-            eprintln!("zygote: --env {kv}: expected KEY=VALUE");
-            return 2;
-        };
-        req = req.env(k, v);
+    match p.env_pairs() {
+        Ok(pairs) => {
+            for (k, v) in pairs {
+                req = req.env(k, v);
+            }
+        }
+        Err(code) => return code,
     }
-    if let Some(d) = a.cwd {
+    if let Some(d) = p.cwd {
         req = req.cwd(d);
     }
-    if let Some(n) = a.name {
+    if let Some(n) = p.name {
         req = req.name(n);
     }
     let mut child = match zygote.spawn(req) {
@@ -646,14 +660,10 @@ fn report(r: Result<i32, zygote::remote::RemoteError>) -> i32 {
 }
 
 fn remote_spawn(a: SpawnArgs) -> i32 {
-    let mut env = Vec::new();
-    for kv in &a.env {
-        let Some((k, v)) = kv.split_once('=') else {
-            eprintln!("zygote: --env {kv}: expected KEY=VALUE");
-            return 2;
-        };
-        env.push((k.to_string(), v.to_string()));
-    }
+    let env = match a.process.env_pairs() {
+        Ok(pairs) => pairs.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        Err(code) => return code,
+    };
     let mut it = a.command.into_iter();
     let Some(program) = it.next() else {
         eprintln!("zygote: no program given");
@@ -664,9 +674,9 @@ fn remote_spawn(a: SpawnArgs) -> i32 {
         program,
         args: it.collect(),
         env,
-        clear_env: a.clear_env,
-        cwd: a.cwd,
-        name: a.name,
+        clear_env: a.process.clear_env,
+        cwd: a.process.cwd,
+        name: a.process.name,
         no_wait: a.no_wait,
     }))
 }
