@@ -481,6 +481,9 @@ pub enum Stage {
     ChildCreds = 10,
     /// A pre-started launcher could not take its hand-over (fds, stack).
     Handover = 11,
+    /// The pre-exec child could not give the program one of the requester's
+    /// restrictions (`index` names the step: cgroup, rlimit, nice, ...).
+    ChildRestrict = 12,
 }
 
 impl Stage {
@@ -497,6 +500,7 @@ impl Stage {
             9 => Stage::Op,
             10 => Stage::ChildCreds,
             11 => Stage::Handover,
+            12 => Stage::ChildRestrict,
             _ => return None,
         })
     }

@@ -185,12 +185,15 @@ fn own_vdso() -> Option<Vec<u8>> {
     Some(buf)
 }
 
-/// The image key of a dynamic program: its bytes, the loader environment,
-/// the machine fingerprint, the preparer version.
-pub fn key(content: super::ContentHash, env: &Environment<'_>, machine: &[u8; 32]) -> ImageKey {
+/// The image key of a dynamic program: its bytes, the file (device, inode:
+/// where it is decides `$ORIGIN` and which files the image maps), the loader
+/// environment, the machine fingerprint, the credentials, the preparer version.
+pub fn key(content: super::ContentHash, file: (u64, u64), env: &Environment<'_>, machine: &[u8; 32]) -> ImageKey {
     let mut h = blake3::Hasher::new();
-    h.update(b"zygote-prototype-v1");
+    h.update(b"zygote-prototype-v2");
     h.update(&content.0);
+    h.update(&file.0.to_le_bytes());
+    h.update(&file.1.to_le_bytes());
     let mut loader: Vec<&Vec<u8>> = env.loader_env.iter().collect();
     loader.sort();
     for kv in loader {

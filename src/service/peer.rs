@@ -1,14 +1,18 @@
 //! Who is on the other end of a connection, and what it may run.
 
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
 
 use rustix::fs::fstat;
 use rustix::net::sockopt::socket_peercred;
 
 /// The peer's credentials, from SO_PEERCRED.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct Peer {
     pub pid: i32,
+    /// A pidfd of the peer process (SO_PEERPIDFD), when the kernel gives
+    /// one: proof that `pid` still names it.
+    pub pidfd: Option<Arc<OwnedFd>>,
     pub uid: u32,
     pub gid: u32,
     /// Supplementary groups (from /proc/PID/status; empty if unreadable).
@@ -19,12 +23,27 @@ impl Peer {
     pub fn of(sock: BorrowedFd<'_>) -> std::io::Result<Self> {
         let cred = socket_peercred(sock)?;
         let pid = cred.pid.as_raw_nonzero().get();
-        Ok(Peer { pid, uid: cred.uid.as_raw(), gid: cred.gid.as_raw(), groups: groups_of(pid) })
+        let pidfd = crate::sys::linux::restrictions::peer_pidfd(sock).ok().map(Arc::new);
+        Ok(Peer { pid, pidfd, uid: cred.uid.as_raw(), gid: cred.gid.as_raw(), groups: groups_of(pid) })
     }
 
     /// May this peer connect? Its uid is the daemon's or allow-listed.
     pub fn admitted(&self, own_uid: u32, allowed: &[u32]) -> bool {
         self.uid == own_uid || allowed.contains(&self.uid)
+    }
+
+    /// Can this peer read `file` through the fd it passed? Its open proved
+    /// read access only if the fd was opened for reading: an `O_PATH` fd
+    /// (which execute-only files allow) or a write-only one proves nothing,
+    /// and serving it would hand the peer a dumpable copy of a program it may
+    /// not read.
+    pub fn readable_fd(file: impl AsFd) -> std::io::Result<bool> {
+        let flags = rustix::fs::fcntl_getfl(file)?;
+        if flags.contains(rustix::fs::OFlags::PATH) {
+            return Ok(false);
+        }
+        let mode = flags & rustix::fs::OFlags::RWMODE;
+        Ok(mode == rustix::fs::OFlags::RDONLY || mode == rustix::fs::OFlags::RDWR)
     }
 
     /// Would execve let this peer run `file`? (The client opened it, which
@@ -80,7 +99,7 @@ mod tests {
         let passwd = std::fs::File::open("/etc/passwd").unwrap();
         assert!(!p.may_execute(&passwd).unwrap());
         // Another user: /bin/sh is world-executable, a 0700 file of root is not.
-        let other = Peer { pid: 1, uid: 65534, gid: 65534, groups: vec![] };
+        let other = Peer { pid: 1, pidfd: None, uid: 65534, gid: 65534, groups: vec![] };
         assert!(other.may_execute(&sh).unwrap());
         let dir = std::env::temp_dir().join(format!("zygote-peer-{}", std::process::id()));
         std::fs::write(&dir, b"x").unwrap();

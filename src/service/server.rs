@@ -36,9 +36,15 @@ use crate::image::{ContentHash, Image, ImageKey};
 use crate::metrics::{self, LatencyHistogram, LiveProcess, Registry};
 use crate::spawn::{Child, Launch, SpawnError, StartOptions, Zygote};
 use crate::sys::linux::ExitStatus;
+use crate::sys::linux::restrictions::{ChildRestrictions, RestrictionError, Restrictions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
+    #[error(
+        "allowed_uids {uids:?}: a daemon that is not root would run those users' programs as its own uid {uid}; \
+         run it as root, or leave allowed_uids empty"
+    )]
+    ForeignUsers { uids: Vec<u32>, uid: u32 },
     #[error("{path}: a daemon is already listening there")]
     AlreadyRunning { path: PathBuf },
     #[error("{path}: {what}: {source}")]
@@ -78,6 +84,8 @@ struct State {
     config: Config,
     limits: Limits,
     own_uid: u32,
+    /// What our children inherit from us (requesters' are compared with it).
+    own_restrictions: Restrictions,
     counters: Counters,
     /// Processes started and not yet reaped, daemon-wide.
     live: Registry,
@@ -92,6 +100,7 @@ fn code_for(e: &SpawnError) -> ErrorCode {
         SpawnError::Resolve(_) => ErrorCode::PermissionDenied,
         SpawnError::Image(_) | SpawnError::TooLarge { .. } | SpawnError::Io { .. } => ErrorCode::BadExecutable,
         SpawnError::Request(_) => ErrorCode::BadRequest,
+        SpawnError::Denied { .. } | SpawnError::Restriction { .. } => ErrorCode::PermissionDenied,
         SpawnError::Launcher { .. } | SpawnError::Internal { .. } => ErrorCode::Internal,
     }
 }
@@ -192,6 +201,12 @@ fn systemd_listener() -> Option<std::os::unix::net::UnixListener> {
 
 /// Run the daemon until SIGTERM or SIGINT.
 pub fn run(opts: ServerOptions) -> Result<(), ServerError> {
+    // A daemon that is not root could only run other users' requests with its
+    // own credentials: one user would act as another.
+    let uid = rustix::process::getuid().as_raw();
+    if uid != 0 && opts.config.allowed_uids.iter().any(|&u| u != uid) {
+        return Err(ServerError::ForeignUsers { uids: opts.config.allowed_uids.clone(), uid });
+    }
     let activated = systemd_listener();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -208,6 +223,8 @@ async fn serve(opts: ServerOptions, activated: Option<std::os::unix::net::UnixLi
         max_bytes: cfg.cache_max_bytes,
     };
     let zygote = Arc::new(Zygote::new(cache)?);
+    let own_restrictions = Restrictions::own(crate::sys::linux::process::raise_nofile_limit())
+        .map_err(|e| ServerError::Runtime(std::io::Error::other(e.to_string())))?;
     zygote.set_prestarted(cfg.prestarted_launchers as usize);
     for p in &cfg.preload {
         match zygote.prepare(Path::new(p)) {
@@ -233,6 +250,7 @@ async fn serve(opts: ServerOptions, activated: Option<std::os::unix::net::UnixLi
         config: opts.config.clone(),
         limits: opts.limits,
         own_uid: rustix::process::getuid().as_raw(),
+        own_restrictions,
         counters: Counters::default(),
         live: Registry::new(),
         spawn_latency: LatencyHistogram::new(),
@@ -468,10 +486,13 @@ async fn handle(
             let file = fds.remove(0);
             let z = state.zygote.clone();
             let path = PathBuf::from(&name);
+            if let Err((code, message)) = check_readable(&file, &path) {
+                return conn.send(&error(code, message), &[]).await.ok();
+            }
             let creds = peer_creds(state, peer);
             let prepare = move || {
                 let creds = creds.as_ref().map(|(u, g, groups)| (*u, *g, groups.as_slice()));
-                z.prepare_fd(file, &path, &crate::image::prototype::Environment { loader_env: &[], creds })
+                z.prepare_fd(file.as_fd(), &path, &crate::image::prototype::Environment { loader_env: &[], creds })
             };
             match tokio::task::spawn_blocking(prepare).await {
                 Ok(Ok(img)) => Response::Preloaded { key: img.key().to_string(), sealed_bytes: img.sealed_bytes() },
@@ -530,6 +551,7 @@ async fn spawn(
     }
     let exe = fds.remove(0);
     let path = PathBuf::from(OsString::from_vec(args.path.clone()));
+    check_readable(&exe, &path).map_err(|(c, m)| error(c, m))?;
     match peer.may_execute(&exe) {
         Ok(true) => {}
         Ok(false) => return Err(error(ErrorCode::PermissionDenied, format!("{}: Permission denied", path.display()))),
@@ -538,23 +560,41 @@ async fn spawn(
     // A root daemon runs another allowed user's programs as that user; a
     // daemon that is not root can only run them with its own credentials.
     let creds = peer_creds(state, peer);
+    // What execve would keep of the requester's: the program gets it too.
+    let restrict = caller_restrictions(state, peer).map_err(|(c, m)| error(c, m))?;
     let z = state.zygote.clone();
     let result = tokio::task::spawn_blocking(move || -> Result<(Child, Arc<Image>), SpawnError> {
         let env: Vec<OsString> = args.environ.into_iter().map(OsString::from_vec).collect();
         let creds = creds.as_ref().map(|(u, g, groups)| (*u, *g, groups.as_slice()));
         let loader_env = crate::spawn::loader_env(&env);
         let image =
-            z.prepare_fd(exe, &path, &crate::image::prototype::Environment { loader_env: &loader_env, creds })?;
+            z.prepare_fd(exe.as_fd(), &path, &crate::image::prototype::Environment { loader_env: &loader_env, creds })?;
         let launch = Launch {
             program: path.clone(),
             argv: args.argv.into_iter().map(OsString::from_vec).collect(),
             exec_path: path,
         };
         let cwd = (!args.cwd.is_empty()).then(|| PathBuf::from(OsString::from_vec(args.cwd)));
-        let placed: Vec<(RawFd, RawFd)> = fds.iter().map(|f| f.as_raw_fd()).zip(args.fds.iter().copied()).collect();
-        let opts = StartOptions { env: &env, cwd: cwd.as_deref(), name: Some(&args.name), fds: &placed, creds };
+        let mut placed: Vec<(RawFd, RawFd)> = fds.iter().map(|f| f.as_raw_fd()).zip(args.fds.iter().copied()).collect();
+        // Stdio the requester did not pass is /dev/null, never the daemon's own.
+        let null =
+            crate::sys::linux::dev_null().map_err(|source| SpawnError::Internal { what: "/dev/null", source })?;
+        for t in 0..3 {
+            if !placed.iter().any(|p| p.1 == t) {
+                placed.push((null.as_raw_fd(), t));
+            }
+        }
+        let opts = StartOptions {
+            program: exe.as_fd(),
+            env: &env,
+            cwd: cwd.as_deref(),
+            name: Some(&args.name),
+            fds: &placed,
+            creds,
+            restrict: restrict.as_ref(),
+        };
         let child = z.start(&image, &launch, &opts);
-        drop(fds);
+        drop((fds, exe));
         Ok((child?, image))
     })
     .await
@@ -576,6 +616,33 @@ async fn spawn(
     let st = state.clone();
     tokio::spawn(reap(st, child, tx));
     Ok((pid, key, pidfd))
+}
+
+/// The requester's restrictions, read now (it may have tightened them since
+/// it connected), in the form the pre-exec child applies; `None` when they
+/// are the daemon's own. A restriction the program could not keep refuses
+/// the request.
+fn caller_restrictions(state: &State, peer: &Peer) -> Result<Option<ChildRestrictions>, (ErrorCode, String)> {
+    let denied = |e: RestrictionError| (ErrorCode::PermissionDenied, e.to_string());
+    let theirs = Restrictions::of(peer.pid, peer.pidfd.as_deref().map(AsFd::as_fd)).map_err(denied)?;
+    if theirs == state.own_restrictions {
+        return Ok(None);
+    }
+    theirs.for_child(&state.own_restrictions).map(Some).map_err(denied)
+}
+
+/// Refuse a program fd that does not prove read access (see
+/// [`Peer::readable_fd`]).
+fn check_readable(file: &OwnedFd, path: &Path) -> Result<(), (ErrorCode, String)> {
+    let shown = path.display();
+    match Peer::readable_fd(file) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err((
+            ErrorCode::PermissionDenied,
+            format!("{shown}: Permission denied (the fd was not opened for reading; O_PATH fds are refused)"),
+        )),
+        Err(e) => Err((ErrorCode::BadExecutable, format!("{shown}: {e}"))),
+    }
 }
 
 /// The credentials to run a peer's programs (and their prototypes) with: its
@@ -607,6 +674,9 @@ async fn reap(state: Arc<State>, mut child: Child, tx: watch::Sender<Option<Exit
 async fn evict(state: &Arc<State>, key: String, mut fds: Vec<OwnedFd>) -> Response {
     let hash = if key.is_empty() {
         let file = fds.remove(0);
+        if let Err((code, message)) = check_readable(&file, Path::new("<fd>")) {
+            return error(code, message);
+        }
         let z = state.zygote.clone();
         match tokio::task::spawn_blocking(move || z.identify_fd(&file)).await {
             Ok(Ok(h)) => h,

@@ -27,6 +27,7 @@ use crate::image::{
 };
 use crate::sys::linux::launcher::{self, LauncherPool};
 use crate::sys::linux::process::{self, ChildSetup, ExecTarget};
+use crate::sys::linux::restrictions::ChildRestrictions;
 use crate::sys::linux::{Stub, memfd};
 use rustix::fs::Mode;
 
@@ -58,6 +59,10 @@ pub enum SpawnError {
     TooLarge { path: PathBuf, size: u64 },
     #[error("invalid spawn request: {0}")]
     Request(String),
+    #[error("{path}: Permission denied ({why})")]
+    Denied { path: PathBuf, why: &'static str },
+    #[error("{path}: cannot give the program the requester's restrictions (step {step}): {source}")]
+    Restriction { path: PathBuf, step: u32, source: io::Error },
     #[error("{path}: the launcher failed ({stage}, item {index}, address {addr:#x}): {source}")]
     Launcher {
         path: PathBuf,
@@ -179,8 +184,12 @@ impl SpawnRequest {
 }
 
 /// Per-spawn options for [`Zygote::start`].
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub struct StartOptions<'a> {
+    /// The program file, opened by the requester (its proof of access): the
+    /// image's file-backed regions are mapped from it, and a program that
+    /// runs by plain exec is exec'd from it. Never another requester's file.
+    pub program: BorrowedFd<'a>,
     /// `KEY=VALUE` entries.
     pub env: &'a [OsString],
     pub cwd: Option<&'a Path>,
@@ -190,6 +199,9 @@ pub struct StartOptions<'a> {
     pub fds: &'a [(RawFd, RawFd)],
     /// Run as (uid, gid, supplementary groups); `None`: the caller's.
     pub creds: Option<(u32, u32, &'a [u32])>,
+    /// The requester's restrictions (rlimits, cgroup, no-new-privs, ...)
+    /// when they are not ours; `None`: the program inherits ours.
+    pub restrict: Option<&'a ChildRestrictions>,
 }
 
 /// A started process.
@@ -258,7 +270,7 @@ pub struct Zygote {
     /// get it back.
     nofile: Option<u64>,
     /// Pre-started launchers, each with one image mapped ahead of its spawn.
-    launchers: LauncherPool<Weak<Image>>,
+    launchers: LauncherPool<LauncherTag>,
     /// Spawns that went through a pre-started launcher.
     prestarted_spawns: std::sync::atomic::AtomicU64,
 }
@@ -310,7 +322,7 @@ impl Zygote {
     /// End the launchers of images that are no longer cached (their mappings
     /// would keep the images' memory alive), and reap those that are gone.
     pub fn prune_launchers(&self) {
-        self.launchers.retain(|w| w.strong_count() > 0);
+        self.launchers.retain(|(w, _)| w.strong_count() > 0);
         self.launchers.settle(false);
     }
 
@@ -370,15 +382,16 @@ impl Zygote {
     /// a prototype execs it from.
     pub fn prepare_fd(
         &self,
-        file: OwnedFd,
+        file: BorrowedFd<'_>,
         path: &Path,
         env: &prototype::Environment<'_>,
     ) -> Result<Arc<Image>, SpawnError> {
         let _span = tracing::debug_span!("identify", path = %path.display()).entered();
-        let id = FileIdentity::of(&file).map_err(io_err(path, "fstat"))?;
+        let id = FileIdentity::of(file).map_err(io_err(path, "fstat"))?;
         if let Some(img) = self.lookup(&id, env) {
             return Ok(img);
         }
+        let file = file.try_clone_to_owned().map_err(|source| SpawnError::Internal { what: "dup", source })?;
         self.build(file, path, env)
     }
 
@@ -395,18 +408,31 @@ impl Zygote {
         Ok(found.hash)
     }
 
-    fn key_for(&self, found: Identified, env: &prototype::Environment<'_>) -> ImageKey {
-        if found.dynamic { prototype::key(found.hash, env, &self.machine) } else { ImageKey::relocate(found.hash) }
+    /// A static image depends on the program's bytes only, so every file with
+    /// those bytes shares it (its file-backed regions are mapped from each
+    /// requester's own file). A prototype image also depends on where the
+    /// file is (`$ORIGIN` in its library search path) and on who runs it, so
+    /// it is keyed by the file (device, inode) and the credentials too.
+    fn key_for(&self, found: Identified, id: &FileIdentity, env: &prototype::Environment<'_>) -> ImageKey {
+        if found.dynamic {
+            prototype::key(found.hash, (id.dev, id.ino), env, &self.machine)
+        } else {
+            ImageKey::relocate(found.hash)
+        }
     }
 
     /// A cached image for a file identity seen before, if still valid.
     fn lookup(&self, id: &FileIdentity, env: &prototype::Environment<'_>) -> Option<Arc<Image>> {
-        let key = self.key_for(self.memo.get(id)?, env);
+        let key = self.key_for(self.memo.get(id)?, id, env);
         let img = self.cache.get(&key)?;
-        // The same bytes may be cached from another file; make sure that file
-        // still holds them, and that every library path still names the file
-        // the image maps, before mapping from them.
-        if (img.identity() == id || img.file_unchanged()) && img.libraries_unchanged() {
+        // A static image maps only sealed objects and the requester's own
+        // file. A prototype image was captured from this very file (its key
+        // names it) and maps libraries by path: make sure the file still
+        // holds the bytes and every library path still names the file the
+        // image maps.
+        if img.kind() != ProgramKind::Dynamic
+            || ((img.identity() == id || img.file_unchanged()) && img.libraries_unchanged())
+        {
             return Some(img);
         }
         tracing::info!(%key, path = %img.path().display(), "a file the image maps changed: rebuilding");
@@ -420,7 +446,7 @@ impl Zygote {
         let (id, data) = read_program(&file, path)?;
         let found = Identified { hash: ContentHash::of(&data), dynamic: prototype::interpreter(&data).is_some() };
         self.memo.insert(id, found);
-        let key = self.key_for(found, env);
+        let key = self.key_for(found, &id, env);
         let mut file = Some(file);
         self.cache.get_or_build(key, || {
             let file = file.take().ok_or_else(|| SpawnError::Request("internal: build ran twice".into()))?;
@@ -452,15 +478,23 @@ impl Zygote {
     pub fn spawn(&self, req: SpawnRequest) -> Result<Child, SpawnError> {
         let env = req.environment();
         let launch = self.resolve(&req, &env)?;
-        let image =
-            self.prepare_for(&launch.program, &prototype::Environment { loader_env: &loader_env(&env), creds: None })?;
+        let path = &launch.program;
+        let file = rustix::fs::open(path, rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC, Mode::empty())
+            .map_err(io_err(path, "open"))?;
+        let image = self.prepare_fd(
+            file.as_fd(),
+            path,
+            &prototype::Environment { loader_env: &loader_env(&env), creds: None },
+        )?;
         let fds: Vec<(RawFd, RawFd)> = req.fds.iter().map(|(fd, t)| (fd.as_raw_fd(), *t)).collect();
         let opts = StartOptions {
+            program: file.as_fd(),
             env: &env,
             cwd: req.cwd.as_deref(),
             name: req.name.as_deref().map(OsStr::as_bytes),
             fds: &fds,
             creds: None,
+            restrict: None,
         };
         self.start(&image, &launch, &opts)
     }
@@ -468,10 +502,22 @@ impl Zygote {
     /// Start `launch` from an already prepared image (the daemon's path: the
     /// client resolved the program and opened it).
     pub fn start(&self, image: &Arc<Image>, launch: &Launch, opts: &StartOptions<'_>) -> Result<Child, SpawnError> {
-        for (_, t) in opts.fds {
+        for (i, (_, t)) in opts.fds.iter().enumerate() {
             if !(0..=MAX_TARGET_FD).contains(t) {
                 return Err(SpawnError::Request(format!("fd target {t} is outside 0..={MAX_TARGET_FD}")));
             }
+            if opts.fds[..i].iter().any(|(_, u)| u == t) {
+                return Err(SpawnError::Request(format!("fd target {t} is given twice")));
+            }
+        }
+        let program = ProgramFile::check(opts.program, &launch.program)?;
+        if image.kind() == ProgramKind::Dynamic
+            && (image.identity().dev, image.identity().ino) != (program.identity.dev, program.identity.ino)
+        {
+            return Err(SpawnError::Internal {
+                what: "a prototype image of another file",
+                source: io::Error::from_raw_os_error(libc::EINVAL),
+            });
         }
         // A prototype image has fixed addresses; the kernel places the stub's
         // stack and vDSO at random. If one of them sits where the image goes,
@@ -479,7 +525,7 @@ impl Zygote {
         // another placement.
         let mut attempt = 0;
         loop {
-            match self.start_once(image, launch, opts) {
+            match self.start_once(image, launch, opts, &program) {
                 Err(SpawnError::Launcher { collision: true, .. }) if attempt < MAX_PLACEMENT_RETRIES => {
                     attempt += 1;
                     tracing::debug!(attempt, "address collision with the stub's stack or vDSO: retrying");
@@ -489,7 +535,13 @@ impl Zygote {
         }
     }
 
-    fn start_once(&self, image: &Arc<Image>, launch: &Launch, opts: &StartOptions<'_>) -> Result<Child, SpawnError> {
+    fn start_once(
+        &self,
+        image: &Arc<Image>,
+        launch: &Launch,
+        opts: &StartOptions<'_>,
+        program: &ProgramFile,
+    ) -> Result<Child, SpawnError> {
         let default_name = launch.exec_path.file_name().map(|n| n.as_bytes()).unwrap_or_default();
         let name = opts.name.filter(|n| !n.is_empty()).unwrap_or(default_name);
         let _span = tracing::debug_span!("start", program = %launch.program.display()).entered();
@@ -497,9 +549,9 @@ impl Zygote {
         // no handler of ours may run in a vfork child sharing our memory.
         let old_mask =
             process::block_all_signals().map_err(|source| SpawnError::Internal { what: "blocking signals", source })?;
-        let start = Start { image, launch, opts, name, old_mask: &old_mask };
+        let start = Start { image, launch, opts, name, old_mask: &old_mask, program };
         let result = (|| {
-            let launched = if self.prestartable(image, opts) { self.start_prestarted(&start)? } else { None };
+            let launched = if self.prestartable(&start) { self.start_prestarted(&start)? } else { None };
             match launched {
                 Some(child) => Ok(child),
                 None => self.start_exec(&start),
@@ -510,22 +562,28 @@ impl Zygote {
     }
 
     /// Whether a pre-started launcher may run this spawn: it runs with our
-    /// credentials, and builds an image (a refused image runs by plain exec).
-    fn prestartable(&self, image: &Image, opts: &StartOptions<'_>) -> bool {
-        self.launchers.capacity() > 0 && opts.creds.is_none() && image.fallback().is_none()
+    /// credentials, and starts from the image (not by plain exec).
+    fn prestartable(&self, start: &Start<'_>) -> bool {
+        self.launchers.capacity() > 0
+            && start.opts.creds.is_none()
+            && start.opts.restrict.is_none()
+            && !start.plain_exec()
     }
 
-    /// Make sure a launcher is warming up for `image`, for its next spawn
-    /// (started while this spawn's program maps or runs on another CPU).
-    fn warm_up(&self, image: &Arc<Image>) {
+    /// Make sure a launcher is warming up for `start`'s image and program
+    /// file, for its next spawn (started while this spawn's program maps or
+    /// runs on another CPU).
+    fn warm_up(&self, start: &Start<'_>) {
         self.prune_launchers();
-        if self.launchers.has(warmed_for(image)) {
+        let image = start.image;
+        if self.launchers.has(warmed_for(image, &start.program.identity)) {
             return;
         }
         let result = (|| {
             let layout = plan::build(
                 image,
                 &plan::SpawnParts {
+                    program: start.opts.program.as_raw_fd(),
                     fds: &[],
                     sigmask: 0,
                     name: b"",
@@ -541,7 +599,7 @@ impl Zygote {
             if fds.len() > MAX_HANDOVER_FDS {
                 return Ok(());
             }
-            self.launchers.warm_up(self.stub.fd(), Arc::downgrade(image), &fds)
+            self.launchers.warm_up(self.stub.fd(), (Arc::downgrade(image), start.program.identity), &fds)
         })();
         if let Err(e) = result {
             tracing::debug!("could not warm up a launcher: {e}");
@@ -551,12 +609,12 @@ impl Zygote {
     /// Spawn through a pre-started launcher. `None`: none fits or is idle
     /// (or it is gone), so the caller execs the stub instead.
     fn start_prestarted(&self, start: &Start<'_>) -> Result<Option<Child>, SpawnError> {
-        let Start { image, launch, opts, name, old_mask } = *start;
+        let Start { image, launch, opts, name, old_mask, program } = *start;
         let max = self.launchers.max_target();
         if launch.argv.is_empty() || opts.fds.iter().any(|&(_, t)| t > max) {
             return Ok(None);
         }
-        if !self.launchers.has(warmed_for(image)) {
+        if !self.launchers.has(warmed_for(image, &program.identity)) {
             return Ok(None);
         }
         let mut args = Vec::new();
@@ -593,6 +651,7 @@ impl Zygote {
         let layout = plan::build(
             image,
             &plan::SpawnParts {
+                program: opts.program.as_raw_fd(),
                 fds: opts.fds,
                 sigmask: process::sigset_bits(old_mask),
                 name,
@@ -631,7 +690,7 @@ impl Zygote {
         )
         .map_err(internal("socketpair"))?;
         let replica_ctl = process::high_fd(replica_ctl);
-        let Some(launcher) = self.launchers.take(warmed_for(image)) else { return Ok(None) };
+        let Some(launcher) = self.launchers.take(warmed_for(image, &program.identity)) else { return Ok(None) };
         let replicating = launcher.replicate(theirs.as_fd()).is_ok();
         if let Err(e) = launcher.hand_over(&fds, Some(status_index)) {
             // It died while idle (killed, or it failed before its exec).
@@ -649,9 +708,9 @@ impl Zygote {
         match replica {
             Some(next) => {
                 self.prune_launchers();
-                self.launchers.add(Arc::downgrade(image), next)
+                self.launchers.add((Arc::downgrade(image), program.identity), next)
             }
-            None => self.warm_up(image),
+            None => self.warm_up(start),
         }
         // Last references: released here, while the program runs.
         drop((plan_fd, cwd, ctl));
@@ -680,7 +739,7 @@ impl Zygote {
     /// Spawn by cloning a child that execs the stub (or, for a refused image,
     /// the program itself).
     fn start_exec(&self, start: &Start<'_>) -> Result<Child, SpawnError> {
-        let Start { image, launch, opts, name, old_mask } = *start;
+        let Start { image, launch, opts, name, old_mask, .. } = *start;
         let env = opts.env;
         let cstrings = |v: &[OsString], what: &str| -> Result<Vec<CString>, SpawnError> {
             v.iter()
@@ -707,13 +766,13 @@ impl Zygote {
             rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(internal("status pipe"))?;
         let status_w = process::high_fd(status_w);
         let result = (|| {
-            if image.fallback().is_some() {
-                // Plain exec of the file the image was made from (not of a
-                // path, which could name another): fds go straight to their targets.
+            if start.plain_exec() {
+                // Plain exec of the requester's file (not of a path, which
+                // could name another): fds go straight to their targets.
                 let mut keep: Vec<RawFd> = user_fds.iter().map(|p| p.1).collect();
                 keep.sort_unstable();
                 let setup = ChildSetup {
-                    exec: ExecTarget::Program { file: image.file(), sigmask: old_mask, keep: &keep },
+                    exec: ExecTarget::Program { file: opts.program, sigmask: old_mask, keep: &keep },
                     argv: &argv_p,
                     envp: &env_p,
                     cwd: cwd_c.as_deref(),
@@ -721,6 +780,7 @@ impl Zygote {
                     status: status_w.as_fd(),
                     creds: opts.creds,
                     nofile: self.nofile,
+                    restrict: opts.restrict,
                 };
                 return process::clone_exec(&setup).map_err(|source| SpawnError::Internal { what: "clone", source });
             }
@@ -728,6 +788,7 @@ impl Zygote {
             let layout = plan::build(
                 image,
                 &plan::SpawnParts {
+                    program: opts.program.as_raw_fd(),
                     fds: user_fds,
                     sigmask: process::sigset_bits(old_mask),
                     name,
@@ -750,13 +811,14 @@ impl Zygote {
                 status: status_w.as_fd(),
                 creds: opts.creds,
                 nofile: self.nofile,
+                restrict: opts.restrict,
             };
             process::clone_exec(&setup).map_err(|source| SpawnError::Internal { what: "clone", source })
         })();
         drop(status_w);
         let (pid, pidfd) = result?;
-        if self.prestartable(image, opts) {
-            self.warm_up(image);
+        if self.prestartable(start) {
+            self.warm_up(start);
         }
         let mut child = Child { pid, pidfd, key: *image.key(), status: None };
         // The stub maps the image; EOF on the status pipe: it closed the pipe
@@ -770,10 +832,39 @@ impl Zygote {
     }
 }
 
+/// What a launcher is warmed up with: an image and the program file whose
+/// regions it mapped.
+type LauncherTag = (Weak<Image>, FileIdentity);
+
 /// Matches the launchers warmed up for `image` (this very image: a rebuild of
-/// the same key maps other objects).
-fn warmed_for(image: &Arc<Image>) -> impl Fn(&Weak<Image>) -> bool + '_ {
-    move |w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(image))
+/// the same key maps other objects) from the file `program` (the same file,
+/// unchanged: a launcher never runs bytes of a file the requester did not pass).
+fn warmed_for<'a>(image: &'a Arc<Image>, program: &'a FileIdentity) -> impl Fn(&LauncherTag) -> bool + 'a {
+    move |(w, id)| std::ptr::eq(w.as_ptr(), Arc::as_ptr(image)) && id == program
+}
+
+/// The requester's program file, checked as execve would check it.
+struct ProgramFile {
+    identity: FileIdentity,
+    /// Set-user-ID, set-group-ID or with file capabilities: only the kernel's
+    /// exec may start it (with the privileges execve would give).
+    privileged: bool,
+}
+
+impl ProgramFile {
+    fn check(fd: BorrowedFd<'_>, path: &Path) -> Result<Self, SpawnError> {
+        let identity = FileIdentity::of(fd).map_err(io_err(path, "fstat"))?;
+        if identity.mode & 0o170000 != 0o100000 {
+            return Err(SpawnError::Denied { path: path.to_path_buf(), why: "not a regular file" });
+        }
+        let fs = rustix::fs::fstatvfs(fd).map_err(io_err(path, "fstatvfs"))?;
+        if fs.f_flag.contains(rustix::fs::StatVfsMountFlags::NOEXEC) {
+            return Err(SpawnError::Denied { path: path.to_path_buf(), why: "on a noexec mount" });
+        }
+        let setid = identity.mode & 0o6000 != 0;
+        let privileged = setid || rustix::fs::fgetxattr(fd, "security.capability", &mut [0u8; 64]).is_ok();
+        Ok(ProgramFile { identity, privileged })
+    }
 }
 
 /// One spawn's inputs, for either way of starting it.
@@ -786,10 +877,26 @@ struct Start<'a> {
     name: &'a [u8],
     /// The caller's signal mask (every signal is blocked meanwhile).
     old_mask: &'a libc::sigset_t,
+    program: &'a ProgramFile,
+}
+
+impl Start<'_> {
+    /// Runs by plain exec of the program file: the image is a refused one,
+    /// only the kernel may give the program its privileges, or the
+    /// requester's personality changes how the kernel lays it out.
+    fn plain_exec(&self) -> bool {
+        self.image.fallback().is_some()
+            || self.program.privileged
+            || self.opts.restrict.is_some_and(ChildRestrictions::needs_plain_exec)
+    }
 }
 
 /// The error for a failure record from the stub or the pre-exec child.
 fn launcher_error(rec: StatusRecord, launch: &Launch) -> SpawnError {
+    if Stage::from_u32(rec.stage) == Some(Stage::ChildRestrict) {
+        let source = io::Error::from_raw_os_error(rec.errno);
+        return SpawnError::Restriction { path: launch.program.clone(), step: rec.index, source };
+    }
     let stage = Stage::from_u32(rec.stage).map_or_else(|| format!("stage {}", rec.stage), |s| format!("{s:?}"));
     let collision =
         rec.errno == libc::EEXIST && matches!(Stage::from_u32(rec.stage), Some(Stage::Map) | Some(Stage::Vdso));

@@ -39,6 +39,10 @@ pub enum Phase {
 
 /// The per-spawn inputs besides the image.
 pub struct SpawnParts<'a> {
+    /// The requester's program file: mapped in place of the image's own
+    /// (`files[0]`), so a process maps only its requester's file and sealed
+    /// objects.
+    pub program: RawFd,
     /// Caller fds and the child fd number each must become.
     pub fds: &'a [(RawFd, RawFd)],
     /// The caller's signal mask, to install at entry.
@@ -82,7 +86,8 @@ pub fn build(image: &Image, parts: &SpawnParts<'_>) -> Layout {
     let first_object_fd = FIRST_FILE_FD + files.len() as RawFd;
     let mut placements = Vec::with_capacity(files.len() + objects.len() + parts.fds.len() + 2);
     for (i, f) in files.iter().enumerate() {
-        placements.push((f.fd.as_raw_fd(), FIRST_FILE_FD + i as RawFd));
+        let fd = if i == 0 { parts.program } else { f.fd.as_raw_fd() };
+        placements.push((fd, FIRST_FILE_FD + i as RawFd));
     }
     for (i, o) in objects.iter().enumerate() {
         placements.push((o.fd().as_raw_fd(), first_object_fd + i as RawFd));

@@ -64,6 +64,7 @@ impl Launcher {
             status: theirs.as_fd(),
             creds: None,
             nofile,
+            restrict: None,
         };
         let (pid, pidfd) = process::clone_exec(&setup)?;
         Ok(Launcher { pid, pidfd: Some(pidfd), ctl: Some(ours), ready: false })

@@ -7,6 +7,7 @@ pub mod launcher;
 pub mod memfd;
 pub mod process;
 pub mod ptrace;
+pub mod restrictions;
 
 use std::os::fd::BorrowedFd;
 

@@ -53,6 +53,9 @@ pub struct ChildSetup<'a> {
     /// The RLIMIT_NOFILE soft limit the program gets (the zygote raised its
     /// own to hold many images' fds); `None` leaves it.
     pub nofile: Option<u64>,
+    /// The requester's restrictions, when they are not the caller's own
+    /// (a daemon serving a client); they include every rlimit.
+    pub restrict: Option<&'a super::restrictions::ChildRestrictions>,
 }
 
 /// Raise this process's RLIMIT_NOFILE soft limit to the hard limit (a cache
@@ -95,6 +98,11 @@ fn report(fd: RawFd, stage: Stage, index: usize, errno: i32) -> c_int {
 
 fn errno() -> i32 {
     io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
+}
+
+/// The calling thread's errno (for the pre-exec child's steps elsewhere).
+pub(super) fn last_errno() -> i32 {
+    errno()
 }
 
 /// Place the fds through CLOEXEC copies above every target, so no placement
@@ -145,7 +153,7 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
             Err(code) => return code,
         }
     };
-    if let Some(soft) = s.nofile {
+    if let Some(soft) = s.nofile.filter(|_| s.restrict.is_none()) {
         // rlimits belong to this child (no CLONE_THREAD): give the program the
         // soft limit the caller started with.
         let mut lim = MaybeUninit::<libc::rlimit64>::zeroed();
@@ -169,10 +177,20 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
     // program ignores it) did: dispositions are this child's own.
     // SAFETY: resetting one disposition to SIG_DFL.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    if let Some(r) = s.restrict
+        && let Err((step, e)) = r.apply_privileged()
+    {
+        return report(status_fd, Stage::ChildRestrict, step as usize, e);
+    }
     if let Some((uid, gid, groups)) = s.creds
         && let Err(e) = take_credentials(uid, gid, groups)
     {
         return report(status_fd, Stage::ChildCreds, 0, e);
+    }
+    if let Some(r) = s.restrict
+        && let Err((step, e)) = r.apply_last()
+    {
+        return report(status_fd, Stage::ChildRestrict, step as usize, e);
     }
     if let Some(cwd) = s.cwd {
         // SAFETY: `cwd` is a valid NUL-terminated string prepared by the parent.

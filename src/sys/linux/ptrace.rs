@@ -93,6 +93,9 @@ struct ChildArgs<'a> {
     envp: &'a [*const c_char],
     no_randomize: bool,
     errfd: c_int,
+    /// /dev/null: the prototype's stdin, stdout and stderr (what its start-up
+    /// code writes goes nowhere, never into the zygote's own stdio).
+    null: c_int,
 }
 
 extern "C" fn child_main(arg: *mut c_void) -> c_int {
@@ -115,6 +118,13 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
         {
             libc::write(a.errfd, (&e as *const c_int).cast(), size_of::<c_int>());
             libc::_exit(126);
+        }
+        for fd in 0..3 {
+            if libc::dup2(a.null, fd) < 0 {
+                let e = *libc::__errno_location();
+                libc::write(a.errfd, (&e as *const c_int).cast(), size_of::<c_int>());
+                libc::_exit(126);
+            }
         }
         // Only stdio goes to the prototype, so any other fd it has at its
         // entry point was opened by its own start-up code.
@@ -146,7 +156,17 @@ impl Prototype {
     ) -> Result<Self, PtraceError> {
         let (err_r, err_w) =
             rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| PtraceError::Start(e.into()))?;
-        let args = ChildArgs { exe: exe.as_raw_fd(), creds, argv, envp, no_randomize, errfd: err_w.as_raw_fd() };
+        let null = super::dev_null().map_err(PtraceError::Start)?;
+        let null = super::process::high_fd(null);
+        let args = ChildArgs {
+            exe: exe.as_raw_fd(),
+            creds,
+            argv,
+            envp,
+            no_randomize,
+            errfd: err_w.as_raw_fd(),
+            null: null.as_raw_fd(),
+        };
         let mut stack: Box<[MaybeUninit<u8>]> = Box::new_uninit_slice(64 * 1024);
         let top = ((stack.as_mut_ptr_range().end as usize) & !15) as *mut c_void;
         let old = super::process::block_all_signals().map_err(PtraceError::Start)?;
