@@ -250,7 +250,7 @@ fn assert_quiet_under_flood(daemon: &Daemon, what: &str) {
 }
 
 // ---------------------------------------------------------------------------
-// 1. The socket directory and the server's identity.
+// The socket directory and the server's identity.
 
 /// A socket directory that another uid owns (mode 0777, as a squatter would
 /// leave it), one of ours that others may write to, and a symbolic link:
@@ -367,7 +367,7 @@ fn the_client_refuses_a_server_of_another_uid() {
     assert_eq!(lines, vec!["RECEIVED bytes=0 fds=0 eof=true".to_string(); 2], "what the impostor received");
 }
 
-/// 2. An existing 0700 socket directory stays 0700 while a daemon with
+/// An existing 0700 socket directory stays 0700 while a daemon with
 /// `allowed_uids` runs in it and after it exits; the daemon warns that the
 /// allowed uids cannot reach the socket.
 #[test]
@@ -386,7 +386,7 @@ fn an_existing_socket_directory_keeps_its_mode() {
 }
 
 // ---------------------------------------------------------------------------
-// 3. Floods, caps and timeouts.
+// Floods, caps and timeouts.
 
 /// (a) Out of fds: with its fd limit at 128, connections that each send a
 /// partial frame with 64 fds, plus more connections than it can accept,
