@@ -23,7 +23,7 @@ pub enum ConfigError {
 }
 
 /// Field names and their structured-config types, in schema order.
-pub const FIELDS: [(&str, &str); 8] = [
+pub const FIELDS: [(&str, &str); 13] = [
     ("cache_max_entries", "uint64"),
     ("cache_max_bytes", "uint64"),
     ("socket_path", "string"),
@@ -32,7 +32,17 @@ pub const FIELDS: [(&str, &str); 8] = [
     ("preload", "vector<string>"),
     ("metrics_port", "uint16"),
     ("prestarted_launchers", "uint32"),
+    ("max_connections", "uint32"),
+    ("max_connections_per_uid", "uint32"),
+    ("idle_timeout_ms", "uint32"),
+    ("frame_timeout_ms", "uint32"),
+    ("max_buffered_bytes", "uint64"),
 ];
+
+/// Most open connections `max_connections` may allow.
+pub const MAX_CONNECTIONS: u32 = 65536;
+/// Least global receive-buffer budget (`max_buffered_bytes`).
+pub const MIN_BUFFERED_BYTES: u64 = 1 << 20;
 
 /// Most pre-started launchers the daemon may keep.
 pub const MAX_PRESTARTED: u32 = 64;
@@ -57,6 +67,20 @@ pub struct Config {
     /// Idle pre-started launchers kept, each with a recently spawned image
     /// mapped, so the next spawn of it skips the exec (0: off).
     pub prestarted_launchers: u32,
+    /// Most connections open at once (1..=65536); more are answered with an
+    /// error and closed.
+    pub max_connections: u32,
+    /// Most connections open at once from one uid (1..=max_connections).
+    pub max_connections_per_uid: u32,
+    /// A connection with no request in flight and no running child is closed
+    /// after this many milliseconds without a request (0: never).
+    pub idle_timeout_ms: u32,
+    /// A frame (or the handshake) must be complete this many milliseconds
+    /// after its first byte (after the connect, for the handshake; 0: never).
+    pub frame_timeout_ms: u32,
+    /// Most bytes buffered for incomplete frames across all connections
+    /// (at least 1 MiB); a connection that would exceed it is closed.
+    pub max_buffered_bytes: u64,
 }
 
 const MAX_STRING: usize = 4096;
@@ -72,6 +96,13 @@ fn take_u64(path: &Path, m: &Map<String, Value>, f: &str) -> Result<u64, ConfigE
         Some(other) => Err(field_err(path, f, format!("must be a non-negative integer, not {other}"))),
         None => Err(field_err(path, f, "is missing")),
     }
+}
+
+fn take_u32_in(path: &Path, m: &Map<String, Value>, f: &str, min: u32, max: u32) -> Result<u32, ConfigError> {
+    u32::try_from(take_u64(path, m, f)?)
+        .ok()
+        .filter(|n| (min..=max).contains(n))
+        .ok_or_else(|| field_err(path, f, format!("must be {min}..={max}")))
 }
 
 fn take_string(path: &Path, m: &Map<String, Value>, f: &str) -> Result<String, ConfigError> {
@@ -148,7 +179,18 @@ impl Config {
                 .ok()
                 .filter(|&n| n <= MAX_PRESTARTED)
                 .ok_or_else(|| field_err(path, "prestarted_launchers", format!("must be 0..={MAX_PRESTARTED}")))?,
+            max_connections: take_u32_in(path, &m, "max_connections", 1, MAX_CONNECTIONS)?,
+            max_connections_per_uid: take_u32_in(path, &m, "max_connections_per_uid", 1, MAX_CONNECTIONS)?,
+            idle_timeout_ms: take_u32_in(path, &m, "idle_timeout_ms", 0, u32::MAX)?,
+            frame_timeout_ms: take_u32_in(path, &m, "frame_timeout_ms", 0, u32::MAX)?,
+            max_buffered_bytes: take_u64(path, &m, "max_buffered_bytes")?,
         };
+        if cfg.max_connections_per_uid > cfg.max_connections {
+            return Err(field_err(path, "max_connections_per_uid", "must not exceed max_connections"));
+        }
+        if cfg.max_buffered_bytes < MIN_BUFFERED_BYTES {
+            return Err(field_err(path, "max_buffered_bytes", format!("must be at least {MIN_BUFFERED_BYTES}")));
+        }
         if cfg.cache_max_entries > usize::MAX as u64 {
             return Err(field_err(path, "cache_max_entries", "too large"));
         }
@@ -206,6 +248,11 @@ mod tests {
         assert!(with("bogus", Value::from(1)).contains("`bogus`"));
         assert!(with("metrics_port", Value::from(65536)).contains("`metrics_port`"));
         assert!(with("metrics_port", Value::from(-1)).contains("`metrics_port`"));
+        assert!(with("max_connections", Value::from(0)).contains("`max_connections`"));
+        assert!(with("max_connections_per_uid", Value::from(100_000)).contains("`max_connections_per_uid`"));
+        assert!(with("idle_timeout_ms", Value::from(1u64 << 32)).contains("`idle_timeout_ms`"));
+        assert!(with("frame_timeout_ms", Value::from("x")).contains("`frame_timeout_ms`"));
+        assert!(with("max_buffered_bytes", Value::from(1)).contains("`max_buffered_bytes`"));
         let mut missing = base.clone();
         missing.as_object_mut().unwrap().remove("preload");
         assert!(Config::parse(p, &missing.to_string()).unwrap_err().to_string().contains("`preload`: is missing"));

@@ -11,6 +11,13 @@ use super::message::{ErrorCode, Hello, Limits, PROTOCOL_VERSION, Request, Respon
 pub enum ClientError {
     #[error("cannot connect to the zygote daemon at {path} ({source}); is one running? start it with `zygote daemon`")]
     NoDaemon { path: PathBuf, source: std::io::Error },
+    #[error(
+        "refusing the server at {path}: it runs as uid {uid}, not as this user (uid {own}) or root; another user may \
+         be impersonating the zygote daemon, so nothing was sent to it"
+    )]
+    UntrustedServer { path: PathBuf, uid: u32, own: u32 },
+    #[error("cannot check who serves {path} (SO_PEERCRED): {source}")]
+    PeerCred { path: PathBuf, source: std::io::Error },
     #[error("talking to the daemon: {0}")]
     Io(#[from] std::io::Error),
     #[error("talking to the daemon: {0}")]
@@ -33,6 +40,19 @@ impl ClientError {
     }
 }
 
+/// The server must run as our uid or as root: anyone else listening on the
+/// path (after replacing the socket) would get our environment and fds.
+fn check_server(sock: &UnixStream, path: &Path) -> Result<(), ClientError> {
+    let cred = rustix::net::sockopt::socket_peercred(sock)
+        .map_err(|e| ClientError::PeerCred { path: path.to_path_buf(), source: e.into() })?;
+    let (uid, own) = (cred.uid.as_raw(), rustix::process::getuid().as_raw());
+    if uid == own || uid == 0 {
+        Ok(())
+    } else {
+        Err(ClientError::UntrustedServer { path: path.to_path_buf(), uid, own })
+    }
+}
+
 pub struct Client {
     sock: UnixStream,
     reader: FrameReader,
@@ -40,10 +60,12 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connect and shake hands.
+    /// Connect, check that the server is this user's or root's (before
+    /// sending it anything), and shake hands.
     pub fn connect(path: &Path) -> Result<Self, ClientError> {
         let sock =
             UnixStream::connect(path).map_err(|source| ClientError::NoDaemon { path: path.to_path_buf(), source })?;
+        check_server(&sock, path)?;
         let mut c = Client { sock, reader: FrameReader::new(), limits: Limits::default() };
         // A daemon that refuses us answers and closes; if our Hello meets a
         // closed socket, its answer may still be waiting to be read.

@@ -156,6 +156,16 @@ impl FrameReader {
         Ok(Some(Frame { body, fds }))
     }
 
+    /// Bytes buffered and not yet taken as frames.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Fds received and not yet given to a frame.
+    pub fn pending_fds(&self) -> usize {
+        self.fds.len()
+    }
+
     /// Fds that arrived without a frame to claim them (a protocol error if
     /// any remain once the buffer is empty).
     pub fn stray_fds(&self) -> usize {

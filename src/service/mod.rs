@@ -3,6 +3,8 @@
 
 pub mod client;
 pub mod frame;
+pub mod limits;
 pub mod message;
 pub mod peer;
 pub mod server;
+pub mod sockdir;

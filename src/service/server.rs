@@ -27,10 +27,12 @@ use tokio::io::unix::AsyncFd;
 use tokio::sync::watch;
 
 use super::frame::{self, FrameError, FrameReader, FrameWriter, ReadStatus};
+use super::limits::{Backoff, BufferBudget, BufferCharge, ConnLimits, ConnPermit, LogLimiter};
 use super::message::{
     DaemonStats, ErrorCode, Hello, LauncherStats, Limits, PROTOCOL_VERSION, Request, Response, SpawnArgs, Welcome,
 };
 use super::peer::Peer;
+use super::sockdir::{self, SocketDirError, Strictness};
 use crate::config::Config;
 use crate::image::{ContentHash, Image, ImageKey};
 use crate::metrics::{self, LatencyHistogram, LiveProcess, Registry};
@@ -49,6 +51,8 @@ pub enum ServerError {
     AlreadyRunning { path: PathBuf },
     #[error("{path}: {what}: {source}")]
     Socket { path: PathBuf, what: &'static str, source: std::io::Error },
+    #[error(transparent)]
+    SocketDir(#[from] SocketDirError),
     #[error("starting the zygote: {0}")]
     Zygote(#[from] SpawnError),
     #[error("runtime: {0}")]
@@ -92,6 +96,19 @@ struct State {
     /// Latency of the spawns served.
     spawn_latency: LatencyHistogram,
     shutdown: watch::Receiver<bool>,
+    /// Open connections, in total and per uid.
+    conn_limits: Arc<ConnLimits>,
+    /// Bytes buffered for incomplete frames, across connections.
+    buffers: Arc<BufferBudget>,
+    /// Close a connection with nothing to do after this long (None: never).
+    idle_timeout: Option<Duration>,
+    /// A frame (or the handshake) must be complete this long after it began.
+    frame_timeout: Option<Duration>,
+}
+
+/// A millisecond timeout from the configuration; 0 means none.
+fn timeout_ms(ms: u32) -> Option<Duration> {
+    (ms > 0).then(|| Duration::from_millis(u64::from(ms)))
 }
 
 fn code_for(e: &SpawnError) -> ErrorCode {
@@ -131,33 +148,130 @@ impl Conn {
         Ok(())
     }
 
-    async fn recv(&self, reader: &mut FrameReader, limits: &Limits) -> Result<Option<frame::Frame>, FrameError> {
+    /// The next frame (`None` at a clean EOF). Gives up with `Idle` when
+    /// `idle` passes with nothing received, with `FrameTimeout` when a frame
+    /// begun is not complete in time, with `Budget` when the bytes buffered
+    /// would exceed the daemon-wide budget. Cancel-safe: what was read stays
+    /// in `rd`.
+    async fn recv(
+        &self,
+        rd: &mut ConnReader,
+        limits: &Limits,
+        idle: Option<Duration>,
+    ) -> Result<Option<frame::Frame>, RecvError> {
+        let idle_deadline = idle.map(|d| tokio::time::Instant::now() + d);
         loop {
-            if let Some(f) = reader.next_frame(limits)? {
+            if let Some(f) = rd.reader.next_frame(limits)? {
+                rd.taken();
                 return Ok(Some(f));
             }
-            let mut guard = self.fd.readable().await?;
-            match reader.read_once(self.fd.get_ref().as_fd())? {
-                ReadStatus::Data => {}
-                ReadStatus::Eof => return reader.finish(limits),
+            // No complete frame: the fds held belong to the one begun, which
+            // may carry at most max_fds.
+            let held = rd.reader.pending_fds();
+            if held > limits.max_fds as usize {
+                return Err(FrameError::TooManyFds { count: held as u32, max: limits.max_fds }.into());
+            }
+            let partial = rd.reader.buffered() > 0 || held > 0;
+            let deadline = match (partial, rd.frame_timeout) {
+                (true, Some(t)) => Some(*rd.partial_since.get_or_insert_with(tokio::time::Instant::now) + t),
+                (true, None) => None,
+                (false, _) => idle_deadline,
+            };
+            let ready = match deadline {
+                Some(d) => match tokio::time::timeout_at(d, self.fd.readable()).await {
+                    Ok(r) => r,
+                    Err(_) if partial => return Err(RecvError::FrameTimeout(rd.frame_timeout.unwrap_or_default())),
+                    Err(_) => return Err(RecvError::Idle),
+                },
+                None => self.fd.readable().await,
+            };
+            let mut guard = ready?;
+            match rd.reader.read_once(self.fd.get_ref().as_fd())? {
+                ReadStatus::Data => {
+                    if !rd.charge.set(rd.reader.buffered() as u64) {
+                        return Err(RecvError::Budget(rd.budget_max));
+                    }
+                }
+                ReadStatus::Eof => return Ok(rd.reader.finish(limits)?),
                 ReadStatus::WouldBlock => guard.clear_ready(),
             }
         }
     }
 }
 
-/// Bind the socket: directory 0700, socket 0600; a stale socket is replaced,
-/// a live one is an error. With systemd socket activation (LISTEN_FDS), use fd 3.
-fn listener(path: &Path, open_to_others: bool) -> Result<std::os::unix::net::UnixListener, ServerError> {
-    let sock_err = |what, source| ServerError::Socket { path: path.to_path_buf(), what, source };
-    if let Some(dir) = path.parent()
-        && !dir.exists()
-    {
-        std::fs::create_dir_all(dir).map_err(|e| sock_err("creating the directory", e))?;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-            .map_err(|e| sock_err("chmod 0700 of the directory", e))?;
+/// A connection's frame reader, with its share of the buffer budget and
+/// when its current partial frame began.
+struct ConnReader {
+    reader: FrameReader,
+    charge: BufferCharge,
+    budget_max: u64,
+    partial_since: Option<tokio::time::Instant>,
+    frame_timeout: Option<Duration>,
+}
+
+impl ConnReader {
+    fn new(state: &State) -> Self {
+        ConnReader {
+            reader: FrameReader::new(),
+            charge: BufferCharge::new(state.buffers.clone()),
+            budget_max: state.buffers.max(),
+            partial_since: None,
+            frame_timeout: state.frame_timeout,
+        }
     }
-    if path.exists() {
+
+    /// A frame was taken: what remains (if anything) is a new partial frame.
+    fn taken(&mut self) {
+        let left = self.reader.buffered();
+        self.charge.set(left as u64);
+        self.partial_since = (left > 0).then(tokio::time::Instant::now);
+    }
+}
+
+/// Why no frame came.
+#[derive(Debug, thiserror::Error)]
+enum RecvError {
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    #[error("no request for a while")]
+    Idle,
+    #[error("a frame was not completed within {} ms of its first byte", .0.as_millis())]
+    FrameTimeout(Duration),
+    #[error("the daemon's receive buffers are full ({0} bytes across all connections); try again later")]
+    Budget(u64),
+}
+
+impl From<std::io::Error> for RecvError {
+    fn from(e: std::io::Error) -> Self {
+        RecvError::Frame(FrameError::Io(e))
+    }
+}
+
+impl RecvError {
+    /// The answer sent before closing the connection, if any.
+    fn response(&self) -> Option<Response> {
+        match self {
+            RecvError::Frame(e) => Some(frame_error(e)),
+            RecvError::Idle => None,
+            RecvError::FrameTimeout(_) => Some(error(ErrorCode::BadRequest, self.to_string())),
+            RecvError::Budget(_) => Some(error(ErrorCode::Internal, self.to_string())),
+        }
+    }
+}
+
+/// Bind the socket, 0600 (0666 with `open_to_others`), in a directory that
+/// [`sockdir::prepare`] vouches for: created 0700 (0711) or checked, never
+/// changed. A stale socket is replaced, a live one is an error.
+fn listener(
+    path: &Path,
+    open_to_others: bool,
+    strictness: Strictness,
+) -> Result<std::os::unix::net::UnixListener, ServerError> {
+    let sock_err = |what, source| ServerError::Socket { path: path.to_path_buf(), what, source };
+    let own_uid = rustix::process::getuid().as_raw();
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    sockdir::prepare(dir, own_uid, open_to_others, strictness)?;
+    if path.symlink_metadata().is_ok() {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
             return Err(ServerError::AlreadyRunning { path: path.to_path_buf() });
         }
@@ -165,15 +279,11 @@ fn listener(path: &Path, open_to_others: bool) -> Result<std::os::unix::net::Uni
     }
     let l = std::os::unix::net::UnixListener::bind(path).map_err(|e| sock_err("bind", e))?;
     // Only the owner may connect, unless other uids are allowed: then the
-    // socket is 0666 (and its directory searchable, 0711) and SO_PEERCRED
-    // decides who is served.
+    // socket is 0666 and SO_PEERCRED decides who is served. (The directory
+    // is the daemon's and writable by no one else, so the path still names
+    // the socket just bound.)
     let mode = if open_to_others { 0o666 } else { 0o600 };
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|e| sock_err("chmod", e))?;
-    if open_to_others && let Some(dir) = path.parent() {
-        let dir_mode = std::fs::metadata(dir).map(|m| m.permissions().mode() & 0o7777).unwrap_or(0o700);
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(dir_mode | 0o011))
-            .map_err(|e| sock_err("chmod o+x of the directory", e))?;
-    }
     Ok(l)
 }
 
@@ -240,7 +350,16 @@ async fn serve(opts: ServerOptions, activated: Option<std::os::unix::net::UnixLi
     let owned = activated.is_none();
     let std_listener = match activated {
         Some(l) => l,
-        None => listener(&opts.socket, !opts.config.allowed_uids.is_empty())?,
+        None => {
+            // The default runtime directory must be private; one configured
+            // explicitly may be readable (not writable) by others.
+            let strictness = if opts.socket == crate::config::default_socket_path() {
+                Strictness::Private
+            } else {
+                Strictness::Configured
+            };
+            listener(&opts.socket, !opts.config.allowed_uids.is_empty(), strictness)?
+        }
     };
     std_listener.set_nonblocking(true).map_err(ServerError::Runtime)?;
     let listener = tokio::net::UnixListener::from_std(std_listener).map_err(ServerError::Runtime)?;
@@ -255,6 +374,10 @@ async fn serve(opts: ServerOptions, activated: Option<std::os::unix::net::UnixLi
         live: Registry::new(),
         spawn_latency: LatencyHistogram::new(),
         shutdown: shutdown_rx,
+        conn_limits: ConnLimits::new(cfg.max_connections, cfg.max_connections_per_uid),
+        buffers: BufferBudget::new(cfg.max_buffered_bytes),
+        idle_timeout: timeout_ms(cfg.idle_timeout_ms),
+        frame_timeout: timeout_ms(cfg.frame_timeout_ms),
     });
     tracing::info!(socket = %opts.socket.display(), "zygote daemon listening");
     if let Some(http) = http {
@@ -273,14 +396,20 @@ async fn serve(opts: ServerOptions, activated: Option<std::os::unix::net::UnixLi
     let mut int =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).map_err(ServerError::Runtime)?;
     let mut tasks = tokio::task::JoinSet::new();
+    let mut acceptor = Acceptor::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    let state = state.clone();
-                    tasks.spawn(async move { connection(state, stream).await });
+                    acceptor.backoff.succeeded();
+                    if let Some(permit) = acceptor.admit(&state, &stream) {
+                        let state = state.clone();
+                        tasks.spawn(async move { connection(state, stream, permit).await });
+                    }
                 }
-                Err(e) => tracing::warn!("accept: {e}"),
+                // Out of fds (EMFILE, ENFILE) or another failure: pause, so
+                // a listener that stays readable does not spin the loop.
+                Err(e) => acceptor.failed(&e).await,
             },
             Some(Some(())) = async { tasks.join_next().await.map(|_| Some(())) }, if !tasks.is_empty() => {}
             _ = term.recv() => break,
@@ -307,6 +436,75 @@ async fn serve(opts: ServerOptions, activated: Option<std::os::unix::net::UnixLi
     Ok(())
 }
 
+/// The accept loop's helpers: back-off after errors, and logs of errors and
+/// refusals limited to a few lines per second (with a count of the rest).
+struct Acceptor {
+    backoff: Backoff,
+    error_log: LogLimiter,
+    refusal_log: LogLimiter,
+}
+
+impl Acceptor {
+    const LINES_PER_SECOND: u32 = 5;
+
+    fn new() -> Self {
+        let limiter = || LogLimiter::new(Self::LINES_PER_SECOND, Duration::from_secs(1));
+        Acceptor { backoff: Backoff::new(), error_log: limiter(), refusal_log: limiter() }
+    }
+
+    async fn failed(&mut self, e: &std::io::Error) {
+        let pause = self.backoff.failed();
+        if let Some(suppressed) = self.error_log.allow(Instant::now()) {
+            tracing::warn!(suppressed, "accept: {e}; pausing {} ms", pause.as_millis());
+        }
+        tokio::time::sleep(pause).await;
+    }
+
+    /// A place for a new connection, or `None` after answering it with an
+    /// error and closing it at once (a refused uid, or over a cap): a
+    /// refused connection never holds an fd beyond this call.
+    fn admit(&mut self, state: &State, stream: &tokio::net::UnixStream) -> Option<ConnPermit> {
+        let uid = match rustix::net::sockopt::socket_peercred(stream) {
+            Ok(cred) => cred.uid.as_raw(),
+            Err(e) => {
+                self.refused(format_args!("SO_PEERCRED of a new connection: {e}"));
+                return None;
+            }
+        };
+        let (code, msg) = if uid != state.own_uid && !state.config.allowed_uids.contains(&uid) {
+            (ErrorCode::PeerRefused, format!("uid {uid} may not use this zygote (daemon uid {})", state.own_uid))
+        } else {
+            match state.conn_limits.admit(uid) {
+                Ok(permit) => return Some(permit),
+                Err(r) => (ErrorCode::Internal, r.to_string()),
+            }
+        };
+        self.refused(format_args!("refused a connection: {msg}"));
+        answer_and_close(stream, &error(code, msg));
+        None
+    }
+
+    fn refused(&mut self, what: std::fmt::Arguments<'_>) {
+        if let Some(suppressed) = self.refusal_log.allow(Instant::now()) {
+            tracing::warn!(suppressed, "{what}");
+        }
+    }
+}
+
+/// Answer a connection that is not served, without waiting: the reply fits
+/// in the empty socket buffer. What the client already sent is discarded so
+/// that it reads the reply rather than a reset.
+fn answer_and_close(stream: &tokio::net::UnixStream, reply: &Response) {
+    let body = frame::encode(reply);
+    let _ = FrameWriter::new(&body, &[]).write_once(stream.as_fd());
+    let mut scratch = [0u8; 4096];
+    for _ in 0..4 {
+        if !matches!(stream.try_read(&mut scratch), Ok(n) if n > 0) {
+            break;
+        }
+    }
+}
+
 /// A child spawned on a connection.
 struct SessionChild {
     status: StatusRx,
@@ -319,7 +517,15 @@ struct Session {
     children: Mutex<HashMap<i32, SessionChild>>,
 }
 
-async fn connection(state: Arc<State>, stream: tokio::net::UnixStream) {
+/// Does the connection have something to wait for (a child still running)?
+/// Then it is not idle, whatever the client says.
+fn busy(session: &Session, waits: &mut tokio::task::JoinSet<()>) -> bool {
+    while waits.try_join_next().is_some() {}
+    !waits.is_empty()
+        || session.children.lock().unwrap_or_else(|e| e.into_inner()).values().any(|c| c.status.borrow().is_none())
+}
+
+async fn connection(state: Arc<State>, stream: tokio::net::UnixStream, _permit: ConnPermit) {
     let counters = &state.counters;
     counters.connections.fetch_add(1, Ordering::Relaxed);
     counters.open_connections.fetch_add(1, Ordering::Relaxed);
@@ -344,11 +550,8 @@ async fn connection(state: Arc<State>, stream: tokio::net::UnixStream) {
             let _ = tracing::Instrument::instrument(serve_conn(&state, &conn, &peer, &session), span).await;
         }
         Ok(peer) => {
+            // The accept loop refuses such peers; this is a second check.
             tracing::warn!(uid = peer.uid, pid = peer.pid, "refused a peer");
-            // Take its Hello first (briefly), so the client's write succeeds
-            // and it reads this answer instead of a broken pipe.
-            let mut reader = FrameReader::new();
-            let _ = tokio::time::timeout(Duration::from_secs(1), conn.recv(&mut reader, &state.limits)).await;
             let msg = format!("uid {} may not use this zygote (daemon uid {})", peer.uid, state.own_uid);
             let _ = conn.send(&error(ErrorCode::PeerRefused, msg), &[]).await;
         }
@@ -367,11 +570,11 @@ async fn connection(state: Arc<State>, stream: tokio::net::UnixStream) {
 }
 
 async fn serve_conn(state: &Arc<State>, conn: &Arc<Conn>, peer: &Peer, session: &Arc<Session>) -> Option<()> {
-    let mut reader = FrameReader::new();
+    let mut reader = ConnReader::new(state);
     let limits = state.limits;
     let mut shutdown = state.shutdown.clone();
-    // Handshake.
-    let hello = conn.recv(&mut reader, &limits).await;
+    // Handshake: the Hello is due within the frame timeout of the connect.
+    let hello = conn.recv(&mut reader, &limits, state.frame_timeout).await;
     let hello: Hello = match hello {
         Ok(Some(f)) => match serde_json::from_slice(&f.body) {
             Ok(h) => h,
@@ -382,7 +585,9 @@ async fn serve_conn(state: &Arc<State>, conn: &Arc<Conn>, peer: &Peer, session: 
         },
         Ok(None) => return None,
         Err(e) => {
-            let _ = conn.send(&frame_error(&e), &[]).await;
+            if let Some(r) = e.response() {
+                let _ = conn.send(&r, &[]).await;
+            }
             return None;
         }
     };
@@ -399,7 +604,7 @@ async fn serve_conn(state: &Arc<State>, conn: &Arc<Conn>, peer: &Peer, session: 
         // Spawned still needs its Wait) but takes no new work; the server
         // drops it when the grace period ends.
         let frame = tokio::select! {
-            f = conn.recv(&mut reader, &limits) => f,
+            f = conn.recv(&mut reader, &limits, state.idle_timeout) => f,
             r = shutdown.changed(), if !draining => {
                 draining = r.is_ok();
                 if !draining {
@@ -411,8 +616,17 @@ async fn serve_conn(state: &Arc<State>, conn: &Arc<Conn>, peer: &Peer, session: 
         let frame = match frame {
             Ok(Some(f)) => f,
             Ok(None) => break,
+            // Nothing asked for a while: close, unless a child still runs
+            // (a pending Wait, or one the client may yet wait for).
+            Err(RecvError::Idle) if busy(session, &mut waits) => continue,
             Err(e) => {
-                let _ = conn.send(&frame_error(&e), &[]).await;
+                match e.response() {
+                    Some(r) => {
+                        tracing::debug!("closing the connection: {e}");
+                        let _ = conn.send(&r, &[]).await;
+                    }
+                    None => tracing::debug!("closing an idle connection"),
+                }
                 break;
             }
         };
