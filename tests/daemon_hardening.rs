@@ -547,3 +547,29 @@ fn idle_connections_and_half_frames_time_out_but_waits_do_not() {
     let s = daemon.stats();
     assert_eq!((s.spawns, s.live_children), (1, 0), "{s:?}");
 }
+
+/// `max_buffered_bytes` at its least (1 MiB): a connection that sends more
+/// than that of a (4 MiB) frame gets an error and is closed; the daemon then
+/// serves a fresh connection.
+#[test]
+fn buffered_bytes_are_bounded_across_connections() {
+    let dir = TempDir::new("budget", 0o700, 0);
+    let budget = zygote::config::MIN_BUFFERED_BYTES;
+    let cfg = config_file(&dir, serde_json::json!({ "max_buffered_bytes": budget }));
+    let daemon = Daemon::start(&dir.path("z.sock"), &["--config".as_ref(), cfg.as_os_str()]);
+    let mut big = RawConn::handshake(&daemon.socket);
+    let body_len = 4 * 1024 * 1024 - 64;
+    let mut bytes = raw_header(MAGIC, body_len, 0).to_vec();
+    bytes.resize(budget as usize + 256 * 1024, b' ');
+    // The daemon stops reading and closes part way: a failed send is expected.
+    let _ = big.send_bytes(&bytes, &[]);
+    match big.read(SETTLE) {
+        Reply::Response(Response::Error { code: ErrorCode::Internal, message }, _) => {
+            assert!(message.contains("buffers are full"), "{message}")
+        }
+        other => panic!("a frame larger than the buffer budget: {other:?}"),
+    }
+    big.expect_closed("after exceeding the buffer budget");
+    let s = daemon.stats();
+    assert_eq!(s.spawn_errors, 0, "{s:?}");
+}

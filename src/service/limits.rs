@@ -4,9 +4,13 @@
 //! that running out of fds slows the daemon down instead of spinning it.
 
 use std::collections::HashMap;
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use super::frame::{self, FrameReader, FrameWriter};
+use super::message::{ErrorCode, Response};
 
 /// Why a connection was not admitted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -193,6 +197,112 @@ impl LogLimiter {
         }
         self.in_window += 1;
         Some(std::mem::take(&mut self.suppressed))
+    }
+}
+
+/// A connection's frame reader, with its share of the buffer budget and
+/// when its current partial frame began.
+pub(super) struct ConnReader {
+    pub(super) reader: FrameReader,
+    pub(super) charge: BufferCharge,
+    pub(super) budget_max: u64,
+    pub(super) partial_since: Option<tokio::time::Instant>,
+    pub(super) frame_timeout: Option<Duration>,
+}
+
+impl ConnReader {
+    pub(super) fn new(budget: &Arc<BufferBudget>, frame_timeout: Option<Duration>) -> Self {
+        ConnReader {
+            reader: FrameReader::new(),
+            charge: BufferCharge::new(budget.clone()),
+            budget_max: budget.max(),
+            partial_since: None,
+            frame_timeout,
+        }
+    }
+
+    /// A frame was taken: what remains (if anything) is a new partial frame.
+    pub(super) fn taken(&mut self) {
+        let left = self.reader.buffered();
+        self.charge.set(left as u64);
+        self.partial_since = (left > 0).then(tokio::time::Instant::now);
+    }
+}
+
+/// Who may connect: the daemon's uid and `allowed`.
+pub(super) struct Admission<'a> {
+    pub(super) own_uid: u32,
+    pub(super) allowed: &'a [u32],
+    pub(super) caps: &'a Arc<ConnLimits>,
+}
+
+/// The accept loop's helpers: back-off after errors, and logs of errors and
+/// refusals limited to a few lines per second (with a count of the rest).
+pub(super) struct Acceptor {
+    pub(super) backoff: Backoff,
+    error_log: LogLimiter,
+    refusal_log: LogLimiter,
+}
+
+impl Acceptor {
+    const LINES_PER_SECOND: u32 = 5;
+
+    pub(super) fn new() -> Self {
+        let limiter = || LogLimiter::new(Self::LINES_PER_SECOND, Duration::from_secs(1));
+        Acceptor { backoff: Backoff::new(), error_log: limiter(), refusal_log: limiter() }
+    }
+
+    /// `accept` failed: log (rate limited) and pause.
+    pub(super) async fn failed(&mut self, e: &std::io::Error) {
+        let pause = self.backoff.failed();
+        if let Some(suppressed) = self.error_log.allow(Instant::now()) {
+            tracing::warn!(suppressed, "accept: {e}; pausing {} ms", pause.as_millis());
+        }
+        tokio::time::sleep(pause).await;
+    }
+
+    /// A place for a new connection, or `None` after answering it with an
+    /// error and closing it at once (a refused uid, or over a cap): a
+    /// refused connection never holds an fd beyond this call.
+    pub(super) fn admit(&mut self, who: &Admission<'_>, stream: &tokio::net::UnixStream) -> Option<ConnPermit> {
+        let uid = match rustix::net::sockopt::socket_peercred(stream) {
+            Ok(cred) => cred.uid.as_raw(),
+            Err(e) => {
+                self.refused(format_args!("SO_PEERCRED of a new connection: {e}"));
+                return None;
+            }
+        };
+        let (code, message) = if uid != who.own_uid && !who.allowed.contains(&uid) {
+            (ErrorCode::PeerRefused, format!("uid {uid} may not use this zygote (daemon uid {})", who.own_uid))
+        } else {
+            match who.caps.admit(uid) {
+                Ok(permit) => return Some(permit),
+                Err(r) => (ErrorCode::Internal, r.to_string()),
+            }
+        };
+        self.refused(format_args!("refused a connection: {message}"));
+        answer_and_close(stream, &Response::Error { code, message });
+        None
+    }
+
+    fn refused(&mut self, what: std::fmt::Arguments<'_>) {
+        if let Some(suppressed) = self.refusal_log.allow(Instant::now()) {
+            tracing::warn!(suppressed, "{what}");
+        }
+    }
+}
+
+/// Answer a connection that is not served, without waiting: the reply fits
+/// in the empty socket buffer. What the client already sent is discarded so
+/// that it reads the reply rather than a reset.
+fn answer_and_close(stream: &tokio::net::UnixStream, reply: &Response) {
+    let body = frame::encode(reply);
+    let _ = FrameWriter::new(&body, &[]).write_once(stream.as_fd());
+    let mut scratch = [0u8; 4096];
+    for _ in 0..4 {
+        if !matches!(stream.try_read(&mut scratch), Ok(n) if n > 0) {
+            break;
+        }
     }
 }
 

@@ -26,8 +26,8 @@ use std::time::{Duration, Instant};
 use tokio::io::unix::AsyncFd;
 use tokio::sync::watch;
 
-use super::frame::{self, FrameError, FrameReader, FrameWriter, ReadStatus};
-use super::limits::{Backoff, BufferBudget, BufferCharge, ConnLimits, ConnPermit, LogLimiter};
+use super::frame::{self, FrameError, FrameWriter, ReadStatus};
+use super::limits::{Acceptor, Admission, BufferBudget, ConnLimits, ConnPermit, ConnReader};
 use super::message::{
     DaemonStats, ErrorCode, Hello, LauncherStats, Limits, PROTOCOL_VERSION, Request, Response, SpawnArgs, Welcome,
 };
@@ -196,35 +196,6 @@ impl Conn {
                 ReadStatus::WouldBlock => guard.clear_ready(),
             }
         }
-    }
-}
-
-/// A connection's frame reader, with its share of the buffer budget and
-/// when its current partial frame began.
-struct ConnReader {
-    reader: FrameReader,
-    charge: BufferCharge,
-    budget_max: u64,
-    partial_since: Option<tokio::time::Instant>,
-    frame_timeout: Option<Duration>,
-}
-
-impl ConnReader {
-    fn new(state: &State) -> Self {
-        ConnReader {
-            reader: FrameReader::new(),
-            charge: BufferCharge::new(state.buffers.clone()),
-            budget_max: state.buffers.max(),
-            partial_since: None,
-            frame_timeout: state.frame_timeout,
-        }
-    }
-
-    /// A frame was taken: what remains (if anything) is a new partial frame.
-    fn taken(&mut self) {
-        let left = self.reader.buffered();
-        self.charge.set(left as u64);
-        self.partial_since = (left > 0).then(tokio::time::Instant::now);
     }
 }
 
@@ -402,7 +373,12 @@ async fn serve(opts: ServerOptions, activated: Option<std::os::unix::net::UnixLi
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
                     acceptor.backoff.succeeded();
-                    if let Some(permit) = acceptor.admit(&state, &stream) {
+                    let who = Admission {
+                        own_uid: state.own_uid,
+                        allowed: &state.config.allowed_uids,
+                        caps: &state.conn_limits,
+                    };
+                    if let Some(permit) = acceptor.admit(&who, &stream) {
                         let state = state.clone();
                         tasks.spawn(async move { connection(state, stream, permit).await });
                     }
@@ -434,75 +410,6 @@ async fn serve(opts: ServerOptions, activated: Option<std::os::unix::net::UnixLi
         }
     }
     Ok(())
-}
-
-/// The accept loop's helpers: back-off after errors, and logs of errors and
-/// refusals limited to a few lines per second (with a count of the rest).
-struct Acceptor {
-    backoff: Backoff,
-    error_log: LogLimiter,
-    refusal_log: LogLimiter,
-}
-
-impl Acceptor {
-    const LINES_PER_SECOND: u32 = 5;
-
-    fn new() -> Self {
-        let limiter = || LogLimiter::new(Self::LINES_PER_SECOND, Duration::from_secs(1));
-        Acceptor { backoff: Backoff::new(), error_log: limiter(), refusal_log: limiter() }
-    }
-
-    async fn failed(&mut self, e: &std::io::Error) {
-        let pause = self.backoff.failed();
-        if let Some(suppressed) = self.error_log.allow(Instant::now()) {
-            tracing::warn!(suppressed, "accept: {e}; pausing {} ms", pause.as_millis());
-        }
-        tokio::time::sleep(pause).await;
-    }
-
-    /// A place for a new connection, or `None` after answering it with an
-    /// error and closing it at once (a refused uid, or over a cap): a
-    /// refused connection never holds an fd beyond this call.
-    fn admit(&mut self, state: &State, stream: &tokio::net::UnixStream) -> Option<ConnPermit> {
-        let uid = match rustix::net::sockopt::socket_peercred(stream) {
-            Ok(cred) => cred.uid.as_raw(),
-            Err(e) => {
-                self.refused(format_args!("SO_PEERCRED of a new connection: {e}"));
-                return None;
-            }
-        };
-        let (code, msg) = if uid != state.own_uid && !state.config.allowed_uids.contains(&uid) {
-            (ErrorCode::PeerRefused, format!("uid {uid} may not use this zygote (daemon uid {})", state.own_uid))
-        } else {
-            match state.conn_limits.admit(uid) {
-                Ok(permit) => return Some(permit),
-                Err(r) => (ErrorCode::Internal, r.to_string()),
-            }
-        };
-        self.refused(format_args!("refused a connection: {msg}"));
-        answer_and_close(stream, &error(code, msg));
-        None
-    }
-
-    fn refused(&mut self, what: std::fmt::Arguments<'_>) {
-        if let Some(suppressed) = self.refusal_log.allow(Instant::now()) {
-            tracing::warn!(suppressed, "{what}");
-        }
-    }
-}
-
-/// Answer a connection that is not served, without waiting: the reply fits
-/// in the empty socket buffer. What the client already sent is discarded so
-/// that it reads the reply rather than a reset.
-fn answer_and_close(stream: &tokio::net::UnixStream, reply: &Response) {
-    let body = frame::encode(reply);
-    let _ = FrameWriter::new(&body, &[]).write_once(stream.as_fd());
-    let mut scratch = [0u8; 4096];
-    for _ in 0..4 {
-        if !matches!(stream.try_read(&mut scratch), Ok(n) if n > 0) {
-            break;
-        }
-    }
 }
 
 /// A child spawned on a connection.
@@ -570,7 +477,7 @@ async fn connection(state: Arc<State>, stream: tokio::net::UnixStream, _permit: 
 }
 
 async fn serve_conn(state: &Arc<State>, conn: &Arc<Conn>, peer: &Peer, session: &Arc<Session>) -> Option<()> {
-    let mut reader = ConnReader::new(state);
+    let mut reader = ConnReader::new(&state.buffers, state.frame_timeout);
     let limits = state.limits;
     let mut shutdown = state.shutdown.clone();
     // Handshake: the Hello is due within the frame timeout of the connect.
