@@ -35,16 +35,18 @@ impl TestDaemon {
         let log = dir.join("daemon.log");
         let port = free_port();
         let config = dir.join("zygote.json");
-        let cfg = serde_json::json!({
-            "cache_max_entries": 64,
-            "cache_max_bytes": 1u64 << 30,
-            "socket_path": socket,
-            "allowed_uids": [],
-            "log_filter": "warn",
-            "preload": [],
-            "metrics_port": port,
-            "prestarted_launchers": 4,
-        });
+        // The shipped defaults (every field is required), with these changes.
+        let mut cfg: serde_json::Value = serde_json::from_str(zygote::config::DEFAULT_CONFIG).expect("default config");
+        for (k, v) in [
+            ("cache_max_entries", serde_json::json!(64)),
+            ("cache_max_bytes", serde_json::json!(1u64 << 30)),
+            ("socket_path", serde_json::json!(socket)),
+            ("log_filter", serde_json::json!("warn")),
+            ("metrics_port", serde_json::json!(port)),
+            ("prestarted_launchers", serde_json::json!(4)),
+        ] {
+            cfg[k] = v;
+        }
         fs::write(&config, cfg.to_string()).expect("write config");
         let child = Command::new(zygote_bin())
             .args(["daemon", "--grace-secs", "1", "--config"])
