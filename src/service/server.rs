@@ -681,15 +681,19 @@ async fn spawn(
     // A root daemon runs another allowed user's programs as that user; a
     // daemon that is not root can only run them with its own credentials.
     let creds = peer_creds(state, peer);
-    // What execve would keep of the requester's: the program gets it too.
-    let restrict = caller_restrictions(state, peer).map_err(|(c, m)| error(c, m))?;
-    let z = state.zygote.clone();
-    let result = tokio::task::spawn_blocking(move || -> Result<(Child, Arc<Image>), SpawnError> {
+    let (st, peer) = (state.clone(), peer.clone());
+    let result = tokio::task::spawn_blocking(move || -> Result<(Child, Arc<Image>), (ErrorCode, String)> {
+        let failed = |e: SpawnError| (code_for(&e), e.to_string());
+        // What execve would keep of the requester's: the program gets it too
+        // (read from /proc here, on the blocking pool, not on the reactor).
+        let restrict = caller_restrictions(&st, &peer)?;
+        let z = &st.zygote;
         let env: Vec<OsString> = args.environ.into_iter().map(OsString::from_vec).collect();
         let creds = creds.as_ref().map(|(u, g, groups)| (*u, *g, groups.as_slice()));
         let loader_env = crate::spawn::loader_env(&env);
-        let image =
-            z.prepare_fd(exe.as_fd(), &path, &crate::image::prototype::Environment { loader_env: &loader_env, creds })?;
+        let image = z
+            .prepare_fd(exe.as_fd(), &path, &crate::image::prototype::Environment { loader_env: &loader_env, creds })
+            .map_err(failed)?;
         let launch = Launch {
             program: path.clone(),
             argv: args.argv.into_iter().map(OsString::from_vec).collect(),
@@ -698,8 +702,8 @@ async fn spawn(
         let cwd = (!args.cwd.is_empty()).then(|| PathBuf::from(OsString::from_vec(args.cwd)));
         let mut placed: Vec<(RawFd, RawFd)> = fds.iter().map(|f| f.as_raw_fd()).zip(args.fds.iter().copied()).collect();
         // Stdio the requester did not pass is /dev/null, never the daemon's own.
-        let null =
-            crate::sys::linux::dev_null().map_err(|source| SpawnError::Internal { what: "/dev/null", source })?;
+        let null = crate::sys::linux::dev_null()
+            .map_err(|source| failed(SpawnError::Internal { what: "/dev/null", source }))?;
         for t in 0..3 {
             if !placed.iter().any(|p| p.1 == t) {
                 placed.push((null.as_raw_fd(), t));
@@ -716,11 +720,11 @@ async fn spawn(
         };
         let child = z.start(&image, &launch, &opts);
         drop((fds, exe));
-        Ok((child?, image))
+        Ok((child.map_err(failed)?, image))
     })
     .await
     .map_err(|e| error(ErrorCode::Internal, e.to_string()))?;
-    let (child, image) = result.map_err(|e| error(code_for(&e), e.to_string()))?;
+    let (child, image) = result.map_err(|(code, message)| error(code, message))?;
     let pid = child.pid();
     let key = child.image_key().to_string();
     let pidfd = Arc::new(
