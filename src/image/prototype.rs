@@ -136,7 +136,7 @@ fn stat_field(stat: &str, n: usize) -> u64 {
 }
 
 fn proc_status_field(status: &str, key: &str) -> u64 {
-    status.lines().find_map(|l| l.strip_prefix(key)).and_then(|v| u64::from_str_radix(v.trim(), 16).ok()).unwrap_or(0)
+    crate::sys::linux::status_mask(status, key).unwrap_or(0)
 }
 
 /// What a spawn of a dynamic program depends on besides its bytes.
@@ -251,11 +251,11 @@ fn check_restorable(p: &Prototype, path: &Path) -> Result<(), Refusal> {
         }
     }
     let status = String::from_utf8_lossy(&p.proc_file("status").unwrap_or_default()).into_owned();
-    if proc_status_field(&status, "SigCgt:") != 0 {
+    if proc_status_field(&status, "SigCgt") != 0 {
         return refuse("a constructor installed signal handlers".into());
     }
     let own = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    if proc_status_field(&status, "SigIgn:") != proc_status_field(&own, "SigIgn:") {
+    if proc_status_field(&status, "SigIgn") != proc_status_field(&own, "SigIgn") {
         return refuse("a constructor changed which signals are ignored".into());
     }
     for s in &p.syscalls {

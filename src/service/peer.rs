@@ -73,9 +73,7 @@ fn groups_of(pid: i32) -> Vec<u32> {
     let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
         return Vec::new();
     };
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Groups:"))
+    crate::sys::linux::status_field(&status, "Groups")
         .map(|g| g.split_whitespace().filter_map(|x| x.parse().ok()).collect())
         .unwrap_or_default()
 }

@@ -67,15 +67,11 @@ fn read(pid: i32, what: &str) -> Result<String, RestrictionError> {
 }
 
 fn status_field<'a>(status: &'a str, key: &'static str) -> Result<&'a str, RestrictionError> {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix(':')))
-        .map(str::trim)
-        .ok_or(RestrictionError::Parse { what: key })
+    super::status_field(status, key).ok_or(RestrictionError::Parse { what: key })
 }
 
-fn hex(s: &str, what: &'static str) -> Result<u64, RestrictionError> {
-    u64::from_str_radix(s, 16).map_err(|_| RestrictionError::Parse { what })
+fn status_mask(status: &str, key: &'static str) -> Result<u64, RestrictionError> {
+    super::status_mask(status, key).ok_or(RestrictionError::Parse { what: key })
 }
 
 /// `/proc/PID/limits`: (soft, hard) per resource, in the kernel's order.
@@ -136,8 +132,8 @@ impl Restrictions {
             seccomp: status_field(&status, "Seccomp")?
                 .parse()
                 .map_err(|_| RestrictionError::Parse { what: "Seccomp" })?,
-            cap_bounding: hex(status_field(&status, "CapBnd")?, "CapBnd")?,
-            cap_ambient: hex(status_field(&status, "CapAmb")?, "CapAmb")?,
+            cap_bounding: status_mask(&status, "CapBnd")?,
+            cap_ambient: status_mask(&status, "CapAmb")?,
             umask: u32::from_str_radix(status_field(&status, "Umask")?, 8)
                 .map_err(|_| RestrictionError::Parse { what: "Umask" })?,
             rlimits: parse_limits(&read(pid, "limits")?)?,
