@@ -96,13 +96,10 @@ fn report(fd: RawFd, stage: Stage, index: usize, errno: i32) -> c_int {
     unsafe { libc::_exit(STUB_FAILURE_EXIT) }
 }
 
-fn errno() -> i32 {
+/// The calling thread's errno (also for the pre-exec child's steps in
+/// `restrictions`).
+pub(super) fn errno() -> i32 {
     io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
-}
-
-/// The calling thread's errno (for the pre-exec child's steps elsewhere).
-pub(super) fn last_errno() -> i32 {
-    errno()
 }
 
 /// Place the fds through CLOEXEC copies above every target, so no placement

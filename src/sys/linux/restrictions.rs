@@ -311,7 +311,7 @@ impl ChildRestrictions {
     /// Apply everything that needs our privileges (before the credentials
     /// change). In the vfork child: no allocation. `Err((step, errno))`.
     pub(super) fn apply_privileged(&self) -> Result<(), (u32, i32)> {
-        let fail = |step: u32| Err((step, super::process::last_errno()));
+        let fail = |step: u32| Err((step, super::process::errno()));
         for fd in &self.cgroup_procs {
             // SAFETY: writing a static buffer to an fd we hold.
             if unsafe { libc::write(fd.as_fd().as_raw_fd(), b"0\n".as_ptr().cast(), 2) } < 0 {
@@ -369,7 +369,7 @@ impl ChildRestrictions {
     pub(super) fn apply_last(&self) -> Result<(), (u32, i32)> {
         // SAFETY: prctl with integer arguments.
         if self.no_new_privs && unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } < 0 {
-            return Err((7, super::process::last_errno()));
+            return Err((7, super::process::errno()));
         }
         Ok(())
     }
