@@ -272,7 +272,7 @@ impl Acceptor {
                 return None;
             }
         };
-        let (code, message) = if uid != who.own_uid && !who.allowed.contains(&uid) {
+        let (code, message) = if !super::peer::admits(uid, who.own_uid, who.allowed) {
             (ErrorCode::PeerRefused, format!("uid {uid} may not use this zygote (daemon uid {})", who.own_uid))
         } else {
             match who.caps.admit(uid) {

@@ -27,11 +27,6 @@ impl Peer {
         Ok(Peer { pid, pidfd, uid: cred.uid.as_raw(), gid: cred.gid.as_raw(), groups: groups_of(pid) })
     }
 
-    /// May this peer connect? Its uid is the daemon's or allow-listed.
-    pub fn admitted(&self, own_uid: u32, allowed: &[u32]) -> bool {
-        self.uid == own_uid || allowed.contains(&self.uid)
-    }
-
     /// Can this peer read `file` through the fd it passed? Its open proved
     /// read access only if the fd was opened for reading: an `O_PATH` fd
     /// (which execute-only files allow) or a write-only one proves nothing,
@@ -69,6 +64,12 @@ impl Peer {
     }
 }
 
+/// May `uid` use a daemon run by `own_uid`? Its uid is the daemon's or
+/// allow-listed. (Decided once per connection, in the accept loop.)
+pub fn admits(uid: u32, own_uid: u32, allowed: &[u32]) -> bool {
+    uid == own_uid || allowed.contains(&uid)
+}
+
 fn groups_of(pid: i32) -> Vec<u32> {
     let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
         return Vec::new();
@@ -89,9 +90,9 @@ mod tests {
         let p = Peer::of(a.as_fd()).unwrap();
         assert_eq!(p.pid, std::process::id() as i32);
         assert_eq!(p.uid, rustix::process::getuid().as_raw());
-        assert!(p.admitted(p.uid, &[]));
-        assert!(!p.admitted(p.uid.wrapping_add(1), &[]));
-        assert!(p.admitted(p.uid.wrapping_add(1), &[p.uid]));
+        assert!(admits(p.uid, p.uid, &[]));
+        assert!(!admits(p.uid, p.uid.wrapping_add(1), &[]));
+        assert!(admits(p.uid, p.uid.wrapping_add(1), &[p.uid]));
         let sh = std::fs::File::open("/bin/sh").unwrap();
         assert!(p.may_execute(&sh).unwrap());
         let passwd = std::fs::File::open("/etc/passwd").unwrap();

@@ -451,16 +451,12 @@ async fn connection(state: Arc<State>, stream: tokio::net::UnixStream, _permit: 
         }
     };
     let session = Arc::new(Session { children: Mutex::new(HashMap::new()) });
+    // The accept loop admitted its uid (`Acceptor::admit`): a socket's peer
+    // credentials and the allow-list do not change.
     match peer {
-        Ok(peer) if peer.admitted(state.own_uid, &state.config.allowed_uids) => {
+        Ok(peer) => {
             let span = tracing::debug_span!("conn", peer_pid = peer.pid, peer_uid = peer.uid);
             let _ = tracing::Instrument::instrument(serve_conn(&state, &conn, &peer, &session), span).await;
-        }
-        Ok(peer) => {
-            // The accept loop refuses such peers; this is a second check.
-            tracing::warn!(uid = peer.uid, pid = peer.pid, "refused a peer");
-            let msg = format!("uid {} may not use this zygote (daemon uid {})", peer.uid, state.own_uid);
-            let _ = conn.send(&error(ErrorCode::PeerRefused, msg), &[]).await;
         }
         Err(e) => tracing::warn!("SO_PEERCRED: {e}"),
     }
