@@ -87,13 +87,11 @@ impl Dir {
     }
     /// A daemon (as root) that admits uid 65534.
     fn daemon(&self, config: serde_json::Value) -> Daemon {
-        let mut v: serde_json::Value = serde_json::from_str(zygote::config::DEFAULT_CONFIG).expect("config");
-        v["allowed_uids"] = serde_json::json!([NOBODY]);
+        let mut changes = serde_json::json!({ "allowed_uids": [NOBODY] });
         for (k, val) in config.as_object().expect("object") {
-            v[k] = val.clone();
+            changes[k] = val.clone();
         }
-        let cfg = self.path("config.json");
-        fs::write(&cfg, serde_json::to_vec(&v).expect("json")).expect("write config");
+        let cfg = write_config(&self.path("config.json"), changes);
         Daemon::start(&self.socket(), &["--config".as_ref(), cfg.as_os_str()])
     }
     /// `zygote spawn` of `prog` through the daemon, run as `uid` with `setup`
@@ -421,10 +419,7 @@ fn stdio_not_passed_is_dev_null() {
 #[test]
 fn a_daemon_that_is_not_root_refuses_allowed_uids() {
     let dir = Dir::new();
-    let cfg = dir.path("foreign.json");
-    let mut v: serde_json::Value = serde_json::from_str(zygote::config::DEFAULT_CONFIG).expect("config");
-    v["allowed_uids"] = serde_json::json!([0]);
-    fs::write(&cfg, serde_json::to_vec(&v).expect("json")).expect("write config");
+    let cfg = write_config(&dir.path("foreign.json"), serde_json::json!({ "allowed_uids": [0] }));
     let exe = dir.copy(Path::new(zygote_bin()), "zygote", 0o755);
     let mut cmd = Command::new(exe);
     cmd.arg("daemon").arg("--config").arg(&cfg).arg("--socket").arg(dir.path("nobody.sock"));

@@ -201,14 +201,8 @@ fn wait_output(child: std::process::Child) -> std::process::Output {
 
 /// A configuration file: the shipped defaults with `changes` applied.
 fn config_file(dir: &TempDir, changes: serde_json::Value) -> PathBuf {
-    let mut v: serde_json::Value = serde_json::from_str(zygote::config::DEFAULT_CONFIG).expect("default config");
-    for (k, val) in changes.as_object().expect("changes object") {
-        v[k] = val.clone();
-    }
     static N: AtomicUsize = AtomicUsize::new(0);
-    let p = dir.path(&format!("config-{}.json", N.fetch_add(1, Ordering::Relaxed)));
-    fs::write(&p, serde_json::to_vec_pretty(&v).expect("encode config")).expect("write config");
-    p
+    write_config(&dir.path(&format!("config-{}.json", N.fetch_add(1, Ordering::Relaxed))), changes)
 }
 
 fn mode_of(p: &Path) -> u32 {

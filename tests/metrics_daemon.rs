@@ -34,20 +34,16 @@ impl TestDaemon {
         let socket = dir.join("z.sock");
         let log = dir.join("daemon.log");
         let port = free_port();
-        let config = dir.join("zygote.json");
-        // The shipped defaults (every field is required), with these changes.
-        let mut cfg: serde_json::Value = serde_json::from_str(zygote::config::DEFAULT_CONFIG).expect("default config");
-        for (k, v) in [
-            ("cache_max_entries", serde_json::json!(64)),
-            ("cache_max_bytes", serde_json::json!(1u64 << 30)),
-            ("socket_path", serde_json::json!(socket)),
-            ("log_filter", serde_json::json!("warn")),
-            ("metrics_port", serde_json::json!(port)),
-            ("prestarted_launchers", serde_json::json!(4)),
-        ] {
-            cfg[k] = v;
-        }
-        fs::write(&config, cfg.to_string()).expect("write config");
+        // The shipped defaults with these changes.
+        let changes = serde_json::json!({
+            "cache_max_entries": 64,
+            "cache_max_bytes": 1u64 << 30,
+            "socket_path": socket,
+            "log_filter": "warn",
+            "metrics_port": port,
+            "prestarted_launchers": 4,
+        });
+        let config = write_config(&dir.join("zygote.json"), changes);
         let child = Command::new(zygote_bin())
             .args(["daemon", "--grace-secs", "1", "--config"])
             .arg(&config)

@@ -1609,3 +1609,14 @@ pub fn cached_clear_env_image(z: &Zygote, prog: &Path) -> std::sync::Arc<zygote:
 
 /// One run's arguments (after argv[0]) and environment.
 pub type ArgsEnv<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>);
+
+/// A daemon configuration file at `path`: the shipped defaults (every field
+/// is required) with `changes` (an object of fields) applied.
+pub fn write_config(path: &Path, changes: serde_json::Value) -> PathBuf {
+    let mut v: serde_json::Value = serde_json::from_str(zygote::config::DEFAULT_CONFIG).expect("default config");
+    for (k, val) in changes.as_object().expect("changes object") {
+        v[k] = val.clone();
+    }
+    fs::write(path, serde_json::to_vec_pretty(&v).expect("encode config")).expect("write config");
+    path.to_path_buf()
+}
