@@ -16,7 +16,7 @@ pub mod prototype;
 pub mod relocate;
 
 use std::fmt;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{BorrowedFd, OwnedFd};
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -166,10 +166,6 @@ impl Image {
     /// The path the image was prepared from.
     pub fn path(&self) -> &Path {
         &self.path
-    }
-    /// The program file.
-    pub fn file(&self) -> BorrowedFd<'_> {
-        self.files[0].fd.as_fd()
     }
     /// The program file's identity when the image was prepared.
     pub fn identity(&self) -> &FileIdentity {
