@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use zygote::{CacheConfig, SpawnRequest, Zygote};
+use zygote_core::CacheConfig;
+use zygote_linux::{SpawnRequest, Zygote};
 
 #[derive(Parser)]
 #[command(name = "zygote", version, about = "Start programs from cached, fully relocated, sealed images")]
@@ -156,10 +157,10 @@ struct StatsArgs {
 #[derive(Args)]
 struct BenchArgs {
     /// Timed rounds; each round starts the program once per method.
-    #[arg(long, default_value_t = zygote::bench::DEFAULT_ITERATIONS)]
+    #[arg(long, default_value_t = zygote_tools::bench::DEFAULT_ITERATIONS)]
     iterations: usize,
     /// Untimed warm-up rounds before the timed ones.
-    #[arg(long, default_value_t = zygote::bench::DEFAULT_WARMUP)]
+    #[arg(long, default_value_t = zygote_tools::bench::DEFAULT_WARMUP)]
     warmup: usize,
     /// Print the report as JSON on stdout; the table then goes to stderr.
     #[arg(long)]
@@ -168,7 +169,7 @@ struct BenchArgs {
     cache: CacheArgs,
     /// Idle pre-started launchers to keep, one per recently spawned image (0:
     /// exec the stub on every spawn). Their warm-up is timed with the spawn.
-    #[arg(long, default_value_t = zygote::spawn::DEFAULT_PRESTARTED)]
+    #[arg(long, default_value_t = zygote_linux::spawn::DEFAULT_PRESTARTED)]
     prestarted: usize,
     /// Programs and their arguments, separated by `::`: PROGRAM [ARGS] [:: PROGRAM [ARGS]]...
     #[arg(trailing_var_arg = true, required = true, value_name = "PROGRAM ARGS")]
@@ -180,16 +181,16 @@ struct BenchDaemonArgs {
     #[command(flatten)]
     socket: SocketArg,
     /// Concurrent clients (threads, each with its own daemon connection).
-    #[arg(long, default_value_t = zygote::bench_daemon::DEFAULT_CLIENTS)]
+    #[arg(long, default_value_t = zygote_tools::bench_daemon::DEFAULT_CLIENTS)]
     clients: usize,
     /// Timed spawn-and-wait rounds per client and per method.
-    #[arg(long, default_value_t = zygote::bench_daemon::DEFAULT_SPAWNS_PER_CLIENT)]
+    #[arg(long, default_value_t = zygote_tools::bench_daemon::DEFAULT_SPAWNS_PER_CLIENT)]
     spawns: usize,
     /// Untimed rounds per client and per method before the timed ones.
-    #[arg(long, default_value_t = zygote::bench_daemon::DEFAULT_WARMUP)]
+    #[arg(long, default_value_t = zygote_tools::bench_daemon::DEFAULT_WARMUP)]
     warmup: usize,
     /// Timed blocks per method; the methods alternate block by block (ABBA).
-    #[arg(long, default_value_t = zygote::bench_daemon::DEFAULT_BLOCKS)]
+    #[arg(long, default_value_t = zygote_tools::bench_daemon::DEFAULT_BLOCKS)]
     blocks: usize,
     /// Print the report as JSON on stdout; the table then goes to stderr.
     #[arg(long)]
@@ -205,22 +206,22 @@ struct ExperimentArgs {
     #[arg(long)]
     instances: usize,
     /// Instances added per step (K): the counts measured are 1, K, 2K, ... and N.
-    #[arg(long, default_value_t = zygote::experiment::DEFAULT_STEP)]
+    #[arg(long, default_value_t = zygote_tools::experiment::DEFAULT_STEP)]
     step: usize,
     /// Report directory: report.json, pss.svg and pss.png.
-    #[arg(long, default_value = zygote::experiment::DEFAULT_OUT_DIR)]
+    #[arg(long, default_value = zygote_tools::experiment::DEFAULT_OUT_DIR)]
     out: PathBuf,
     /// An instance is ready once it prints a line starting with TEXT on its stdout.
     #[arg(long, value_name = "TEXT")]
     ready_line: Option<String>,
     /// Without --ready-line: milliseconds to wait after the last spawn of a step.
-    #[arg(long, default_value_t = zygote::experiment::DEFAULT_SETTLE_MS)]
+    #[arg(long, default_value_t = zygote_tools::experiment::DEFAULT_SETTLE_MS)]
     settle_ms: u64,
     /// With --ready-line: seconds an instance may take to print it.
-    #[arg(long, default_value_t = zygote::experiment::DEFAULT_READY_TIMEOUT_SECS)]
+    #[arg(long, default_value_t = zygote_tools::experiment::DEFAULT_READY_TIMEOUT_SECS)]
     ready_timeout_secs: u64,
     /// TrueType font for the charts' text.
-    #[arg(long, default_value = zygote::experiment::DEFAULT_FONT)]
+    #[arg(long, default_value = zygote_tools::experiment::DEFAULT_FONT)]
     font: PathBuf,
     /// Print the report as JSON on stdout; the table then goes to stderr.
     #[arg(long)]
@@ -236,10 +237,10 @@ struct StressArgs {
     #[arg(long)]
     socket: Option<PathBuf>,
     /// Concurrent clients (threads, each with its own connection).
-    #[arg(long, default_value_t = zygote::stress::DEFAULT_CLIENTS)]
+    #[arg(long, default_value_t = zygote_tools::stress::DEFAULT_CLIENTS)]
     clients: usize,
     /// Spawn-and-wait rounds per client.
-    #[arg(long, default_value_t = zygote::stress::DEFAULT_SPAWNS_PER_CLIENT)]
+    #[arg(long, default_value_t = zygote_tools::stress::DEFAULT_SPAWNS_PER_CLIENT)]
     spawns: usize,
     /// Programs, comma-separated, each `PATH [ARG...]` split on spaces (`\,`, `\ `, `\\` escape).
     #[arg(long, value_name = "LIST")]
@@ -314,7 +315,7 @@ fn init_logging(flag: Option<&str>, default: &str) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if !matches!(cli.command, Command::Daemon(_)) {
-        zygote::sys::linux::default_sigpipe();
+        zygote_linux::process::default_sigpipe();
     }
     let code = match cli.command {
         Command::Daemon(a) => daemon(a, cli.log.as_deref()),
@@ -529,7 +530,7 @@ fn bench(a: BenchArgs) -> i32 {
     };
     zygote.set_prestarted(a.prestarted);
     // One program, or a set separated by `::`, each measured in turn.
-    let programs = match zygote::bench_daemon::split_programs(a.command) {
+    let programs = match zygote_tools::bench_daemon::split_programs(a.command) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("zygote: {e}");
@@ -538,13 +539,13 @@ fn bench(a: BenchArgs) -> i32 {
     };
     let mut reports = Vec::new();
     for (program, args) in programs {
-        let opts = zygote::bench::BenchOptions {
+        let opts = zygote_tools::bench::BenchOptions {
             program: program.into_os_string(),
             args,
             iterations: a.iterations,
             warmup: a.warmup,
         };
-        match zygote::bench::run(&opts, &zygote) {
+        match zygote_tools::bench::run(&opts, &zygote) {
             Ok(r) => reports.push(r),
             Err(e) => {
                 eprintln!("zygote: {e}");
@@ -566,14 +567,14 @@ fn bench(a: BenchArgs) -> i32 {
 }
 
 fn bench_daemon(a: BenchDaemonArgs) -> i32 {
-    let programs = match zygote::bench_daemon::split_programs(a.command) {
+    let programs = match zygote_tools::bench_daemon::split_programs(a.command) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("zygote: {e}");
             return e.exit_code();
         }
     };
-    let opts = zygote::bench_daemon::DaemonBenchOptions {
+    let opts = zygote_tools::bench_daemon::DaemonBenchOptions {
         socket: a.socket.path(),
         programs,
         clients: a.clients,
@@ -581,7 +582,7 @@ fn bench_daemon(a: BenchDaemonArgs) -> i32 {
         warmup: a.warmup,
         blocks: a.blocks,
     };
-    let report = match zygote::bench_daemon::run(&opts) {
+    let report = match zygote_tools::bench_daemon::run(&opts) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("zygote: {e}");
@@ -600,7 +601,7 @@ fn experiment(a: ExperimentArgs) -> i32 {
         eprintln!("zygote: no program given");
         return 2;
     };
-    let opts = zygote::experiment::ExperimentOptions {
+    let opts = zygote_tools::experiment::ExperimentOptions {
         program,
         args: it.collect(),
         instances: a.instances,
@@ -611,7 +612,7 @@ fn experiment(a: ExperimentArgs) -> i32 {
         ready_timeout: std::time::Duration::from_secs(a.ready_timeout_secs),
         font: a.font,
     };
-    let report = match zygote::experiment::run(&opts) {
+    let report = match zygote_tools::experiment::run(&opts) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("zygote: {e}");
@@ -625,21 +626,21 @@ fn experiment(a: ExperimentArgs) -> i32 {
 }
 
 fn stress(a: StressArgs) -> i32 {
-    let programs = match zygote::stress::parse_programs(&a.programs) {
+    let programs = match zygote_tools::stress::parse_programs(&a.programs) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("zygote: {e}");
             return e.exit_code();
         }
     };
-    let opts = zygote::stress::StressOptions {
+    let opts = zygote_tools::stress::StressOptions {
         socket: a.socket,
         programs,
         clients: a.clients,
         spawns_per_client: a.spawns,
         cache_entries: a.cache_entries,
     };
-    let report = match zygote::stress::run(&opts) {
+    let report = match zygote_tools::stress::run(&opts) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("zygote: {e}");

@@ -4,15 +4,16 @@
 //! environment and directory), opens it (proof of read access) and passes the
 //! fd, its stdin, stdout and stderr to the daemon.
 
-use crate::experiment::human_bytes;
 use std::ffi::{OsStr, OsString};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use zygote_core::metrics::human_bytes;
 
 use crate::service::client::{Client, ClientError};
 use crate::service::message::{DaemonStats, Request, Response, SpawnArgs};
-use crate::spawn::resolve::{self, ResolveError};
+use zygote_core::exec::ResolveError;
+use zygote_linux::exec as resolve;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RemoteError {
@@ -99,9 +100,9 @@ pub fn spawn(cmd: SpawnCommand) -> Result<i32, RemoteError> {
     // Signals to relay stay pending from here on, so none is lost (or kills
     // us) before the child exists; they are passed on once it does.
     let sigs = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
-    let old_mask = crate::sys::linux::process::block_signals(&sigs).map_err(ClientError::Io)?;
+    let old_mask = zygote_linux::process::block_signals(&sigs).map_err(ClientError::Io)?;
     let result = spawn_blocked(&cmd.socket, cmd.no_wait, args, exe, &sigs);
-    crate::sys::linux::process::restore_signals(&old_mask);
+    zygote_linux::process::restore_signals(&old_mask);
     result
 }
 
@@ -126,8 +127,7 @@ fn spawn_blocked(
     let pidfd = reply_fds.into_iter().next().ok_or_else(|| ClientError::Protocol("Spawned without a pidfd".into()))?;
     client.send(&Request::Wait { pid }, &[])?;
     // Our child lives in the daemon's process group: pass every signal on.
-    crate::sys::linux::process::relay_signals_until(client.socket(), pidfd.as_fd(), sigs, false)
-        .map_err(ClientError::Io)?;
+    zygote_linux::process::relay_signals_until(client.socket(), pidfd.as_fd(), sigs, false).map_err(ClientError::Io)?;
     match client.recv()? {
         (Response::Exited { code: Some(c), .. }, _) => Ok(c),
         (Response::Exited { signal: Some(s), .. }, _) => Ok(128 + s),
@@ -198,7 +198,7 @@ pub fn stats_as(socket: &Path, format: StatsFormat) -> Result<i32, RemoteError> 
     };
     match format {
         StatsFormat::Json => println!("{}", serde_json::to_string_pretty(&stats).unwrap_or_default()),
-        StatsFormat::Prometheus => print!("{}", crate::metrics::openmetrics::render(&stats)),
+        StatsFormat::Prometheus => print!("{}", zygote_core::metrics::openmetrics::render(&stats)),
         StatsFormat::Table => print!("{}", stats_table(&stats)),
     }
     Ok(0)

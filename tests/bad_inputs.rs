@@ -11,7 +11,7 @@ mod common;
 use common::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use zygote::SpawnRequest;
+use zygote_linux::SpawnRequest;
 
 struct Bad {
     name: &'static str,

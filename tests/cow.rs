@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use zygote::{ExitStatus, SpawnRequest};
+use zygote_linux::{ExitStatus, SpawnRequest};
 
 #[test]
 fn ten_spawns_from_one_image_see_pristine_data() {

@@ -142,7 +142,7 @@ fn second_spawn_from_the_cache_sees_pristine_objects() {
     let direct = direct_run(prog, &["again"], &[], true);
     let z = new_zygote();
     for round in 0..2 {
-        let req = zygote::SpawnRequest::new(prog.as_os_str()).arg("again").env_clear();
+        let req = zygote_linux::SpawnRequest::new(prog.as_os_str()).arg("again").env_clear();
         let (_, out) = lib_run(&z, req);
         assert_eq!(
             out, direct,
@@ -152,6 +152,6 @@ fn second_spawn_from_the_cache_sees_pristine_objects() {
     let s = z.stats();
     assert_eq!((s.misses, s.hits, s.builds), (1, 1, 1), "{}", stats_line(&s));
     let img = cached_clear_env_image(&z, prog);
-    assert_eq!(img.kind(), zygote::elf::ProgramKind::Dynamic);
+    assert_eq!(img.kind(), zygote_core::elf::ProgramKind::Dynamic);
     assert_eq!(img.fallback(), None);
 }

@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use std::collections::HashSet;
-use zygote::SpawnRequest;
+use zygote_linux::SpawnRequest;
 
 const THREADS: usize = 4;
 const PER_THREAD: usize = 25;
@@ -41,5 +41,5 @@ fn concurrent_spawns_share_one_image_and_not_their_canaries() {
     assert_eq!(s.builds, 1, "one prototype build for all concurrent spawns: {}", stats_line(&s));
     assert_eq!(s.hits + s.misses, (THREADS * PER_THREAD) as u64, "{}", stats_line(&s));
     let img = cached_clear_env_image(&z, &prog);
-    assert_eq!((img.kind(), img.fallback()), (zygote::elf::ProgramKind::Dynamic, None));
+    assert_eq!((img.kind(), img.fallback()), (zygote_core::elf::ProgramKind::Dynamic, None));
 }

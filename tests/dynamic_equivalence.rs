@@ -13,7 +13,7 @@ mod common;
 
 use common::*;
 use std::path::{Path, PathBuf};
-use zygote::SpawnRequest;
+use zygote_linux::SpawnRequest;
 
 const PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
@@ -184,7 +184,7 @@ fn showme_library_argv0() {
     assert_eq!((s.misses, s.builds), (1, 1), "one image for both spawns: {}", stats_line(&s));
     let images = z.cache().images();
     assert_eq!(images.len(), 1, "one cached image");
-    assert_eq!(images[0].kind(), zygote::elf::ProgramKind::Dynamic);
+    assert_eq!(images[0].kind(), zygote_core::elf::ProgramKind::Dynamic);
     assert_eq!(images[0].fallback(), None, "showme must be restored, not exec'd");
 }
 

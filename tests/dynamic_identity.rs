@@ -14,7 +14,7 @@ use common::*;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use zygote::SpawnRequest;
+use zygote_linux::SpawnRequest;
 
 fn canary_prog() -> PathBuf {
     cc_cached(&dyn_src("canary.c"), "canary", &["-O1"], &[])
@@ -53,7 +53,7 @@ fn stack_canary_differs_between_spawns_from_one_image() {
     let s = z.stats();
     assert_eq!((s.misses, s.builds, s.hits), (1, 1, 2), "three spawns from one image: {}", stats_line(&s));
     let img = cached_clear_env_image(&z, &prog);
-    assert_eq!(img.kind(), zygote::elf::ProgramKind::Dynamic);
+    assert_eq!(img.kind(), zygote_core::elf::ProgramKind::Dynamic);
     assert_eq!(img.fallback(), None, "the canary program must be restored, not exec'd");
 
     for (i, c) in canaries.iter().enumerate() {
@@ -71,7 +71,7 @@ fn canonical(p: &Path) -> PathBuf {
 
 /// Spawn `exe wait` from `path` via the library; once it printed "ready",
 /// /proc/PID/exe (seen from outside and from inside) must name `want`.
-fn check_exe_of_live_child(z: &zygote::Zygote, path: &Path, want: &Path) {
+fn check_exe_of_live_child(z: &zygote_linux::Zygote, path: &Path, want: &Path) {
     let req = SpawnRequest::new(path.as_os_str()).arg("wait").env_clear().env("X", "live");
     let (mut child, mut stdin) = LiveChild::spawn_with_stdin(z, req);
     let pid = child.guard.pid();
@@ -118,7 +118,7 @@ fn proc_exe_names_the_program_with_the_capability() {
     let s = z.stats();
     assert_eq!(s.builds, 1, "one image for both paths: {}", stats_line(&s));
     let img = cached_clear_env_image(&z, &prog);
-    assert_eq!((img.kind(), img.fallback()), (zygote::elf::ProgramKind::Dynamic, None));
+    assert_eq!((img.kind(), img.fallback()), (zygote_core::elf::ProgramKind::Dynamic, None));
 
     // The CLI too.
     let run = zygote_run_stats(&prog, &["cli"], &[("X", "1")], true);

@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use zygote::SpawnRequest;
+use zygote_linux::SpawnRequest;
 
 /// Build libv.c with ZT_VERSION=`version` into `out`.
 fn build_libv(version: u32, out: &Path) {
@@ -25,7 +25,7 @@ fn setup() -> (PathBuf, PathBuf) {
     (dir, prog)
 }
 
-fn expect_version(z: &zygote::Zygote, prog: &Path, v: u32, what: &str) {
+fn expect_version(z: &zygote_linux::Zygote, prog: &Path, v: u32, what: &str) {
     let (st, out) = lib_run(z, SpawnRequest::new(prog.as_os_str()).env_clear());
     assert_eq!(
         out,
@@ -48,7 +48,7 @@ fn renamed_library_rebuilds_image_and_running_processes_keep_the_old_one() {
     let s = z.stats();
     assert_eq!((s.misses, s.builds), (1, 1), "{}", stats_line(&s));
     let img = cached_clear_env_image(&z, &prog);
-    assert_eq!((img.kind(), img.fallback()), (zygote::elf::ProgramKind::Dynamic, None), "restored, not exec'd");
+    assert_eq!((img.kind(), img.fallback()), (zygote_core::elf::ProgramKind::Dynamic, None), "restored, not exec'd");
     drop(img);
 
     // A cache hit while nothing changed.
@@ -65,7 +65,7 @@ fn renamed_library_rebuilds_image_and_running_processes_keep_the_old_one() {
     let s = z.stats();
     assert_eq!((s.misses, s.builds), (2, 2), "the replaced library makes the image rebuild: {}", stats_line(&s));
     let img = cached_clear_env_image(&z, &prog);
-    assert_eq!((img.kind(), img.fallback()), (zygote::elf::ProgramKind::Dynamic, None), "rebuilt image restored");
+    assert_eq!((img.kind(), img.fallback()), (zygote_core::elf::ProgramKind::Dynamic, None), "rebuilt image restored");
     drop(img);
 
     // The new image is cached and valid.

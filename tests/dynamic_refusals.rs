@@ -10,7 +10,7 @@ mod common;
 use common::*;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-use zygote::SpawnRequest;
+use zygote_linux::SpawnRequest;
 
 struct Built {
     thread: PathBuf,
@@ -63,7 +63,7 @@ fn check_refused(prog: &Path, reason_part: &str, report_line: &str) {
     let s = z.stats();
     assert_eq!((s.misses, s.builds, s.hits), (1, 1, 1), "the refusal is cached: {}", stats_line(&s));
     let img = cached_clear_env_image(&z, prog);
-    assert_eq!(img.kind(), zygote::elf::ProgramKind::Dynamic);
+    assert_eq!(img.kind(), zygote_core::elf::ProgramKind::Dynamic);
     let reason = img.fallback().unwrap_or_else(|| panic!("{}: Image::fallback() is None", prog.display()));
     assert!(reason.contains(reason_part), "Image::fallback() = {reason:?}");
 }

@@ -14,7 +14,7 @@ mod common;
 use common::*;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-use zygote::SpawnRequest;
+use zygote_linux::SpawnRequest;
 
 fn perturb() -> PathBuf {
     cc_cached(&dyn_src("perturb.c"), "perturb", &["-O0"], &[])

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use zygote::{ExitStatus, SpawnRequest};
+use zygote_linux::{ExitStatus, SpawnRequest};
 
 #[test]
 fn eviction_with_live_processes() {

@@ -8,7 +8,7 @@ mod common;
 
 use common::*;
 use std::os::fd::OwnedFd;
-use zygote::SpawnRequest;
+use zygote_linux::SpawnRequest;
 
 #[test]
 fn child_gets_exactly_the_passed_fds() {

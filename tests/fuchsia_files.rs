@@ -347,7 +347,7 @@ fn fidl_methods_are_the_linux_requests() {
     let linux: BTreeSet<&str> = Request::METHODS.into_iter().collect();
     assert_eq!(
         unique, linux,
-        "the methods of protocol {PROTOCOL} in {FIDL} and Request::METHODS in src/service/message.rs differ"
+        "the methods of protocol {PROTOCOL} in {FIDL} and Request::METHODS in crates/protocol/src/message.rs differ"
     );
 }
 
@@ -381,7 +381,7 @@ fn fidl_fields_are_the_linux_fields() {
         assert_eq!(
             sorted(members(fidl.type_body(fidl_type))),
             sorted(rust),
-            "{FIDL}: the fields of {fidl_type} differ from the Rust struct in src/service/message.rs"
+            "{FIDL}: the fields of {fidl_type} differ from the Rust struct in crates/protocol/src/message.rs"
         );
     }
 
@@ -854,7 +854,8 @@ fn build_gn_rust_sources_are_the_crates() {
     let targets = [
         ("rustc_library", "lib", "src/lib.rs", package.clone()),
         ("rustc_binary", "bin", "src/main.rs", package.clone()),
-        ("rustc_library", "plan", "plan/src/lib.rs", package_crate_name("plan/Cargo.toml")),
+        ("rustc_library", "plan", "crates/plan/src/lib.rs", package_crate_name("crates/plan/Cargo.toml")),
+        ("rustc_library", "core", "crates/core/src/lib.rs", package_crate_name("crates/core/Cargo.toml")),
     ];
 
     let mut all_crate_files = BTreeSet::new();

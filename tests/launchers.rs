@@ -15,7 +15,8 @@ mod common;
 use common::*;
 use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
-use zygote::{CacheConfig, SpawnRequest, Zygote};
+use zygote_core::CacheConfig;
+use zygote_linux::{SpawnRequest, Zygote};
 
 fn static_prog() -> PathBuf {
     static_pie("launched.c")
@@ -250,7 +251,7 @@ fn requests_beyond_a_launcher_exec_the_stub() {
     let _ = run_counted(&z, request(&prog, &[], &[], None), false, "warm-up spawn");
     // An environment larger than a launcher takes.
     // (Each entry below the kernel's 128 KiB limit for one string.)
-    let big = "v".repeat(zygote::spawn::MAX_PRESTART_ARGS / 4);
+    let big = "v".repeat(zygote_linux::spawn::MAX_PRESTART_ARGS / 4);
     let env = [("B1", big.as_str()), ("B2", big.as_str()), ("B3", big.as_str()), ("B4", big.as_str())];
     let env = sorted_env(&env);
     let out = run_counted(&z, request(&prog, &[], &env, None), false, "huge environment");

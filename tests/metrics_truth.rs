@@ -16,9 +16,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use common::*;
-use zygote::SpawnRequest;
-use zygote::image::Image;
-use zygote::metrics::{self, ImageLayout, LiveProcess, Registry};
+use zygote_core::metrics::ImageLayout;
+use zygote_linux::Image;
+use zygote_linux::SpawnRequest;
+use zygote_linux::account::{self, LiveProcess, Registry};
+use zygote_linux::smaps::measure;
 
 const PAGE: u64 = 4096;
 /// Pages the dirtying instances write.
@@ -37,7 +39,7 @@ fn program() -> PathBuf {
     p
 }
 
-fn spawn(z: &zygote::Zygote, prog: &Path, k: &str) -> LiveChild {
+fn spawn(z: &zygote_linux::Zygote, prog: &Path, k: &str) -> LiveChild {
     let mut c = LiveChild::spawn(z, SpawnRequest::new(prog.as_os_str()).arg(k));
     c.wait_for_line("ready");
     c
@@ -81,7 +83,7 @@ fn private_dirty_is_the_pages_written_and_saved_is_rss_minus_pss() {
 
     let measure = |c: &LiveChild| {
         let child = c.guard.0.as_ref().expect("live child");
-        metrics::measure(child.pid(), Some(child.pidfd()), &layout)
+        measure(child.pid(), Some(child.pidfd()), &layout)
             .unwrap_or_else(|e| panic!("measure {}: {e}", child.pid()))
             .unwrap_or_else(|| panic!("pid {} is alive but measured as gone", child.pid()))
     };
@@ -124,7 +126,7 @@ fn private_dirty_is_the_pages_written_and_saved_is_rss_minus_pss() {
     let mut attempts = Vec::new();
     for _ in 0..10 {
         let before: Vec<_> = pids.iter().map(|&p| raw(p, &image)).collect();
-        let r = metrics::report(std::slice::from_ref(&image), &registry.snapshot());
+        let r = account::report(std::slice::from_ref(&image), &registry.snapshot());
         let after: Vec<_> = pids.iter().map(|&p| raw(p, &image)).collect();
         if before != after {
             attempts.push("smaps changed while measuring".to_string());
@@ -179,9 +181,9 @@ fn processes_that_exit_are_skipped() {
     let p = live(&c, &image);
     let pid = p.pid;
     registry.insert(p.clone());
-    let alive = metrics::measure(pid, Some(p.pidfd.as_fd()), &layout).expect("measure");
+    let alive = measure(pid, Some(p.pidfd.as_fd()), &layout).expect("measure");
     assert!(alive.is_some_and(|u| u.total.rss > 0), "{alive:?}");
-    assert_eq!(metrics::report(&[], &registry.snapshot()).images[0].live_processes, 1);
+    assert_eq!(account::report(&[], &registry.snapshot()).images[0].live_processes, 1);
 
     // Dead but not reaped (a zombie: /proc/PID still exists): skipped.
     signal(c.guard.0.as_ref().expect("live"), libc::SIGKILL);
@@ -189,15 +191,15 @@ fn processes_that_exit_are_skipped() {
     let limit = rustix::event::Timespec { tv_sec: DEADLINE.as_secs() as i64, tv_nsec: 0 };
     assert_eq!(rustix::event::poll(&mut fds, Some(&limit)).expect("poll pidfd"), 1, "pid {pid} did not die");
     assert!(Path::new(&format!("/proc/{pid}")).exists(), "a zombie keeps its /proc entry");
-    assert_eq!(metrics::measure(pid, Some(p.pidfd.as_fd()), &layout).expect("measure a zombie"), None);
+    assert_eq!(measure(pid, Some(p.pidfd.as_fd()), &layout).expect("measure a zombie"), None);
 
     // Reaped: skipped too, even if the pid has been reused meanwhile.
     let st = c.guard.wait();
     assert_eq!(lib_shell_code(&st), 128 + libc::SIGKILL);
-    assert_eq!(metrics::measure(pid, Some(p.pidfd.as_fd()), &layout).expect("measure a reaped process"), None);
+    assert_eq!(measure(pid, Some(p.pidfd.as_fd()), &layout).expect("measure a reaped process"), None);
     // Its image, not among the cached ones passed in, is reported as not
     // cached, with nobody left.
-    let r = metrics::report(&[], &registry.snapshot());
+    let r = account::report(&[], &registry.snapshot());
     assert_eq!(r.images.len(), 1);
     let s = &r.images[0];
     assert!(!s.cached);

@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use std::process::Command;
-use zygote::{ExitStatus, SpawnRequest};
+use zygote_linux::{ExitStatus, SpawnRequest};
 
 #[test]
 fn cwd_library_and_cli() {

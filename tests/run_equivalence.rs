@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use std::path::Path;
-use zygote::SpawnRequest;
+use zygote_linux::SpawnRequest;
 
 struct Case {
     args: Vec<String>,
@@ -74,7 +74,7 @@ fn check_variant(variant: Variant) {
     assert_eq!((s.misses, s.hits), (1, cases().len() as u64 - 1), "{variant:?}: one image build, then cache hits");
 }
 
-fn lib_spawn(z: &zygote::Zygote, prog: &Path, args: &[&str], env: &[(&str, &str)]) -> Outcome {
+fn lib_spawn(z: &zygote_linux::Zygote, prog: &Path, args: &[&str], env: &[(&str, &str)]) -> Outcome {
     let mut req = SpawnRequest::new(prog.as_os_str()).args(args.iter().copied()).env_clear();
     for (k, v) in env {
         req = req.env(k, v);

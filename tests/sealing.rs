@@ -86,7 +86,7 @@ fn image_memfds_are_sealed() {
 
     let z = new_zygote();
     let image = z.prepare(&prog).unwrap_or_else(|e| panic!("prepare({}): {e}", prog.display()));
-    let fds = image.sealed_fds();
+    let fds: Vec<_> = image.objects().iter().map(|o| o.fd()).collect();
     assert!(!fds.is_empty(), "a static-PIE with {relocs} relocations must have at least one sealed memfd");
     assert!(image.sealed_bytes() > 0, "sealed_bytes() is 0");
     for (i, fd) in fds.iter().enumerate() {
@@ -105,7 +105,7 @@ fn image_memfds_are_sealed() {
     }
 
     // The image still spawns correctly after all that.
-    let (st, out) = lib_run(&z, zygote::SpawnRequest::new(prog.as_os_str()).arg("exit=5").env_clear());
+    let (st, out) = lib_run(&z, zygote_linux::SpawnRequest::new(prog.as_os_str()).arg("exit=5").env_clear());
     assert_eq!(lib_shell_code(&st), 5, "spawn after seal checks:\n{out}");
     assert!(out.stdout_str().contains("failures=0"), "{out}");
 }

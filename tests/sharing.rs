@@ -13,7 +13,7 @@ use common::*;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::OnceLock;
-use zygote::SpawnRequest;
+use zygote_linux::SpawnRequest;
 
 const ENTRIES: usize = 200_000;
 const TARGETS: usize = 509;

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use zygote::{ExitStatus, SpawnRequest};
+use zygote_linux::{ExitStatus, SpawnRequest};
 
 const CASES: [(&str, i32); 3] = [("abort", libc::SIGABRT), ("kill", libc::SIGKILL), ("term", libc::SIGTERM)];
 

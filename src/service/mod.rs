@@ -1,10 +1,12 @@
-//! The service: protocol messages, framing, peer checks, the Linux server and
-//! client (mini-redis style: one small module each).
+//! The Linux daemon's service (mini-redis style: one small module each): the
+//! server, peer admission, connection limits, the socket directory and the
+//! loopback metrics endpoint. Frames, messages and the client are
+//! `zygote-protocol`.
 
-pub mod client;
-pub mod frame;
+pub mod http;
 pub mod limits;
-pub mod message;
 pub mod peer;
 pub mod server;
 pub mod sockdir;
+
+pub use zygote_protocol::{client, frame, message};

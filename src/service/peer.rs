@@ -23,7 +23,7 @@ impl Peer {
     pub fn of(sock: BorrowedFd<'_>) -> std::io::Result<Self> {
         let cred = socket_peercred(sock)?;
         let pid = cred.pid.as_raw_nonzero().get();
-        let pidfd = crate::sys::linux::restrictions::peer_pidfd(sock).ok().map(Arc::new);
+        let pidfd = zygote_linux::restrictions::peer_pidfd(sock).ok().map(Arc::new);
         Ok(Peer { pid, pidfd, uid: cred.uid.as_raw(), gid: cred.gid.as_raw(), groups: groups_of(pid) })
     }
 
@@ -74,7 +74,7 @@ fn groups_of(pid: i32) -> Vec<u32> {
     let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
         return Vec::new();
     };
-    crate::sys::linux::status_field(&status, "Groups")
+    zygote_linux::procfs::status_field(&status, "Groups")
         .map(|g| g.split_whitespace().filter_map(|x| x.parse().ok()).collect())
         .unwrap_or_default()
 }

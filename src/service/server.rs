@@ -34,11 +34,13 @@ use super::message::{
 use super::peer::Peer;
 use super::sockdir::{self, SocketDirError, Strictness};
 use crate::config::Config;
-use crate::image::{ContentHash, Image, ImageKey};
-use crate::metrics::{self, LatencyHistogram, LiveProcess, Registry};
-use crate::spawn::{Child, Launch, SpawnError, StartOptions, Zygote};
-use crate::sys::linux::ExitStatus;
-use crate::sys::linux::restrictions::{ChildRestrictions, RestrictionError, Restrictions};
+use zygote_core::ExitStatus;
+use zygote_core::exec::Launch;
+use zygote_core::image::{ContentHash, ImageKey};
+use zygote_core::metrics::LatencyHistogram;
+use zygote_linux::account::{LiveProcess, Registry};
+use zygote_linux::restrictions::{ChildRestrictions, RestrictionError, Restrictions};
+use zygote_linux::{Child, Image, SpawnError, StartOptions, Zygote};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -58,7 +60,9 @@ pub enum ServerError {
     #[error("runtime: {0}")]
     Runtime(std::io::Error),
     #[error(transparent)]
-    Metrics(#[from] metrics::MetricsError),
+    Metrics(#[from] zygote_linux::smaps::MetricsError),
+    #[error(transparent)]
+    Http(#[from] super::http::HttpError),
 }
 
 /// How the daemon runs.
@@ -267,7 +271,7 @@ fn systemd_listener() -> Option<std::os::unix::net::UnixListener> {
         return None;
     }
     // fd 3 is ours by the sd_listen_fds protocol, if it is a listening socket.
-    let fd = crate::sys::linux::claim_inherited_fd(3)?;
+    let fd = zygote_linux::process::claim_inherited_fd(3)?;
     let listening = rustix::net::sockopt::socket_acceptconn(&fd).unwrap_or(false);
     if !listening {
         tracing::warn!("LISTEN_FDS is set but fd 3 is not a listening socket; ignoring it");
@@ -299,12 +303,12 @@ pub fn run(opts: ServerOptions) -> Result<(), ServerError> {
 
 async fn serve(opts: ServerOptions, activated: Option<std::os::unix::net::UnixListener>) -> Result<(), ServerError> {
     let cfg = &opts.config;
-    let cache = crate::cache::CacheConfig {
+    let cache = zygote_core::CacheConfig {
         max_entries: usize::try_from(cfg.cache_max_entries).unwrap_or(usize::MAX),
         max_bytes: cfg.cache_max_bytes,
     };
     let zygote = Arc::new(Zygote::new(cache)?);
-    let own_restrictions = Restrictions::own(crate::sys::linux::process::raise_nofile_limit())
+    let own_restrictions = Restrictions::own(zygote_linux::process::raise_nofile_limit())
         .map_err(|e| ServerError::Runtime(std::io::Error::other(e.to_string())))?;
     zygote.set_prestarted(cfg.prestarted_launchers as usize);
     for p in &cfg.preload {
@@ -316,7 +320,7 @@ async fn serve(opts: ServerOptions, activated: Option<std::os::unix::net::UnixLi
     // Before the socket exists, so that a busy port leaves nothing behind.
     let http = match cfg.metrics_port {
         0 => None,
-        port => Some(metrics::http::bind(port)?),
+        port => Some(super::http::bind(port)?),
     };
     let owned = activated.is_none();
     let std_listener = match activated {
@@ -358,9 +362,9 @@ async fn serve(opts: ServerOptions, activated: Option<std::os::unix::net::UnixLi
         let st = state.clone();
         let body = move || {
             let st = st.clone();
-            async move { metrics::openmetrics::render(&stats_blocking(st).await) }
+            async move { zygote_core::metrics::openmetrics::render(&stats_blocking(st).await) }
         };
-        tokio::spawn(metrics::http::serve(http, body, state.shutdown.clone()));
+        tokio::spawn(super::http::serve(http, body, state.shutdown.clone()));
     }
     let mut term =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(ServerError::Runtime)?;
@@ -442,7 +446,7 @@ async fn connection(state: Arc<State>, stream: tokio::net::UnixStream, _permit: 
     };
     let fd: OwnedFd = std_stream.into();
     let peer = Peer::of(fd.as_fd());
-    let conn = match crate::sys::linux::async_fd(fd) {
+    let conn = match zygote_linux::process::async_fd(fd) {
         Ok(fd) => Arc::new(Conn { fd, write_lock: tokio::sync::Mutex::new(()) }),
         Err(e) => {
             tracing::warn!("registering a connection: {e}");
@@ -466,7 +470,7 @@ async fn connection(state: Arc<State>, stream: tokio::net::UnixStream, _permit: 
     for (pid, SessionChild { status, pidfd, detached }) in children {
         if !detached && status.borrow().is_none() {
             tracing::info!(pid, "client went away: killing its child");
-            let _ = crate::sys::linux::process::pidfd_kill(pidfd.as_fd(), libc::SIGKILL);
+            let _ = zygote_linux::process::pidfd_kill(pidfd.as_fd(), libc::SIGKILL);
         }
     }
     counters.open_connections.fetch_sub(1, Ordering::Relaxed);
@@ -609,7 +613,7 @@ async fn handle(
             let creds = peer_creds(state, peer);
             let prepare = move || {
                 let creds = creds.as_ref().map(|(u, g, groups)| (*u, *g, groups.as_slice()));
-                z.prepare_fd(file.as_fd(), &path, &crate::image::prototype::Environment { loader_env: &[], creds })
+                z.prepare_fd(file.as_fd(), &path, &zygote_linux::prototype::Environment { loader_env: &[], creds })
             };
             match tokio::task::spawn_blocking(prepare).await {
                 Ok(Ok(img)) => Response::Preloaded { key: img.key().to_string(), sealed_bytes: img.sealed_bytes() },
@@ -686,9 +690,9 @@ async fn spawn(
         let z = &st.zygote;
         let env: Vec<OsString> = args.environ.into_iter().map(OsString::from_vec).collect();
         let creds = creds.as_ref().map(|(u, g, groups)| (*u, *g, groups.as_slice()));
-        let loader_env = crate::spawn::loader_env(&env);
+        let loader_env = zygote_linux::spawn::loader_env(&env);
         let image = z
-            .prepare_fd(exe.as_fd(), &path, &crate::image::prototype::Environment { loader_env: &loader_env, creds })
+            .prepare_fd(exe.as_fd(), &path, &zygote_linux::prototype::Environment { loader_env: &loader_env, creds })
             .map_err(failed)?;
         let launch = Launch {
             program: path.clone(),
@@ -698,8 +702,8 @@ async fn spawn(
         let cwd = (!args.cwd.is_empty()).then(|| PathBuf::from(OsString::from_vec(args.cwd)));
         let mut placed: Vec<(RawFd, RawFd)> = fds.iter().map(|f| f.as_raw_fd()).zip(args.fds.iter().copied()).collect();
         // Stdio the requester did not pass is /dev/null, never the daemon's own.
-        let null = crate::sys::linux::dev_null()
-            .map_err(|source| failed(SpawnError::Internal { what: "/dev/null", source }))?;
+        let null =
+            zygote_linux::dev_null().map_err(|source| failed(SpawnError::Internal { what: "/dev/null", source }))?;
         for t in 0..3 {
             if !placed.iter().any(|p| p.1 == t) {
                 placed.push((null.as_raw_fd(), t));
@@ -777,7 +781,7 @@ fn peer_creds(state: &State, peer: &Peer) -> Option<(u32, u32, Vec<u32>)> {
 /// pid cannot have been reused.
 async fn reap(state: Arc<State>, mut child: Child, tx: watch::Sender<Option<ExitStatus>>) {
     let pid = child.pid();
-    let status = match child.pidfd().try_clone_to_owned().map(crate::sys::linux::async_fd) {
+    let status = match child.pidfd().try_clone_to_owned().map(zygote_linux::process::async_fd) {
         Ok(Ok(afd)) => {
             let _ = afd.readable().await;
             state.live.remove(pid);
@@ -858,7 +862,7 @@ fn stats_counters(state: &State) -> DaemonStats {
 
 /// Counters, latency, and every image with its live processes measured.
 fn stats(state: &State) -> DaemonStats {
-    let report = metrics::report(&state.zygote.cache().images(), &state.live.snapshot());
+    let report = zygote_linux::account::report(&state.zygote.cache().images(), &state.live.snapshot());
     DaemonStats {
         images: report.images,
         memory: Box::new(report.memory),

@@ -19,7 +19,7 @@ use std::sync::{Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use zygote::{Child, ExitStatus, SpawnRequest, Zygote};
+use zygote_linux::{Child, ExitStatus, SpawnRequest, Zygote};
 
 /// Safety deadline for anything that should finish quickly. Never used to
 /// assert speed: only to turn a hang into a clear failure.
@@ -428,7 +428,7 @@ pub fn direct_run(prog: &Path, args: &[&str], env: &[(&str, &str)], clear_env: b
 
 /// A new `Zygote` with the default cache configuration.
 pub fn new_zygote() -> Zygote {
-    Zygote::new(zygote::CacheConfig::default()).expect("Zygote::new(CacheConfig::default())")
+    Zygote::new(zygote_core::CacheConfig::default()).expect("Zygote::new(CacheConfig::default())")
 }
 
 /// Kills (SIGKILL) and reaps a library child on drop unless it was waited for.
@@ -743,7 +743,7 @@ pub fn smaps(pid: i32) -> Vec<SmapsEntry> {
 }
 
 /// One-line summary of cache statistics for assertion messages.
-pub fn stats_line(s: &zygote::CacheStats) -> String {
+pub fn stats_line(s: &zygote_core::CacheStats) -> String {
     format!(
         "entries={} bytes={} max_entries={} max_bytes={} hits={} misses={} evictions={} builds={}",
         s.entries, s.bytes, s.max_entries, s.max_bytes, s.hits, s.misses, s.evictions, s.builds
@@ -1590,10 +1590,10 @@ impl LiveChild {
 /// (`Zygote::prepare` would key on this test process's environment, where
 /// cargo sets LD_LIBRARY_PATH.) Panics unless it is a cache hit, so it is the
 /// very image those spawns used.
-pub fn cached_clear_env_image(z: &Zygote, prog: &Path) -> std::sync::Arc<zygote::image::Image> {
+pub fn cached_clear_env_image(z: &Zygote, prog: &Path) -> std::sync::Arc<zygote_linux::Image> {
     let before = z.stats();
     let img = z
-        .prepare_for(prog, &zygote::image::prototype::Environment { loader_env: &[], creds: None })
+        .prepare_for(prog, &zygote_linux::prototype::Environment { loader_env: &[], creds: None })
         .unwrap_or_else(|e| panic!("prepare_for({}): {e}", prog.display()));
     let after = z.stats();
     assert_eq!(

@@ -1,0 +1,176 @@
+//! The image cache: LRU by key, bounded by entry count and by sealed bytes,
+//! with single-flight builds.
+//!
+//! Entries are `Arc<Image<K>>`. Eviction drops only the cache's reference: a spawn
+//! in flight holds its own `Arc` (the image is pinned until the stub has mapped
+//! it), and running processes hold their mappings, which outlive every fd.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use lru::LruCache;
+
+use crate::image::{Image, ImageKey};
+use crate::kernel::Kernel;
+
+/// Cache bounds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CacheConfig {
+    pub max_entries: usize,
+    pub max_bytes: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig { max_entries: 64, max_bytes: 1 << 30 }
+    }
+}
+
+/// Counters, as reported by `zygote stats` and `--json`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CacheStats {
+    pub entries: usize,
+    pub bytes: u64,
+    pub max_entries: usize,
+    pub max_bytes: u64,
+    pub hits: u64,
+    pub misses: u64,
+    pub evictions: u64,
+    pub builds: u64,
+    pub build_nanos: u64,
+}
+
+struct Inner<K: Kernel> {
+    lru: LruCache<ImageKey, Arc<Image<K>>>,
+    bytes: u64,
+    cfg: CacheConfig,
+    stats: CacheStats,
+    /// One lock per key being built: the second asker waits for the first.
+    building: HashMap<ImageKey, Arc<Mutex<()>>>,
+}
+
+impl<K: Kernel> Inner<K> {
+    fn evict_to_bounds(&mut self) {
+        while self.lru.len() > self.cfg.max_entries || (self.bytes > self.cfg.max_bytes && !self.lru.is_empty()) {
+            if let Some((key, img)) = self.lru.pop_lru() {
+                self.bytes -= img.sealed_bytes();
+                self.stats.evictions += 1;
+                tracing::debug!(%key, bytes = img.sealed_bytes(), "evicted image");
+            }
+        }
+    }
+}
+
+pub struct Cache<K: Kernel> {
+    inner: Mutex<Inner<K>>,
+}
+
+impl<K: Kernel> Cache<K> {
+    pub fn new(cfg: CacheConfig) -> Self {
+        Cache {
+            inner: Mutex::new(Inner {
+                lru: LruCache::unbounded(),
+                bytes: 0,
+                cfg,
+                stats: CacheStats::default(),
+                building: HashMap::new(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner<K>> {
+        // Every critical section leaves Inner consistent before anything can panic.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Look up `key`, counting a hit; a miss is counted by the build that follows.
+    pub fn get(&self, key: &ImageKey) -> Option<Arc<Image<K>>> {
+        let mut inner = self.lock();
+        let img = inner.lru.get(key).cloned()?;
+        inner.stats.hits += 1;
+        Some(img)
+    }
+
+    /// Look up `key`; on a miss run `build` (once per key however many callers
+    /// ask at the same time) and insert the result.
+    pub fn get_or_build<E>(
+        &self,
+        key: ImageKey,
+        build: impl FnOnce() -> Result<Image<K>, E>,
+    ) -> Result<Arc<Image<K>>, E> {
+        let gate = {
+            let mut inner = self.lock();
+            if let Some(img) = inner.lru.get(&key).cloned() {
+                inner.stats.hits += 1;
+                return Ok(img);
+            }
+            inner.building.entry(key).or_default().clone()
+        };
+        let _building = gate.lock().unwrap_or_else(|e| e.into_inner());
+        {
+            let mut inner = self.lock();
+            if let Some(img) = inner.lru.get(&key).cloned() {
+                // Someone else built it while we waited.
+                inner.stats.hits += 1;
+                return Ok(img);
+            }
+            inner.stats.misses += 1;
+        }
+        let result = build();
+        let mut inner = self.lock();
+        inner.building.remove(&key);
+        let img = Arc::new(result?);
+        inner.stats.builds += 1;
+        inner.stats.build_nanos += u64::try_from(img.build_time().as_nanos()).unwrap_or(u64::MAX);
+        inner.bytes += img.sealed_bytes();
+        if let Some(old) = inner.lru.put(key, img.clone()) {
+            inner.bytes -= old.sealed_bytes();
+        }
+        inner.evict_to_bounds();
+        Ok(img)
+    }
+
+    /// Drop `key` if it maps to exactly `img` (a stale image found at spawn).
+    pub fn invalidate(&self, key: &ImageKey, img: &Arc<Image<K>>) -> bool {
+        let mut inner = self.lock();
+        if inner.lru.peek(key).is_some_and(|cur| Arc::ptr_eq(cur, img)) {
+            if let Some(old) = inner.lru.pop(key) {
+                inner.bytes -= old.sealed_bytes();
+                inner.stats.evictions += 1;
+            }
+            return true;
+        }
+        false
+    }
+
+    /// Remove an entry explicitly.
+    pub fn remove(&self, key: &ImageKey) -> Option<Arc<Image<K>>> {
+        let mut inner = self.lock();
+        let old = inner.lru.pop(key)?;
+        inner.bytes -= old.sealed_bytes();
+        inner.stats.evictions += 1;
+        Some(old)
+    }
+
+    pub fn set_limits(&self, cfg: CacheConfig) {
+        let mut inner = self.lock();
+        inner.cfg = cfg;
+        inner.evict_to_bounds();
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        let inner = self.lock();
+        CacheStats {
+            entries: inner.lru.len(),
+            bytes: inner.bytes,
+            max_entries: inner.cfg.max_entries,
+            max_bytes: inner.cfg.max_bytes,
+            ..inner.stats
+        }
+    }
+
+    /// Every cached image, most recently used first.
+    pub fn images(&self) -> Vec<Arc<Image<K>>> {
+        self.lock().lru.iter().map(|(_, v)| v.clone()).collect()
+    }
+}

@@ -1,0 +1,8 @@
+//! zygote's measurement tools, outside the product: `zygote bench`,
+//! `bench-daemon`, `experiment` and `stress`, plus the baselines they compare
+//! against (`zygote_linux::baseline`: posix_spawn, fork+exec, vfork+exec).
+
+pub mod bench;
+pub mod bench_daemon;
+pub mod experiment;
+pub mod stress;
