@@ -225,7 +225,7 @@ pub fn prepare(
     key: ImageKey,
     started: Instant,
 ) -> Result<Image, ImageError> {
-    let info = elfmod::decode(path, data)?;
+    let info = elfmod::decode(data).map_err(|source| ImageError::Elf { path: path.to_path_buf(), source })?;
     let bias = choose_bias(path, &info)?;
     let mut mem = Copies::new(&info, data);
     let relocs = relocate(path, &info, data, bias, &mut mem)?;
