@@ -30,7 +30,7 @@ use std::time::Instant;
 use zygote_plan::{FixupKind, Op, OpKind};
 
 use crate::SealedObject;
-use crate::ptrace::{Prototype, PtraceError};
+use crate::ptrace::{EntryRegs, Prototype, PtraceError, SyscallRecord};
 use crate::{Image, Linux};
 use zygote_core::elf::{PAGE_SIZE, ProgramKind};
 use zygote_core::image::{
@@ -277,6 +277,31 @@ fn check_restorable(p: &Prototype, path: &Path) -> Result<(), Refusal> {
     Ok(())
 }
 
+/// Where start-up put things on the prototype's stack (read at the entry point).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct StackWalk {
+    argv: u64,
+    envp: u64,
+    auxv: u64,
+    argv0: u64,
+    argv0_base: u64,
+}
+
+/// Follow the initial stack from `sp` (argc, argv[], NULL, envp[], NULL, auxv)
+/// through `word`, a reader of the prototype's memory. `name` is argv[0].
+fn walk_stack<E>(sp: u64, name: &[u8], mut word: impl FnMut(u64) -> Result<u64, E>) -> Result<StackWalk, E> {
+    let argc = word(sp)?;
+    let argv = sp + 8;
+    let envp = argv + 8 * (argc + 1);
+    let mut p = envp;
+    while word(p)? != 0 {
+        p += 8;
+    }
+    let argv0 = word(argv)?;
+    let argv0_base = argv0 + name.iter().rposition(|&c| c == b'/').map_or(0, |i| i as u64 + 1);
+    Ok(StackWalk { argv, envp, auxv: p + 8, argv0, argv0_base })
+}
+
 /// Stack facts of the prototype, for classifying pointers into it.
 struct StackInfo {
     lo: u64,
@@ -291,6 +316,21 @@ struct StackInfo {
 }
 
 impl StackInfo {
+    fn new(stack: &Vma, sp: u64, walk: StackWalk, auxv: &[(u64, u64)]) -> Self {
+        let StackWalk { argv, envp, auxv: auxv_addr, argv0, argv0_base } = walk;
+        StackInfo {
+            lo: stack.start,
+            hi: stack.end,
+            sp,
+            argv,
+            envp,
+            auxv: auxv_addr,
+            argv0,
+            argv0_base,
+            auxvals: auxv.to_vec(),
+        }
+    }
+
     fn classify(&self, v: u64) -> Option<(FixupKind, u64)> {
         if v < self.lo || v >= self.hi {
             return None;
@@ -325,6 +365,17 @@ struct Captured {
     file: Option<usize>,
 }
 
+/// A word of captured memory to rewrite against the new process's stack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Fixup {
+    /// Index of the captured mapping holding it.
+    mapping: usize,
+    addr: u64,
+    kind: FixupKind,
+    /// The auxv type for `FixupKind::AuxVal`.
+    extra: u64,
+}
+
 /// Prepare a dynamically linked program. `Ok(Err(refusal))`: it cannot be
 /// snapshotted faithfully and must run by plain exec.
 pub fn prepare(
@@ -340,45 +391,53 @@ pub fn prepare(
     if let Err(r) = check_restorable(&proto, path) {
         return Ok(Err(r));
     }
-    let pid = proto.pid;
     let maps_text = String::from_utf8_lossy(&proto.proc_file("maps").map_err(perr(path))?).into_owned();
     let vmas = parse_maps(&maps_text);
     if let Some(v) = vmas.iter().find(|v| v.shared) {
         return Ok(Err(Refusal { path: path.into(), reason: format!("shared mapping {}", v.name) }));
     }
     let auxv = proto.auxv().map_err(perr(path))?;
-    let aux = |t: u64| auxv.iter().find(|&&(k, _)| k == t).map_or(0, |&(_, v)| v);
-
-    // The stack, for the pointer scan.
-    let stack = vmas.iter().find(|v| v.name == "[stack]").cloned();
-    let regs = proto.regs;
-    let word = |addr: u64| -> Result<u64, ImageError> {
+    let walk = walk_stack(proto.regs.rsp, name, |addr| {
         let b = proto.read_mem(addr, 8).map_err(perr(path))?;
-        Ok(u64::from_le_bytes(b.try_into().unwrap_or_default()))
-    };
-    let argc = word(regs.rsp)?;
-    let argv = regs.rsp + 8;
-    let envp = argv + 8 * (argc + 1);
-    let mut p = envp;
-    while word(p)? != 0 {
-        p += 8;
-    }
-    let auxv_addr = p + 8;
-    let argv0 = word(argv)?;
-    let argv0_base = argv0 + name.iter().rposition(|&c| c == b'/').map_or(0, |i| i as u64 + 1);
-    let stack_info = stack.as_ref().map(|s| StackInfo {
-        lo: s.start,
-        hi: s.end,
-        sp: regs.rsp,
-        argv,
-        envp,
-        auxv: auxv_addr,
-        argv0,
-        argv0_base,
-        auxvals: auxv.clone(),
-    });
+        Ok::<_, ImageError>(u64::from_le_bytes(b.try_into().unwrap_or_default()))
+    })?;
+    let stack = vmas.iter().find(|v| v.name == "[stack]").map(|s| StackInfo::new(s, proto.regs.rsp, walk, &auxv));
+    let vdso = check_vdso(&proto, path, &vmas)?;
 
-    // The vDSO must be the one this kernel gives everyone.
+    let mut files: Vec<MappedFile<Linux>> = vec![MappedFile { path: path.to_path_buf(), file, identity }];
+    let (captured, mut ops) = capture(&proto, path, &vmas, vdso.as_ref(), &mut files)?;
+    // argc copies: diff against a prototype with one more argument (same
+    // layout: both run without address randomisation).
+    let argc_slots = argc_slots(files[0].file.as_fd(), path, name, env, &vmas, &captured).unwrap_or_default();
+    let (fixups, unclassified) = find_fixups(&captured, stack.as_ref(), &argc_slots);
+    if unclassified > 0 {
+        tracing::debug!(path = %path.display(), unclassified, "stack pointers left as they are (dead values)");
+    }
+    let Sealed { objects, regions, protects } = seal(path, &captured, &fixups)?;
+    let stat = String::from_utf8_lossy(&proto.proc_file("stat").map_err(perr(path))?).into_owned();
+    ops.extend(restore_ops(proto.regs, &proto.syscalls, &stat, &fixups, protects));
+    let entry = entry_state(&proto, &auxv);
+    let pid = proto.pid;
+    tracing::debug!(pid, regions = regions.len(), objects = objects.len(), fixups = fixups.len(), "prototype captured");
+    drop(proto);
+    Ok(Ok(Image::new(ImageParts {
+        key,
+        path: path.to_path_buf(),
+        files,
+        objects,
+        regions,
+        entry,
+        ops,
+        load_bias: 0,
+        kind: ProgramKind::Dynamic,
+        relocs: RelocSummary::default(),
+        build_time: started.elapsed(),
+    })))
+}
+
+/// The prototype's vDSO (if it has one), which must be the one this kernel
+/// gives everyone.
+fn check_vdso(proto: &Prototype, path: &Path, vmas: &[Vma]) -> Result<Option<Vma>, ImageError> {
     let vdso = vmas.iter().find(|v| v.name == "[vdso]").cloned();
     if let Some(v) = &vdso {
         let theirs = proto.read_mem(v.start, (v.end - v.start) as usize).map_err(perr(path))?;
@@ -389,29 +448,43 @@ pub fn prepare(
             });
         }
     }
+    Ok(vdso)
+}
 
-    // Capture every mapping.
-    let mut files: Vec<MappedFile<Linux>> = vec![MappedFile { path: path.to_path_buf(), file, identity }];
+/// The op that moves a kernel special mapping ([vvar], [vvar_vclock],
+/// [vdso]) to where it was, relative to the vDSO.
+fn vdso_op(v: &Vma, vdso: &Vma) -> Op {
+    Op {
+        kind: OpKind::VdsoSpecial as u32,
+        arg: u32::from(v.name == "[vdso]"),
+        a: v.start.wrapping_sub(vdso.start),
+        b: v.end - v.start,
+        c: v.start,
+        d: 0,
+    }
+}
+
+/// Read every mapping but the stack and the kernel's: bytes that equal their
+/// file's become references to the file (added to `files`), all-zero anonymous
+/// ones nothing, the rest their bytes. Also returns the kernel mappings' ops.
+fn capture(
+    proto: &Prototype,
+    path: &Path,
+    vmas: &[Vma],
+    vdso: Option<&Vma>,
+    files: &mut Vec<MappedFile<Linux>>,
+) -> Result<(Vec<Captured>, Vec<Op>), ImageError> {
     let mut file_index: HashMap<(u64, u64, u64), usize> = HashMap::new();
+    let identity = files[0].identity;
     let dev = rustix::fs::Dev::from(identity.dev);
     file_index.insert((u64::from(rustix::fs::major(dev)), u64::from(rustix::fs::minor(dev)), identity.ino), 0);
     let mut captured = Vec::new();
     let mut ops = Vec::new();
-    for v in &vmas {
-        let len = (v.end - v.start) as usize;
+    for v in vmas {
         match v.name.as_str() {
             "[stack]" | "[vsyscall]" => continue,
             "[vvar]" | "[vvar_vclock]" | "[vdso]" => {
-                if let Some(vd) = &vdso {
-                    ops.push(Op {
-                        kind: OpKind::VdsoSpecial as u32,
-                        arg: u32::from(v.name == "[vdso]"),
-                        a: v.start.wrapping_sub(vd.start),
-                        b: v.end - v.start,
-                        c: v.start,
-                        d: 0,
-                    });
-                }
+                ops.extend(vdso.map(|vd| vdso_op(v, vd)));
                 continue;
             }
             _ => {}
@@ -420,9 +493,9 @@ pub fn prepare(
             captured.push(Captured { vma: v.clone(), bytes: None, file: None });
             continue;
         }
-        let mem = proto.read_mem(v.start, len).map_err(perr(path))?;
+        let mem = proto.read_mem(v.start, (v.end - v.start) as usize).map_err(perr(path))?;
         let file = if v.inode != 0 && v.name.starts_with('/') && !v.name.ends_with(" (deleted)") {
-            same_as_file(&mut files, &mut file_index, v, &mem)
+            same_as_file(files, &mut file_index, v, &mem)
         } else {
             None
         };
@@ -433,16 +506,17 @@ pub fn prepare(
         };
         captured.push(Captured { vma: v.clone(), bytes, file });
     }
+    Ok((captured, ops))
+}
 
-    // argc copies: diff against a prototype with one more argument (same
-    // layout: both run without address randomisation).
-    let argc_slots = argc_slots(files[0].file.as_fd(), path, name, env, &vmas, &captured).unwrap_or_default();
-
-    // Fixups in captured (sealed) bytes.
-    let mut fixups: Vec<(usize, u64, FixupKind, u64)> = Vec::new();
+/// Words of captured bytes to rewrite: pointers into the prototype's stack
+/// that classify, then the 32-bit argc copies at `argc_slots`. Also returns
+/// how many stack pointers did not classify (left as they are).
+fn find_fixups(captured: &[Captured], stack: Option<&StackInfo>, argc_slots: &[u64]) -> (Vec<Fixup>, usize) {
+    let mut fixups = Vec::new();
     let mut unclassified = 0usize;
-    if let Some(si) = &stack_info {
-        for (i, c) in captured.iter().enumerate() {
+    if let Some(si) = stack {
+        for (mapping, c) in captured.iter().enumerate() {
             let Some(bytes) = &c.bytes else { continue };
             for (w, chunk) in bytes.chunks_exact(8).enumerate() {
                 let val = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
@@ -450,30 +524,42 @@ pub fn prepare(
                     continue;
                 }
                 match si.classify(val) {
-                    Some((k, extra)) => fixups.push((i, c.vma.start + 8 * w as u64, k, extra)),
+                    Some((kind, extra)) => {
+                        fixups.push(Fixup { mapping, addr: c.vma.start + 8 * w as u64, kind, extra })
+                    }
                     None => unclassified += 1,
                 }
             }
         }
     }
-    if unclassified > 0 {
-        tracing::debug!(path = %path.display(), unclassified, "stack pointers left as they are (dead values)");
-    }
-    for &addr in &argc_slots {
-        if let Some(i) = captured.iter().position(|c| c.bytes.is_some() && addr >= c.vma.start && addr + 4 <= c.vma.end)
+    for &addr in argc_slots {
+        if let Some(mapping) =
+            captured.iter().position(|c| c.bytes.is_some() && addr >= c.vma.start && addr + 4 <= c.vma.end)
         {
-            fixups.push((i, addr, FixupKind::Argc32, 0));
+            fixups.push(Fixup { mapping, addr, kind: FixupKind::Argc32, extra: 0 });
         }
     }
+    (fixups, unclassified)
+}
 
-    // Regions and objects.
+/// The captured mappings as an image's regions and objects.
+struct Sealed {
+    objects: Vec<SealedObject>,
+    regions: Vec<ImageRegion>,
+    /// Protect ops that take back the write access fixups needed.
+    protects: Vec<Op>,
+}
+
+/// One region per captured mapping (captured bytes sealed in an object
+/// each), and the Protect ops that take back the write access fixups need.
+fn seal(path: &Path, captured: &[Captured], fixups: &[Fixup]) -> Result<Sealed, ImageError> {
     let mut objects = Vec::new();
     let mut regions = Vec::new();
     let mut protects = Vec::new();
     for (i, c) in captured.iter().enumerate() {
         let v = &c.vma;
         let len = v.end - v.start;
-        let needs_write = fixups.iter().any(|f| f.0 == i);
+        let needs_write = fixups.iter().any(|f| f.mapping == i);
         let prot = if needs_write { v.prot | zygote_plan::PROT_WRITE } else { v.prot };
         if needs_write && v.prot & zygote_plan::PROT_WRITE == 0 {
             protects.push(Op { kind: OpKind::Protect as u32, arg: 0, a: v.start, b: len, c: u64::from(v.prot), d: 0 });
@@ -498,12 +584,26 @@ pub fn prepare(
         };
         regions.push(ImageRegion { vaddr: v.start, len, prot, kind, segment: i, relro: false });
     }
-    for (_, addr, k, extra) in &fixups {
-        ops.push(Op { kind: OpKind::Fixup as u32, arg: *k as u32, a: *addr, b: *extra, c: 0, d: 0 });
-    }
+    Ok(Sealed { objects, regions, protects })
+}
+
+/// The ops that restore what start-up did besides memory: fixups, then the
+/// `protects`, fs_base, the replayed set_tid_address / set_robust_list / rseq,
+/// a fresh canary, the mm layout and brk (from `stat`, /proc/PID/stat).
+fn restore_ops(
+    regs: EntryRegs,
+    syscalls: &[SyscallRecord],
+    stat: &str,
+    fixups: &[Fixup],
+    protects: Vec<Op>,
+) -> Vec<Op> {
+    let mut ops: Vec<Op> = fixups
+        .iter()
+        .map(|f| Op { kind: OpKind::Fixup as u32, arg: f.kind as u32, a: f.addr, b: f.extra, c: 0, d: 0 })
+        .collect();
     ops.extend(protects);
     ops.push(Op { kind: OpKind::SetFs as u32, a: regs.fs_base, ..Op::default() });
-    for s in &proto.syscalls {
+    for s in syscalls {
         match s.nr {
             SYS_SET_TID_ADDRESS if s.args[0] != 0 => {
                 ops.push(Op { kind: OpKind::SetTidAddress as u32, a: s.args[0], ..Op::default() })
@@ -525,44 +625,33 @@ pub fn prepare(
     if regs.fs_base != 0 {
         ops.push(Op { kind: OpKind::Canary as u32, a: regs.fs_base + CANARY_OFFSET, ..Op::default() });
     }
-    let stat = String::from_utf8_lossy(&proto.proc_file("stat").map_err(perr(path))?).into_owned();
-    let start_brk = stat_field(&stat, 47);
-    let brk = proto.syscalls.iter().rev().find(|s| s.nr == SYS_BRK && s.ret > 0).map_or(start_brk, |s| s.ret as u64);
+    let start_brk = stat_field(stat, 47);
+    let brk = syscalls.iter().rev().find(|s| s.nr == SYS_BRK && s.ret > 0).map_or(start_brk, |s| s.ret as u64);
     ops.push(Op {
         kind: OpKind::MmLayout as u32,
         arg: 0,
-        a: stat_field(&stat, 26),
-        b: stat_field(&stat, 27),
-        c: stat_field(&stat, 45),
-        d: stat_field(&stat, 46),
+        a: stat_field(stat, 26),
+        b: stat_field(stat, 27),
+        c: stat_field(stat, 45),
+        d: stat_field(stat, 46),
     });
     ops.push(Op { kind: OpKind::MmBrk as u32, a: start_brk, b: brk.max(start_brk), ..Op::default() });
+    ops
+}
 
-    let entry = EntryState {
-        pc: regs.rip,
-        rtld_fini: regs.rdx,
+/// Registers and auxv values at the entry point.
+fn entry_state(proto: &Prototype, auxv: &[(u64, u64)]) -> EntryState {
+    let aux = |t: u64| auxv.iter().find(|&&(k, _)| k == t).map_or(0, |&(_, v)| v);
+    let _ = aux(AT_SYSINFO_EHDR);
+    EntryState {
+        pc: proto.regs.rip,
+        rtld_fini: proto.regs.rdx,
         at_phdr: aux(AT_PHDR),
         at_phnum: aux(AT_PHNUM),
         at_phent: aux(AT_PHENT),
         at_entry: aux(AT_ENTRY),
         at_base: aux(AT_BASE),
-    };
-    let _ = aux(AT_SYSINFO_EHDR);
-    tracing::debug!(pid, regions = regions.len(), objects = objects.len(), fixups = fixups.len(), "prototype captured");
-    drop(proto);
-    Ok(Ok(Image::new(ImageParts {
-        key,
-        path: path.to_path_buf(),
-        files,
-        objects,
-        regions,
-        entry,
-        ops,
-        load_bias: 0,
-        kind: ProgramKind::Dynamic,
-        relocs: RelocSummary::default(),
-        build_time: started.elapsed(),
-    })))
+    }
 }
 
 /// If `mem` equals the file's bytes at the mapping's offset (and the mapping
@@ -618,13 +707,7 @@ fn argc_slots(
 ) -> Option<Vec<u64>> {
     let other = start(exe, &[name, b"zygote-argc-probe"], env).ok()?;
     let maps = String::from_utf8_lossy(&other.proc_file("maps").ok()?).into_owned();
-    let vmas2 = parse_maps(&maps);
-    let same_layout = vmas.len() == vmas2.len()
-        && vmas
-            .iter()
-            .zip(&vmas2)
-            .all(|(a, b)| (a.start, a.end, &a.name) == (b.start, b.end, &b.name) || a.name == "[stack]");
-    if !same_layout {
+    if !same_layout(vmas, &parse_maps(&maps)) {
         tracing::debug!(path = %path.display(), "argc probe had another layout; argc copies not fixed");
         return None;
     }
@@ -634,15 +717,30 @@ fn argc_slots(
         // values written at start-up.
         let Some(bytes) = &c.bytes else { continue };
         let theirs = other.read_mem(c.vma.start, bytes.len()).ok()?;
-        for (i, (a, b)) in bytes.chunks_exact(4).zip(theirs.chunks_exact(4)).enumerate() {
-            if u32::from_le_bytes(a.try_into().unwrap_or_default()) == 1
-                && u32::from_le_bytes(b.try_into().unwrap_or_default()) == 2
-            {
-                slots.push(c.vma.start + 4 * i as u64);
-            }
-        }
+        slots.extend(argc_words(c.vma.start, bytes, &theirs));
     }
     Some(slots)
+}
+
+/// Do two prototypes' mappings line up (the stack aside)?
+fn same_layout(ours: &[Vma], theirs: &[Vma]) -> bool {
+    ours.len() == theirs.len()
+        && ours
+            .iter()
+            .zip(theirs)
+            .all(|(a, b)| (a.start, a.end, &a.name) == (b.start, b.end, &b.name) || a.name == "[stack]")
+}
+
+/// Addresses of the aligned 32-bit words, in memory at `start`, that are 1 in
+/// `ours` (argc = 1) and 2 in `theirs` (argc = 2).
+fn argc_words(start: u64, ours: &[u8], theirs: &[u8]) -> Vec<u64> {
+    let word = |b: &[u8]| u32::from_le_bytes(b.try_into().unwrap_or_default());
+    ours.chunks_exact(4)
+        .zip(theirs.chunks_exact(4))
+        .enumerate()
+        .filter(|(_, (a, b))| word(a) == 1 && word(b) == 2)
+        .map(|(i, _)| start + 4 * i as u64)
+        .collect()
 }
 
 /// The refusal as an image error (for callers that do not fall back).
@@ -662,4 +760,274 @@ pub fn interpreter(data: &[u8]) -> Option<OsString> {
     let raw = ph.data(e, data).ok()?;
     let s = raw.split(|&b| b == 0).next().unwrap_or(raw);
     Some(OsString::from(String::from_utf8_lossy(s).into_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zygote_plan::{PROT_EXEC, PROT_READ, PROT_WRITE};
+
+    /// /proc/PID/maps of a dynamically linked program, as the kernel prints it
+    /// (name column padded; anonymous lines end in a space), plus a line that
+    /// is not one.
+    const MAPS: &str = "\
+560e26d44000-560e26d46000 r--p 00000000 fe:00 247030                     /usr/bin/cat
+560e26d46000-560e26d4b000 r-xp 00002000 fe:00 247030                     /usr/bin/cat
+560e26d4f000-560e26d50000 rw-p 0000a000 fe:00 247030                     /usr/bin/cat
+560e35290000-560e352b1000 rw-p 00000000 00:00 0                          [heap]
+7fcf75350000-7fcf75372000 rw-p 00000000 00:00 0 
+7fcf755b8000-7fcf755bf000 r--s 00000000 fe:00 325745                     /usr/lib/x86_64-linux-gnu/gconv/gconv-modules.cache
+7fcf755d0000-7fcf755d1000 ---p 00000000 00:00 0 
+7fcf755e0000-7fcf755e2000 rw-p 00003000 08:11 99                         /tmp/a b (deleted)
+this line is not a mapping
+7fcf755c2000-7fcf755c6000 r--p 00000000 00:00 0                          [vvar]
+7fcf755c8000-7fcf755ca000 r-xp 00000000 00:00 0                          [vdso]
+7ffd5f0e9000-7ffd5f10a000 rw-p 00000000 00:00 0                          [stack]
+ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsyscall]
+";
+
+    fn vma(start: u64, end: u64, prot: u32, name: &str) -> Vma {
+        Vma { start, end, prot, shared: false, offset: 0, dev: (0, 0), inode: 0, name: name.into() }
+    }
+
+    #[test]
+    fn parse_maps_reads_every_field() {
+        let v = parse_maps(MAPS);
+        assert_eq!(v.len(), 12, "the malformed line is skipped: {v:#?}");
+        assert_eq!(
+            v[1],
+            Vma {
+                start: 0x560e_26d4_6000,
+                end: 0x560e_26d4_b000,
+                prot: PROT_READ | PROT_EXEC,
+                shared: false,
+                offset: 0x2000,
+                dev: (0xfe, 0),
+                inode: 247_030,
+                name: "/usr/bin/cat".into(),
+            }
+        );
+        assert_eq!((v[2].prot, v[2].offset), (PROT_READ | PROT_WRITE, 0xa000));
+        assert_eq!(v[3].name, "[heap]");
+        assert_eq!(v[4], vma(0x7fcf_7535_0000, 0x7fcf_7537_2000, PROT_READ | PROT_WRITE, ""));
+        assert!(v[5].shared && v[5].prot == PROT_READ, "{:?}", v[5]);
+        assert_eq!(v[6].prot, 0, "---p");
+        assert_eq!((v[7].dev, v[7].inode, v[7].name.as_str()), ((8, 0x11), 99, "/tmp/a b (deleted)"));
+        let names: Vec<&str> = v[8..].iter().map(|v| v.name.as_str()).collect();
+        assert_eq!(names, ["[vvar]", "[vdso]", "[stack]", "[vsyscall]"]);
+        assert_eq!((v[11].start, v[11].prot), (0xffff_ffff_ff60_0000, PROT_EXEC));
+    }
+
+    #[test]
+    fn loader_environment() {
+        for kv in ["LD_PRELOAD=/x.so", "LD_BIND_NOW=1", "GLIBC_TUNABLES=glibc.malloc.check=3", "MALLOC_ARENA_MAX=2"] {
+            assert!(is_loader_env(kv.as_bytes()), "{kv}");
+        }
+        for kv in ["PATH=/bin", "GLIBC_TUNABLES", "XLD_PRELOAD=1", "ld_preload=1", "HOME=/LD_", ""] {
+            assert!(!is_loader_env(kv.as_bytes()), "{kv}");
+        }
+    }
+
+    #[test]
+    fn stat_fields_after_the_comm() {
+        // A comm with spaces and a parenthesis does not shift the fields.
+        let stat = "42 (a) b) S 1 42 43 5 -1";
+        assert_eq!((stat_field(stat, 4), stat_field(stat, 5), stat_field(stat, 7)), (1, 42, 5));
+        assert_eq!(stat_field(stat, 8), 0, "unparsable (-1) reads as 0");
+        assert_eq!(stat_field(stat, 30), 0, "missing reads as 0");
+    }
+
+    const STACK_LO: u64 = 0x7ffd_5f0e_9000;
+    const STACK_HI: u64 = 0x7ffd_5f10_a000;
+
+    /// A recorded initial stack: argc 2, argv, envp (2), auxv, strings.
+    /// Returns (sp, words at sp).
+    fn recorded_stack() -> (u64, Vec<u64>) {
+        let sp = STACK_HI - 0x400;
+        let strings = STACK_HI - 0x100;
+        let words = vec![
+            2,                // argc
+            strings,          // argv[0] = "/usr/bin/cat"
+            strings + 13,     // argv[1]
+            0,                //
+            strings + 20,     // envp[0]
+            strings + 30,     // envp[1]
+            0,                //
+            AT_PHDR,          // auxv
+            0x560e_26d4_4040, //
+            31,               // AT_EXECFN
+            strings + 40,     //
+            0,                // AT_NULL
+            0,
+        ];
+        (sp, words)
+    }
+
+    fn read_recorded(sp: u64, words: &[u64]) -> impl Fn(u64) -> Result<u64, u64> + '_ {
+        move |addr| {
+            let i = addr.checked_sub(sp).filter(|o| o % 8 == 0).ok_or(addr)? / 8;
+            words.get(i as usize).copied().ok_or(addr)
+        }
+    }
+
+    #[test]
+    fn walk_stack_follows_argv_and_envp() {
+        let (sp, words) = recorded_stack();
+        let w = walk_stack(sp, b"/usr/bin/cat", read_recorded(sp, &words)).unwrap();
+        let strings = STACK_HI - 0x100;
+        assert_eq!(
+            w,
+            StackWalk { argv: sp + 8, envp: sp + 32, auxv: sp + 56, argv0: strings, argv0_base: strings + 9 }
+        );
+        let w = walk_stack(sp, b"cat", read_recorded(sp, &words)).unwrap();
+        assert_eq!(w.argv0_base, strings, "no slash: the basename is argv[0]");
+        // An envp without its NULL runs off the recorded words: the read error.
+        let err = walk_stack(sp, b"cat", read_recorded(sp, &words[..6])).unwrap_err();
+        assert_eq!(err, sp + 48);
+    }
+
+    fn stack_info() -> StackInfo {
+        let (sp, words) = recorded_stack();
+        let walk = walk_stack(sp, b"/usr/bin/cat", read_recorded(sp, &words)).unwrap();
+        let stack = vma(STACK_LO, STACK_HI, PROT_READ | PROT_WRITE, "[stack]");
+        StackInfo::new(&stack, sp, walk, &[(AT_PHDR, 0x560e_26d4_4040), (31, STACK_HI - 0x100 + 40)])
+    }
+
+    #[test]
+    fn classify_stack_pointers() {
+        let si = stack_info();
+        let sp = STACK_HI - 0x400;
+        let strings = STACK_HI - 0x100;
+        assert_eq!(si.classify(sp), Some((FixupKind::StackEnd, 0)));
+        assert_eq!(si.classify(sp + 8), Some((FixupKind::Argv, 0)));
+        assert_eq!(si.classify(sp + 32), Some((FixupKind::Envp, 0)));
+        assert_eq!(si.classify(sp + 56), Some((FixupKind::Auxv, 0)));
+        assert_eq!(si.classify(strings), Some((FixupKind::Argv0, 0)));
+        assert_eq!(si.classify(strings + 9), Some((FixupKind::Argv0Base, 0)));
+        assert_eq!(si.classify(strings + 40), Some((FixupKind::AuxVal, 31)));
+        assert_eq!(si.classify(sp + 16), None, "a stack address nobody names");
+        assert_eq!(si.classify(0x560e_26d4_4040), None, "an auxv value outside the stack");
+        assert_eq!(si.classify(STACK_HI), None);
+    }
+
+    fn captured(start: u64, bytes: Option<Vec<u8>>) -> Captured {
+        let len = bytes.as_ref().map_or(0x1000, |b| b.len() as u64);
+        Captured { vma: vma(start, start + len, PROT_READ | PROT_WRITE, ""), bytes, file: None }
+    }
+
+    fn le_words(words: &[u64]) -> Vec<u8> {
+        words.iter().flat_map(|w| w.to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn fixups_in_recorded_memory() {
+        let sp = STACK_HI - 0x400;
+        // ld.so's data: __libc_stack_end, a dead stack pointer, environ, a
+        // non-pointer, _dl_argv; then 32-bit words.
+        let data = le_words(&[sp, sp + 16, sp + 32, 0x1234, sp + 8, 0x0000_0002_0000_0001]);
+        let caps = vec![captured(0x1000, None), captured(0x7000, Some(data)), captured(0x9000, None)];
+        let argc_slots = [0x7028, 0x9000, 0x7030, 0x702e];
+        let (fixups, unclassified) = find_fixups(&caps, Some(&stack_info()), &argc_slots);
+        let f = |addr, kind| Fixup { mapping: 1, addr, kind, extra: 0 };
+        assert_eq!(
+            fixups,
+            vec![
+                f(0x7000, FixupKind::StackEnd),
+                f(0x7010, FixupKind::Envp),
+                f(0x7020, FixupKind::Argv),
+                f(0x7028, FixupKind::Argc32),
+            ]
+        );
+        assert_eq!(unclassified, 1);
+        // Without a stack mapping only the argc copies are fixed.
+        let (fixups, unclassified) = find_fixups(&caps, None, &[0x7028]);
+        assert_eq!((fixups, unclassified), (vec![f(0x7028, FixupKind::Argc32)], 0));
+    }
+
+    #[test]
+    fn argc_words_and_layout() {
+        let ours = [1u32, 1, 7, 1].iter().flat_map(|w| w.to_le_bytes()).collect::<Vec<u8>>();
+        let theirs = [2u32, 1, 8, 2].iter().flat_map(|w| w.to_le_bytes()).collect::<Vec<u8>>();
+        assert_eq!(argc_words(0x5000, &ours, &theirs), vec![0x5000, 0x500c]);
+        assert_eq!(argc_words(0x5000, &ours[..6], &theirs[..6]), vec![0x5000], "whole words only");
+
+        let a = parse_maps(MAPS);
+        let mut b = a.clone();
+        let stack = b.iter_mut().find(|v| v.name == "[stack]").unwrap();
+        stack.start -= 0x1000;
+        assert!(same_layout(&a, &b), "the stack may differ");
+        b[3].end += 0x1000;
+        assert!(!same_layout(&a, &b), "the heap may not");
+        assert!(!same_layout(&a, &a[1..]));
+    }
+
+    #[test]
+    fn seal_regions_and_protects() {
+        let mut file = captured(0x1000, None);
+        file.file = Some(1);
+        file.vma.prot = PROT_READ | PROT_EXEC;
+        file.vma.offset = 0x2000;
+        let mut relro = captured(0x4000, Some(vec![7; 0x1000]));
+        relro.vma.prot = PROT_READ;
+        let data = captured(0x6000, Some(vec![9; 0x2000]));
+        let bss = captured(0x9000, None);
+        let caps = vec![file, relro, data, bss];
+        let fixups = [Fixup { mapping: 1, addr: 0x4008, kind: FixupKind::Argv, extra: 0 }];
+        let Sealed { objects, regions, protects } = seal(Path::new("/x"), &caps, &fixups).unwrap();
+        assert_eq!(objects.iter().map(|o| o.len()).collect::<Vec<_>>(), vec![0x1000, 0x2000]);
+        let got: Vec<_> = regions.iter().map(|r| (r.vaddr, r.len, r.prot, r.kind, r.segment)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (0x1000, 0x1000, PROT_READ | PROT_EXEC, RegionKind::File { file: 1, offset: 0x2000 }, 0),
+                (0x4000, 0x1000, PROT_READ | PROT_WRITE, RegionKind::Sealed { object: 0, offset: 0 }, 1),
+                (0x6000, 0x2000, PROT_READ | PROT_WRITE, RegionKind::Sealed { object: 1, offset: 0 }, 2),
+                (0x9000, 0x1000, PROT_READ | PROT_WRITE, RegionKind::Zero, 3),
+            ]
+        );
+        let protect = Op { kind: OpKind::Protect as u32, arg: 0, a: 0x4000, b: 0x1000, c: u64::from(PROT_READ), d: 0 };
+        assert_eq!(protects, vec![protect], "write access taken back after the fixup");
+    }
+
+    #[test]
+    fn restore_ops_in_order() {
+        // /proc/PID/stat: field n (from 4 on) holds n * 0x1000.
+        let stat = format!("7 (proto) t {}", (4..=52).map(|n| (n * 0x1000).to_string()).collect::<Vec<_>>().join(" "));
+        let sys = |nr, args: [u64; 6], ret| SyscallRecord { nr, args, ret };
+        let syscalls = [
+            sys(SYS_BRK, [0; 6], 47 * 0x1000),
+            sys(SYS_SET_TID_ADDRESS, [0; 6], 7),
+            sys(SYS_SET_TID_ADDRESS, [0xa0, 0, 0, 0, 0, 0], 7),
+            sys(SYS_SET_ROBUST_LIST, [0xb0, 24, 0, 0, 0, 0], 0),
+            sys(SYS_SET_ROBUST_LIST, [0xb8, 24, 0, 0, 0, 0], -22),
+            sys(SYS_RSEQ, [0xc0, 32, 1, 0x53053053, 0, 0], 0),
+            sys(SYS_RSEQ, [0xc8, 32, 0, 0x53053053, 0, 0], 0),
+            sys(SYS_BRK, [0; 6], 47 * 0x1000 + 0x21000),
+            sys(SYS_BRK, [0; 6], -12),
+        ];
+        let regs = EntryRegs { rip: 1, rsp: 2, rdx: 3, fs_base: 0x7f00_0000_0740 };
+        let fixups = [Fixup { mapping: 0, addr: 0x7000, kind: FixupKind::AuxVal, extra: 31 }];
+        let protect = Op { kind: OpKind::Protect as u32, a: 0x4000, b: 0x1000, c: 1, ..Op::default() };
+        let ops = restore_ops(regs, &syscalls, &stat, &fixups, vec![protect]);
+        let op = |kind: OpKind, a, b, c, d| Op { kind: kind as u32, arg: 0, a, b, c, d };
+        assert_eq!(
+            ops,
+            vec![
+                Op { arg: FixupKind::AuxVal as u32, ..op(OpKind::Fixup, 0x7000, 31, 0, 0) },
+                protect,
+                op(OpKind::SetFs, 0x7f00_0000_0740, 0, 0, 0),
+                op(OpKind::SetTidAddress, 0xa0, 0, 0, 0),
+                op(OpKind::RobustList, 0xb0, 24, 0, 0),
+                op(OpKind::Rseq, 0xc8, 32, 0, 0x53053053),
+                op(OpKind::Canary, 0x7f00_0000_0768, 0, 0, 0),
+                op(OpKind::MmLayout, 26 * 0x1000, 27 * 0x1000, 45 * 0x1000, 46 * 0x1000),
+                op(OpKind::MmBrk, 47 * 0x1000, 47 * 0x1000 + 0x21000, 0, 0),
+            ]
+        );
+        // No fs_base: no canary; a brk below start_brk does not lower it.
+        let regs = EntryRegs { fs_base: 0, ..regs };
+        let ops = restore_ops(regs, &[sys(SYS_BRK, [0; 6], 0x10)], &stat, &[], Vec::new());
+        assert!(!ops.iter().any(|o| o.kind == OpKind::Canary as u32));
+        assert_eq!(ops.last(), Some(&op(OpKind::MmBrk, 47 * 0x1000, 47 * 0x1000, 0, 0)));
+    }
 }

@@ -140,7 +140,6 @@ impl Op {
     }
 }
 
-
 /// A restore op, typed: what the daemon builds and reasons about. It becomes
 /// an [`Op`] only at the edge, when the plan is encoded ([`RestoreOp::to_op`]),
 /// and the stub reads the wire form.
@@ -205,9 +204,7 @@ impl RestoreOp {
             OpKind::RobustList => RestoreOp::RobustList { head: o.a, len: o.b },
             OpKind::Rseq => RestoreOp::Rseq { addr: o.a, len: o.b, flags: o.c, signature: o.d },
             OpKind::Canary => RestoreOp::Canary { addr: o.a },
-            OpKind::MmLayout => {
-                RestoreOp::MmLayout { start_code: o.a, end_code: o.b, start_data: o.c, end_data: o.d }
-            }
+            OpKind::MmLayout => RestoreOp::MmLayout { start_code: o.a, end_code: o.b, start_data: o.c, end_data: o.d },
             OpKind::MmBrk => RestoreOp::MmBrk { start_brk: o.a, brk: o.b },
         })
     }

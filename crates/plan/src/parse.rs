@@ -146,4 +146,3 @@ pub fn encode_plan(mut header: Header, regions: &[Region], fds: &[FdMove], ops: 
     }
     out[args_off..total].copy_from_slice(args);
 }
-

@@ -235,4 +235,3 @@ impl FdMove {
         FdMove { from: rd_i32(b, 0), to: rd_i32(b, 4) }
     }
 }
-

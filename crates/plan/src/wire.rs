@@ -20,4 +20,3 @@ pub(crate) fn wr_u32(b: &mut [u8], at: usize, v: u32) {
 pub(crate) fn wr_u64(b: &mut [u8], at: usize, v: u64) {
     b[at..at + 8].copy_from_slice(&v.to_le_bytes());
 }
-

@@ -1,5 +1,6 @@
 //! ELF decoding and validation: the program headers, the segment model and the
-//! dynamic section, with errors that name the file and the offending field.
+//! dynamic section, with errors that name the offending field and where it is
+//! in the file (the caller, which knows the file's name, adds it).
 //!
 //! The segment model follows elfldltl's `LoadInfo`: every PT_LOAD becomes a
 //! [`Segment`] whose [`SegmentKind`] (constant, data, data-with-zero-fill,
@@ -9,7 +10,6 @@
 pub mod reloc;
 
 use std::fmt;
-use std::path::{Path, PathBuf};
 
 use object::elf;
 use object::read::elf::{Dyn as _, FileHeader as _, ProgramHeader as _};
@@ -40,32 +40,43 @@ pub fn page_up(v: u64) -> u64 {
     v.div_ceil(PAGE_SIZE) * PAGE_SIZE
 }
 
-#[derive(Debug, thiserror::Error)]
+/// What is wrong with a program file and where in it. The decoder does not
+/// know the file's name: callers add it (see `ImageError::Elf`).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ElfError {
-    #[error("{path}: not an ELF file (bad magic {magic:02x?})")]
-    NotElf { path: PathBuf, magic: Vec<u8> },
-    #[error("{path}: unsupported ELF class {class} (EI_CLASS; only ELFCLASS64 = 2 is supported)")]
-    Class { path: PathBuf, class: u8 },
-    #[error("{path}: unsupported byte order {data} (EI_DATA; only little-endian = 1 is supported)")]
-    ByteOrder { path: PathBuf, data: u8 },
-    #[error("{path}: e_machine {machine} ({name}) cannot run on this host ({host})")]
-    Machine { path: PathBuf, machine: u16, name: &'static str, host: &'static str },
-    #[error("{path}: truncated: {what} needs bytes {start}..{end} but the file has {len}")]
-    Truncated { path: PathBuf, what: &'static str, start: u64, end: u64, len: u64 },
-    #[error("{path}: {field} = {value:#x}: {why}")]
-    BadField { path: PathBuf, field: &'static str, value: u64, why: &'static str },
-    #[error("{path}: program header {index} ({ptype}): {field} {why}")]
-    BadSegment { path: PathBuf, index: usize, ptype: PType, field: &'static str, why: String },
-    #[error("{path}: is a shared library (ET_DYN without an interpreter and not a PIE), not a program")]
-    SharedLibrary { path: PathBuf },
-    #[error("{path}: is a relocatable object (ET_REL), not a program")]
-    Relocatable { path: PathBuf },
-    #[error("{path}: dynamically linked programs are not supported yet (PT_INTERP names the interpreter {interp})")]
-    Dynamic { path: PathBuf, interp: String },
-    #[error("{path}: asks for an executable stack (PT_GNU_STACK has PF_X), which is not supported")]
-    ExecStack { path: PathBuf },
-    #[error("{path}: dynamic section: {why}")]
-    DynamicSection { path: PathBuf, why: String },
+    #[error("not an ELF file (bad magic {magic:02x?} at offset 0)")]
+    NotElf { magic: Vec<u8> },
+    #[error("unsupported ELF class {class} (EI_CLASS, offset 4; only ELFCLASS64 = 2 is supported)")]
+    Class { class: u8 },
+    #[error("unsupported byte order {data} (EI_DATA, offset 5; only little-endian = 1 is supported)")]
+    ByteOrder { data: u8 },
+    #[error("e_machine {machine} ({name}; ELF header offset 0x12) cannot run on this host ({host})")]
+    Machine { machine: u16, name: &'static str, host: &'static str },
+    #[error("truncated: {what} needs bytes {start}..{end} but the file has {len}")]
+    Truncated { what: &'static str, start: u64, end: u64, len: u64 },
+    /// A field of the ELF header; `offset` is where the field is in the file.
+    #[error("{field} = {value:#x} (ELF header offset {offset:#x}): {why}")]
+    BadField { field: &'static str, offset: u64, value: u64, why: &'static str },
+    /// Program header `index`, which is at file offset `offset`.
+    #[error("program header {index} ({ptype}, at offset {offset:#x}): {field} {why}")]
+    BadSegment { index: usize, offset: u64, ptype: PType, field: &'static str, why: String },
+    #[error("is a shared library (ET_DYN without an interpreter and not a PIE: {why}), not a program")]
+    SharedLibrary { why: &'static str },
+    #[error("is a relocatable object (e_type ET_REL), not a program")]
+    Relocatable,
+    /// `index` is the PT_INTERP program header.
+    #[error(
+        "dynamically linked programs are not supported yet (PT_INTERP, program header {index}, names the \
+         interpreter {interp})"
+    )]
+    Dynamic { index: usize, interp: String },
+    /// `index` is the PT_GNU_STACK program header.
+    #[error("asks for an executable stack (PT_GNU_STACK, program header {index}, has PF_X), which is not supported")]
+    ExecStack { index: usize },
+    /// The PT_DYNAMIC at program header `index`; `offset` is the file offset
+    /// of the offending entry, or of the section when no one entry is to blame.
+    #[error("dynamic section (PT_DYNAMIC, program header {index}) at offset {offset:#x}: {why}")]
+    DynamicSection { index: usize, offset: u64, why: String },
 }
 
 /// A program header type, printed by name.
@@ -201,7 +212,6 @@ pub struct Tls {
 /// Everything the preparer needs from a program file.
 #[derive(Clone, Debug)]
 pub struct ElfInfo {
-    pub path: PathBuf,
     pub kind: ProgramKind,
     pub machine: Machine,
     pub entry: u64,
@@ -253,190 +263,289 @@ fn machine_name(m: u16) -> &'static str {
     }
 }
 
-/// Decode and validate a program file held in memory.
-pub fn decode(path: &Path, data: &[u8]) -> Result<ElfInfo, ElfError> {
-    let p = || path.to_path_buf();
-    let len = data.len() as u64;
+/// ELF64 header fields checked by name: (name, file offset).
+type HeaderField = (&'static str, u64);
+const F_EI_VERSION: HeaderField = ("EI_VERSION", 6);
+const F_E_TYPE: HeaderField = ("e_type", 0x10);
+const F_E_ENTRY: HeaderField = ("e_entry", 0x18);
+const F_E_PHOFF: HeaderField = ("e_phoff", 0x20);
+const F_E_PHENTSIZE: HeaderField = ("e_phentsize", 0x36);
+const F_E_PHNUM: HeaderField = ("e_phnum", 0x38);
+/// Size of an ELF64 program header (the only e_phentsize accepted).
+const PHENTSIZE: u64 = size_of::<elf::ProgramHeader64<LE>>() as u64;
+
+fn bad_field((field, offset): HeaderField, value: u64, why: &'static str) -> ElfError {
+    ElfError::BadField { field, offset, value, why }
+}
+
+/// The ELF header's facts, validated.
+#[derive(Clone, Copy, Debug)]
+struct Header {
+    machine: Machine,
+    etype: u16,
+    entry: u64,
+    phoff: u64,
+    phnum: usize,
+}
+
+impl Header {
+    /// One past the last byte of the program header table.
+    fn ph_end(&self) -> u64 {
+        self.phoff.saturating_add(self.phnum as u64 * PHENTSIZE)
+    }
+}
+
+/// One program header, read out, with where it sits in the file.
+#[derive(Clone, Copy, Debug)]
+struct Ph {
+    index: usize,
+    /// File offset of the program header itself.
+    at: u64,
+    ptype: u32,
+    flags: u32,
+    offset: u64,
+    filesz: u64,
+    vaddr: u64,
+    memsz: u64,
+    align: u64,
+}
+
+impl Ph {
+    fn read(index: usize, phoff: u64, ph: &elf::ProgramHeader64<LE>) -> Self {
+        let e = LE;
+        Ph {
+            index,
+            at: phoff + index as u64 * PHENTSIZE,
+            ptype: ph.p_type(e),
+            flags: ph.p_flags(e),
+            offset: ph.p_offset(e),
+            filesz: ph.p_filesz(e),
+            vaddr: ph.p_vaddr(e),
+            memsz: ph.p_memsz(e),
+            align: ph.p_align(e),
+        }
+    }
+
+    fn bad(&self, field: &'static str, why: String) -> ElfError {
+        ElfError::BadSegment { index: self.index, offset: self.at, ptype: PType(self.ptype), field, why }
+    }
+
+    /// The file bytes it names (empty when they are not all in the file).
+    fn bytes<'d>(&self, data: &'d [u8]) -> &'d [u8] {
+        let range =
+            usize::try_from(self.offset).ok().zip(usize::try_from(self.offset.saturating_add(self.filesz)).ok());
+        range.and_then(|(start, end)| data.get(start..end)).unwrap_or(&[])
+    }
+}
+
+/// What the program headers say, gathered in one pass.
+#[derive(Debug, Default)]
+struct Scan {
+    /// PT_LOADs with a non-zero p_memsz, in file order.
+    segments: Vec<Segment>,
+    relro: Option<(u64, u64)>,
+    tls: Option<Ph>,
+    dynamic: Option<Ph>,
+    interp: Option<Ph>,
+    phdr_vaddr: Option<u64>,
+    /// The PT_GNU_STACK, when it asks for PF_X.
+    exec_stack: Option<Ph>,
+}
+
+/// Decode and validate a program file held in memory. Errors say what is
+/// wrong and where in the file; the caller knows which file it is.
+pub fn decode(data: &[u8]) -> Result<ElfInfo, ElfError> {
+    let header = decode_header(data)?;
+    let scan = scan_program_headers(data, &header)?;
+    let Scan { segments, relro, tls, dynamic, interp, phdr_vaddr, exec_stack } = scan;
+    check_layout(&segments, &header)?;
+    let max_align = segments.iter().map(|s| s.align).max().unwrap_or(PAGE_SIZE).max(PAGE_SIZE);
+    let entry = header.entry;
+    if !segments.iter().any(|s| s.executable() && entry >= s.vaddr && entry < s.vaddr + s.memsz) {
+        return Err(bad_field(F_E_ENTRY, entry, "is not inside an executable PT_LOAD"));
+    }
+    let phdr_vaddr = match phdr_vaddr {
+        Some(v) => v,
+        None => phdrs_in_load(&segments, &header)?,
+    };
+    refuse_unsupported(data, interp, exec_stack)?;
+    let dynamic = dynamic.map(|ph| decode_dynamic(data, &ph).map(|d| (ph, d))).transpose()?;
+    let kind = classify(header.etype, dynamic.as_ref())?;
+    if let Some(t) = tls
+        && t.filesz > 0
+        && !segments.iter().any(|s| s.file_contains(t.vaddr, t.filesz))
+    {
+        let why =
+            format!("{:#x}: the TLS initialization image ({:#x} bytes) is not inside a PT_LOAD", t.vaddr, t.filesz);
+        return Err(t.bad("p_vaddr", why));
+    }
+    Ok(ElfInfo {
+        kind,
+        machine: header.machine,
+        entry,
+        phdr_vaddr,
+        phnum: header.phnum as u64,
+        phentsize: PHENTSIZE,
+        segments,
+        relro,
+        tls: tls.map(|t| Tls { vaddr: t.vaddr, filesz: t.filesz, memsz: t.memsz, align: t.align }),
+        dynamic: dynamic.map(|(_, d)| d),
+        max_align,
+    })
+}
+
+/// e_ident: magic, class and byte order.
+fn check_ident(data: &[u8]) -> Result<(), ElfError> {
     if data.len() < 4 || &data[..4] != b"\x7fELF" {
-        return Err(ElfError::NotElf { path: p(), magic: data[..data.len().min(4)].to_vec() });
+        return Err(ElfError::NotElf { magic: data[..data.len().min(4)].to_vec() });
     }
     if data.len() < 6 {
-        return Err(ElfError::Truncated { path: p(), what: "the ELF identification", start: 0, end: 16, len });
+        return Err(ElfError::Truncated { what: "the ELF identification", start: 0, end: 16, len: data.len() as u64 });
     }
     if data[EI_CLASS] != elf::ELFCLASS64 {
-        return Err(ElfError::Class { path: p(), class: data[EI_CLASS] });
+        return Err(ElfError::Class { class: data[EI_CLASS] });
     }
     if data[EI_DATA] != elf::ELFDATA2LSB {
-        return Err(ElfError::ByteOrder { path: p(), data: data[EI_DATA] });
+        return Err(ElfError::ByteOrder { data: data[EI_DATA] });
     }
+    Ok(())
+}
+
+/// The ELF header: identification, version, machine, type and the program
+/// header table's shape (which must lie inside the file).
+fn decode_header(data: &[u8]) -> Result<Header, ElfError> {
+    check_ident(data)?;
+    let e = LE;
+    let len = data.len() as u64;
     let ehdr_size = size_of::<elf::FileHeader64<LE>>() as u64;
     let (ehdr, _) = pod::from_bytes::<elf::FileHeader64<LE>>(data).map_err(|()| ElfError::Truncated {
-        path: p(),
         what: "the ELF header",
         start: 0,
         end: ehdr_size,
         len,
     })?;
-    let e = LE;
     if ehdr.e_ident.version != elf::EV_CURRENT {
-        return Err(ElfError::BadField {
-            path: p(),
-            field: "EI_VERSION",
-            value: ehdr.e_ident.version.into(),
-            why: "must be EV_CURRENT (1)",
-        });
+        return Err(bad_field(F_EI_VERSION, ehdr.e_ident.version.into(), "must be EV_CURRENT (1)"));
     }
     let machine_raw = ehdr.e_machine(e);
     let host = Machine::host();
     let machine = match Machine::from_em(machine_raw) {
         Some(m) if m == host => m,
         _ => {
-            return Err(ElfError::Machine {
-                path: p(),
-                machine: machine_raw,
-                name: machine_name(machine_raw),
-                host: host.name(),
-            });
+            return Err(ElfError::Machine { machine: machine_raw, name: machine_name(machine_raw), host: host.name() });
         }
     };
     let etype = ehdr.e_type(e);
     match etype {
         elf::ET_EXEC | elf::ET_DYN => {}
-        elf::ET_REL => return Err(ElfError::Relocatable { path: p() }),
-        other => {
-            return Err(ElfError::BadField {
-                path: p(),
-                field: "e_type",
-                value: other.into(),
-                why: "not an executable (ET_EXEC or ET_DYN)",
-            });
-        }
+        elf::ET_REL => return Err(ElfError::Relocatable),
+        other => return Err(bad_field(F_E_TYPE, other.into(), "not an executable (ET_EXEC or ET_DYN)")),
     }
     let phentsize = u64::from(ehdr.e_phentsize(e));
-    if phentsize != size_of::<elf::ProgramHeader64<LE>>() as u64 {
-        return Err(ElfError::BadField {
-            path: p(),
-            field: "e_phentsize",
-            value: phentsize,
-            why: "must be 56 for ELF64",
-        });
+    if phentsize != PHENTSIZE {
+        return Err(bad_field(F_E_PHENTSIZE, phentsize, "must be 56 for ELF64"));
     }
     let phnum = usize::from(ehdr.e_phnum(e));
     if phnum == 0 || phnum > MAX_PHNUM {
-        return Err(ElfError::BadField {
-            path: p(),
-            field: "e_phnum",
-            value: phnum as u64,
-            why: "must be between 1 and 512",
-        });
+        return Err(bad_field(F_E_PHNUM, phnum as u64, "must be between 1 and 512"));
     }
-    let phoff = ehdr.e_phoff(e);
-    let ph_end = phoff.saturating_add(phnum as u64 * phentsize);
-    if ph_end > len {
-        return Err(ElfError::Truncated { path: p(), what: "the program headers", start: phoff, end: ph_end, len });
+    let header = Header { machine, etype, entry: ehdr.e_entry(e), phoff: ehdr.e_phoff(e), phnum };
+    if header.ph_end() > len {
+        let (start, end) = (header.phoff, header.ph_end());
+        return Err(ElfError::Truncated { what: "the program headers", start, end, len });
     }
-    let phdrs = ehdr.program_headers(e, data).map_err(|_| ElfError::BadField {
-        path: p(),
-        field: "e_phoff",
-        value: phoff,
-        why: "program headers are not readable (misaligned?)",
-    })?;
+    Ok(header)
+}
 
-    let bad = |index: usize, ph: &elf::ProgramHeader64<LE>, field: &'static str, why: String| ElfError::BadSegment {
-        path: p(),
-        index,
-        ptype: PType(ph.p_type(e)),
-        field,
-        why,
-    };
-
-    let mut segments = Vec::new();
-    let mut relro = None;
-    let mut tls = None;
-    let mut dynamic_ph = None;
-    let mut interp_ph = None;
-    let mut phdr_vaddr = None;
-    let mut exec_stack = false;
-    for (index, ph) in phdrs.iter().enumerate() {
-        let ptype = ph.p_type(e);
-        let (offset, filesz, vaddr, memsz, align) =
-            (ph.p_offset(e), ph.p_filesz(e), ph.p_vaddr(e), ph.p_memsz(e), ph.p_align(e));
-        if ptype != elf::PT_GNU_STACK && filesz > 0 {
-            match offset.checked_add(filesz) {
-                Some(end) if end <= len => {}
-                _ => {
-                    return Err(bad(
-                        index,
-                        ph,
-                        "p_offset + p_filesz",
-                        format!("= {offset:#x} + {filesz:#x} runs past the end of the file ({len:#x} bytes)"),
-                    ));
-                }
-            }
-        }
-        match ptype {
+/// Read and check every program header, in order.
+fn scan_program_headers(data: &[u8], header: &Header) -> Result<Scan, ElfError> {
+    let e = LE;
+    // decode_header checked the identification and size; this re-view cannot fail.
+    let phdrs = pod::from_bytes::<elf::FileHeader64<LE>>(data)
+        .ok()
+        .and_then(|(ehdr, _)| ehdr.program_headers(e, data).ok())
+        .ok_or_else(|| bad_field(F_E_PHOFF, header.phoff, "program headers are not readable (misaligned?)"))?;
+    let mut scan = Scan::default();
+    for (index, raw) in phdrs.iter().enumerate() {
+        let ph = Ph::read(index, header.phoff, raw);
+        check_in_file(&ph, data.len() as u64)?;
+        match ph.ptype {
             elf::PT_LOAD => {
-                if filesz > memsz {
-                    return Err(bad(index, ph, "p_filesz", format!("{filesz:#x} is larger than p_memsz {memsz:#x}")));
+                if let Some(segment) = check_load(&ph)? {
+                    scan.segments.push(segment);
                 }
-                if memsz > MAX_SPAN || vaddr.checked_add(memsz).is_none_or(|end| end > USER_TOP) {
-                    return Err(bad(
-                        index,
-                        ph,
-                        "p_memsz",
-                        format!("{memsz:#x} at p_vaddr {vaddr:#x} is an absurd size or leaves user space"),
-                    ));
-                }
-                if align > 1 && !align.is_power_of_two() {
-                    return Err(bad(index, ph, "p_align", format!("{align:#x} is not a power of two")));
-                }
-                if align > 1 && vaddr % align != offset % align {
-                    return Err(bad(
-                        index,
-                        ph,
-                        "p_vaddr",
-                        format!("{vaddr:#x} is not congruent to p_offset {offset:#x} modulo p_align {align:#x}"),
-                    ));
-                }
-                if vaddr % PAGE_SIZE != offset % PAGE_SIZE {
-                    return Err(bad(
-                        index,
-                        ph,
-                        "p_vaddr",
-                        format!("{vaddr:#x} is not congruent to p_offset {offset:#x} modulo the page size"),
-                    ));
-                }
-                if memsz == 0 {
-                    continue;
-                }
-                segments.push(Segment { index, vaddr, memsz, offset, filesz, flags: ph.p_flags(e), align });
             }
-            elf::PT_GNU_RELRO => relro = Some((vaddr, memsz)),
-            elf::PT_TLS => {
-                if filesz > memsz {
-                    return Err(bad(index, ph, "p_filesz", format!("{filesz:#x} is larger than p_memsz {memsz:#x}")));
-                }
-                if align > 1 && !align.is_power_of_two() {
-                    return Err(bad(index, ph, "p_align", format!("{align:#x} is not a power of two")));
-                }
-                tls = Some(Tls { vaddr, filesz, memsz, align });
-            }
-            elf::PT_DYNAMIC => dynamic_ph = Some((index, offset, filesz, vaddr)),
-            elf::PT_INTERP => interp_ph = Some((offset, filesz)),
-            elf::PT_PHDR => phdr_vaddr = Some(vaddr),
-            elf::PT_GNU_STACK => exec_stack = ph.p_flags(e) & elf::PF_X != 0,
+            elf::PT_GNU_RELRO => scan.relro = Some((ph.vaddr, ph.memsz)),
+            elf::PT_TLS => scan.tls = Some(check_tls(ph)?),
+            elf::PT_DYNAMIC => scan.dynamic = Some(ph),
+            elf::PT_INTERP => scan.interp = Some(ph),
+            elf::PT_PHDR => scan.phdr_vaddr = Some(ph.vaddr),
+            elf::PT_GNU_STACK => scan.exec_stack = (ph.flags & elf::PF_X != 0).then_some(ph),
             _ => {}
         }
     }
-
-    if segments.is_empty() {
-        return Err(ElfError::BadField {
-            path: p(),
-            field: "e_phnum",
-            value: phnum as u64,
-            why: "no PT_LOAD segments",
-        });
+    if scan.segments.is_empty() {
+        return Err(bad_field(F_E_PHNUM, header.phnum as u64, "no PT_LOAD segments"));
     }
+    Ok(scan)
+}
+
+/// The file bytes a program header names must be in the file (PT_GNU_STACK
+/// names none, whatever it says).
+fn check_in_file(ph: &Ph, len: u64) -> Result<(), ElfError> {
+    if ph.ptype == elf::PT_GNU_STACK || ph.filesz == 0 {
+        return Ok(());
+    }
+    match ph.offset.checked_add(ph.filesz) {
+        Some(end) if end <= len => Ok(()),
+        _ => Err(ph.bad(
+            "p_offset + p_filesz",
+            format!("= {:#x} + {:#x} runs past the end of the file ({len:#x} bytes)", ph.offset, ph.filesz),
+        )),
+    }
+}
+
+fn check_sizes_and_align(ph: &Ph) -> Result<(), ElfError> {
+    let Ph { filesz, memsz, align, .. } = *ph;
+    if filesz > memsz {
+        return Err(ph.bad("p_filesz", format!("{filesz:#x} is larger than p_memsz {memsz:#x}")));
+    }
+    if ph.ptype == elf::PT_LOAD && (memsz > MAX_SPAN || ph.vaddr.checked_add(memsz).is_none_or(|end| end > USER_TOP)) {
+        let why = format!("{memsz:#x} at p_vaddr {:#x} is an absurd size or leaves user space", ph.vaddr);
+        return Err(ph.bad("p_memsz", why));
+    }
+    if align > 1 && !align.is_power_of_two() {
+        return Err(ph.bad("p_align", format!("{align:#x} is not a power of two")));
+    }
+    Ok(())
+}
+
+/// A PT_LOAD: sizes, alignment and congruence. `None` for an empty one.
+fn check_load(ph: &Ph) -> Result<Option<Segment>, ElfError> {
+    check_sizes_and_align(ph)?;
+    let Ph { index, vaddr, offset, align, .. } = *ph;
+    if align > 1 && vaddr % align != offset % align {
+        let why = format!("{vaddr:#x} is not congruent to p_offset {offset:#x} modulo p_align {align:#x}");
+        return Err(ph.bad("p_vaddr", why));
+    }
+    if vaddr % PAGE_SIZE != offset % PAGE_SIZE {
+        let why = format!("{vaddr:#x} is not congruent to p_offset {offset:#x} modulo the page size");
+        return Err(ph.bad("p_vaddr", why));
+    }
+    if ph.memsz == 0 {
+        return Ok(None);
+    }
+    Ok(Some(Segment { index, vaddr, memsz: ph.memsz, offset, filesz: ph.filesz, flags: ph.flags, align }))
+}
+
+fn check_tls(ph: Ph) -> Result<Ph, ElfError> {
+    check_sizes_and_align(&ph)?;
+    Ok(ph)
+}
+
+/// PT_LOADs must be sorted, each on its own pages, and span a sane range.
+fn check_layout(segments: &[Segment], header: &Header) -> Result<(), ElfError> {
+    let at = |s: &Segment| header.phoff + s.index as u64 * PHENTSIZE;
     for w in segments.windows(2) {
         let (a, b) = (&w[0], &w[1]);
         let why = if b.vaddr < a.vaddr {
@@ -451,142 +560,92 @@ pub fn decode(path: &Path, data: &[u8]) -> Result<ElfInfo, ElfError> {
         } else {
             continue;
         };
-        return Err(ElfError::BadSegment {
-            path: p(),
-            index: b.index,
-            ptype: PType(elf::PT_LOAD),
-            field: "p_vaddr",
-            why,
-        });
+        let (index, offset, ptype) = (b.index, at(b), PType(elf::PT_LOAD));
+        return Err(ElfError::BadSegment { index, offset, ptype, field: "p_vaddr", why });
     }
-    let first = segments[0];
-    let last = segments[segments.len() - 1];
+    let (Some(first), Some(last)) = (segments.first(), segments.last()) else { return Ok(()) };
     if last.vaddr + last.memsz - page_down(first.vaddr) > MAX_SPAN {
-        return Err(ElfError::BadField {
-            path: p(),
-            field: "PT_LOAD span",
-            value: last.vaddr + last.memsz - first.vaddr,
-            why: "the image is absurdly large",
-        });
+        let why = format!(
+            "{:#x} at p_vaddr {:#x}: the PT_LOADs span {:#x} bytes from program header {}'s p_vaddr {:#x}, \
+             an absurdly large image",
+            last.memsz,
+            last.vaddr,
+            last.vaddr + last.memsz - first.vaddr,
+            first.index,
+            first.vaddr
+        );
+        let (index, offset, ptype) = (last.index, at(last), PType(elf::PT_LOAD));
+        return Err(ElfError::BadSegment { index, offset, ptype, field: "p_memsz", why });
     }
-    let max_align = segments.iter().map(|s| s.align).max().unwrap_or(PAGE_SIZE).max(PAGE_SIZE);
-
-    let entry = ehdr.e_entry(e);
-    if !segments.iter().any(|s| s.executable() && entry >= s.vaddr && entry < s.vaddr + s.memsz) {
-        return Err(ElfError::BadField {
-            path: p(),
-            field: "e_entry",
-            value: entry,
-            why: "is not inside an executable PT_LOAD",
-        });
-    }
-
-    // AT_PHDR: PT_PHDR if present, else the PT_LOAD that maps e_phoff.
-    let phdr_vaddr = match phdr_vaddr {
-        Some(v) => v,
-        None => segments
-            .iter()
-            .find(|s| phoff >= s.offset && ph_end <= s.offset + s.filesz)
-            .map(|s| s.vaddr + (phoff - s.offset))
-            .ok_or_else(|| ElfError::BadField {
-                path: p(),
-                field: "e_phoff",
-                value: phoff,
-                why: "the program headers are not in any PT_LOAD and there is no PT_PHDR",
-            })?,
-    };
-
-    if let Some((off, size)) = interp_ph {
-        let raw = &data[off as usize..(off + size) as usize];
-        let s = raw.split(|&b| b == 0).next().unwrap_or(raw);
-        return Err(ElfError::Dynamic { path: p(), interp: String::from_utf8_lossy(s).into_owned() });
-    }
-    if exec_stack {
-        return Err(ElfError::ExecStack { path: p() });
-    }
-
-    let dynamic = match dynamic_ph {
-        None => None,
-        Some((index, off, size, vaddr)) => Some(decode_dynamic(path, data, index, off, size, vaddr)?),
-    };
-
-    let kind = if etype == elf::ET_EXEC {
-        ProgramKind::Static
-    } else {
-        let Some(dynamic) = &dynamic else {
-            return Err(ElfError::SharedLibrary { path: p() });
-        };
-        let flags1 = dynamic.get(elf::DT_FLAGS_1).unwrap_or(0);
-        if flags1 & u64::from(elf::DF_1_PIE) == 0 {
-            return Err(ElfError::SharedLibrary { path: p() });
-        }
-        if dynamic.get(elf::DT_NEEDED).is_some() {
-            return Err(ElfError::DynamicSection {
-                path: p(),
-                why: "DT_NEEDED without PT_INTERP: nobody would load its libraries".into(),
-            });
-        }
-        ProgramKind::StaticPie
-    };
-    if let Some(t) = tls
-        && t.filesz > 0
-        && !segments.iter().any(|s| s.file_contains(t.vaddr, t.filesz))
-    {
-        return Err(ElfError::BadField {
-            path: p(),
-            field: "PT_TLS p_vaddr",
-            value: t.vaddr,
-            why: "the TLS initialization image is not inside a PT_LOAD",
-        });
-    }
-
-    Ok(ElfInfo {
-        path: p(),
-        kind,
-        machine,
-        entry,
-        phdr_vaddr,
-        phnum: phnum as u64,
-        phentsize,
-        segments,
-        relro,
-        tls,
-        dynamic,
-        max_align,
-    })
+    Ok(())
 }
 
-fn decode_dynamic(
-    path: &Path,
-    data: &[u8],
-    index: usize,
-    off: u64,
-    size: u64,
-    vaddr: u64,
-) -> Result<Dynamic, ElfError> {
+/// AT_PHDR without a PT_PHDR: where the PT_LOAD that maps e_phoff puts it.
+fn phdrs_in_load(segments: &[Segment], header: &Header) -> Result<u64, ElfError> {
+    let (phoff, ph_end) = (header.phoff, header.ph_end());
+    segments
+        .iter()
+        .find(|s| phoff >= s.offset && ph_end <= s.offset + s.filesz)
+        .map(|s| s.vaddr + (phoff - s.offset))
+        .ok_or_else(|| {
+            bad_field(F_E_PHOFF, phoff, "the program headers are not in any PT_LOAD and there is no PT_PHDR")
+        })
+}
+
+/// What the relocating preparer cannot run: an interpreter, an executable stack.
+fn refuse_unsupported(data: &[u8], interp: Option<Ph>, exec_stack: Option<Ph>) -> Result<(), ElfError> {
+    if let Some(ph) = interp {
+        let raw = ph.bytes(data);
+        let s = raw.split(|&b| b == 0).next().unwrap_or(raw);
+        return Err(ElfError::Dynamic { index: ph.index, interp: String::from_utf8_lossy(s).into_owned() });
+    }
+    if let Some(ph) = exec_stack {
+        return Err(ElfError::ExecStack { index: ph.index });
+    }
+    Ok(())
+}
+
+/// ET_EXEC is a static program; ET_DYN must be a PIE (DF_1_PIE) that needs
+/// no libraries.
+fn classify(etype: u16, dynamic: Option<&(Ph, Dynamic)>) -> Result<ProgramKind, ElfError> {
+    if etype == elf::ET_EXEC {
+        return Ok(ProgramKind::Static);
+    }
+    let Some((ph, dynamic)) = dynamic else {
+        return Err(ElfError::SharedLibrary { why: "no PT_DYNAMIC" });
+    };
+    let flags1 = dynamic.get(elf::DT_FLAGS_1).unwrap_or(0);
+    if flags1 & u64::from(elf::DF_1_PIE) == 0 {
+        return Err(ElfError::SharedLibrary { why: "DT_FLAGS_1 lacks DF_1_PIE" });
+    }
+    if let Some(needed) = dynamic.entry(elf::DT_NEEDED) {
+        return Err(ElfError::DynamicSection {
+            index: ph.index,
+            offset: ph.offset + (needed.vaddr - dynamic.vaddr),
+            why: "DT_NEEDED without PT_INTERP: nobody would load its libraries".into(),
+        });
+    }
+    Ok(ProgramKind::StaticPie)
+}
+
+/// The entries of PT_DYNAMIC `ph`, up to DT_NULL.
+fn decode_dynamic(data: &[u8], ph: &Ph) -> Result<Dynamic, ElfError> {
     let e = LE;
-    let bytes = &data[off as usize..(off + size) as usize];
+    let bytes = ph.bytes(data);
     let entsize = size_of::<elf::Dyn64<LE>>();
     let (dyns, _) = pod::slice_from_bytes::<elf::Dyn64<LE>>(bytes, bytes.len() / entsize).map_err(|()| {
-        ElfError::DynamicSection {
-            path: path.to_path_buf(),
-            why: format!("PT_DYNAMIC (program header {index}) is misaligned"),
-        }
+        ElfError::DynamicSection { index: ph.index, offset: ph.offset, why: "the section is misaligned".into() }
     })?;
-    let mut entries = Vec::new();
-    let mut terminated = false;
-    for (i, d) in dyns.iter().enumerate() {
-        let tag = d.d_tag(e) as i64;
-        if tag == i64::from(elf::DT_NULL) {
-            terminated = true;
-            break;
-        }
-        entries.push(DynEntry { tag, val: d.d_val(e), vaddr: vaddr + (i * entsize) as u64 });
-    }
-    if !terminated {
-        return Err(ElfError::DynamicSection { path: path.to_path_buf(), why: "no DT_NULL terminator".into() });
-    }
-    Ok(Dynamic { entries, vaddr })
+    let Some(end) = dyns.iter().position(|d| d.d_tag(e) as i64 == i64::from(elf::DT_NULL)) else {
+        let why = format!("no DT_NULL terminator in its {} entries", dyns.len());
+        return Err(ElfError::DynamicSection { index: ph.index, offset: ph.offset, why });
+    };
+    let entries = dyns[..end]
+        .iter()
+        .enumerate()
+        .map(|(i, d)| DynEntry { tag: d.d_tag(e) as i64, val: d.d_val(e), vaddr: ph.vaddr + (i * entsize) as u64 })
+        .collect();
+    Ok(Dynamic { entries, vaddr: ph.vaddr })
 }
 
 #[cfg(test)]
@@ -611,10 +670,389 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
-        let p = Path::new("/x");
-        assert!(matches!(decode(p, b"hello world"), Err(ElfError::NotElf { .. })));
-        assert!(matches!(decode(p, b"\x7fELF\x01\x01"), Err(ElfError::Class { class: 1, .. })));
-        assert!(matches!(decode(p, b"\x7fELF\x02\x02"), Err(ElfError::ByteOrder { data: 2, .. })));
-        assert!(matches!(decode(p, b"\x7fELF\x02\x01\x01"), Err(ElfError::Truncated { .. })));
+        assert_eq!(check(b"hello world"), Err(ElfError::NotElf { magic: b"hell".to_vec() }));
+        assert_eq!(check(b"\x7fEL"), Err(ElfError::NotElf { magic: b"\x7fEL".to_vec() }));
+        assert_eq!(
+            check(b"\x7fELF\x02"),
+            Err(ElfError::Truncated { what: "the ELF identification", start: 0, end: 16, len: 5 })
+        );
+        assert_eq!(check(b"\x7fELF\x01\x01"), Err(ElfError::Class { class: 1 }));
+        assert_eq!(check(b"\x7fELF\x02\x02"), Err(ElfError::ByteOrder { data: 2 }));
+        assert_eq!(
+            check(b"\x7fELF\x02\x01\x01"),
+            Err(ElfError::Truncated { what: "the ELF header", start: 0, end: 64, len: 7 })
+        );
+    }
+
+    // --- Synthetic program files -------------------------------------------
+
+    /// One program header to write.
+    #[derive(Clone, Copy)]
+    struct P {
+        ptype: u32,
+        flags: u32,
+        offset: u64,
+        vaddr: u64,
+        filesz: u64,
+        memsz: u64,
+        align: u64,
+    }
+
+    const RX: u32 = elf::PF_R | elf::PF_X;
+    const RW: u32 = elf::PF_R | elf::PF_W;
+    const PHOFF: u64 = 64;
+    /// Where `Spec::dynamic` is written (and what PT_DYNAMIC names).
+    const DYN_OFF: u64 = 0x1000;
+    const LEN: usize = 0x1800;
+
+    fn p(ptype: u32, flags: u32, offset: u64, vaddr: u64, filesz: u64, memsz: u64, align: u64) -> P {
+        P { ptype, flags, offset, vaddr, filesz, memsz, align }
+    }
+
+    /// File offset of program header `i` when the table is at PHOFF.
+    fn at(i: usize) -> u64 {
+        PHOFF + 56 * i as u64
+    }
+
+    fn host_em() -> u16 {
+        match Machine::host() {
+            Machine::X86_64 => elf::EM_X86_64,
+            Machine::AArch64 => elf::EM_AARCH64,
+        }
+    }
+
+    /// An ELF file to build.
+    struct Spec {
+        etype: u16,
+        machine: u16,
+        entry: u64,
+        phoff: u64,
+        phdrs: Vec<P>,
+        /// (d_tag, d_val) pairs written at DYN_OFF.
+        dynamic: Vec<(u64, u64)>,
+        len: usize,
+    }
+
+    /// A static PIE: text (with the headers and the entry point), data+bss
+    /// holding .dynamic, PT_DYNAMIC, RELRO, TLS and a non-executable stack.
+    fn static_pie() -> Spec {
+        Spec {
+            etype: elf::ET_DYN,
+            machine: host_em(),
+            entry: 0x100,
+            phoff: PHOFF,
+            phdrs: vec![
+                p(elf::PT_LOAD, RX, 0, 0, 0x1000, 0x1000, 0x1000),
+                p(elf::PT_LOAD, RW, 0x1000, 0x2000, 0x200, 0x800, 0x1000),
+                p(elf::PT_DYNAMIC, RW, DYN_OFF, 0x2000, 0x30, 0x30, 8),
+                p(elf::PT_GNU_RELRO, elf::PF_R, 0x1000, 0x2000, 0x100, 0x100, 1),
+                p(elf::PT_TLS, elf::PF_R, 0x1100, 0x2100, 0x10, 0x20, 8),
+                p(elf::PT_GNU_STACK, RW, 0, 0, 0, 0, 16),
+            ],
+            dynamic: vec![(u64::from(elf::DT_FLAGS_1), u64::from(elf::DF_1_PIE)), (u64::from(elf::DT_DEBUG), 0)],
+            len: LEN,
+        }
+    }
+
+    fn build(s: &Spec) -> Vec<u8> {
+        let mut b = vec![0u8; s.len.max(64)];
+        let put = |b: &mut Vec<u8>, at: u64, bytes: &[u8]| {
+            let at = at as usize;
+            if b.len() < at + bytes.len() {
+                b.resize(at + bytes.len(), 0);
+            }
+            b[at..at + bytes.len()].copy_from_slice(bytes);
+        };
+        put(&mut b, 0, b"\x7fELF\x02\x01\x01");
+        put(&mut b, 0x10, &s.etype.to_le_bytes());
+        put(&mut b, 0x12, &s.machine.to_le_bytes());
+        put(&mut b, 0x14, &1u32.to_le_bytes());
+        put(&mut b, 0x18, &s.entry.to_le_bytes());
+        put(&mut b, 0x20, &s.phoff.to_le_bytes());
+        put(&mut b, 0x34, &64u16.to_le_bytes());
+        put(&mut b, 0x36, &56u16.to_le_bytes());
+        put(&mut b, 0x38, &(s.phdrs.len() as u16).to_le_bytes());
+        for (i, ph) in s.phdrs.iter().enumerate() {
+            let o = s.phoff + 56 * i as u64;
+            put(&mut b, o, &ph.ptype.to_le_bytes());
+            put(&mut b, o + 4, &ph.flags.to_le_bytes());
+            for (k, v) in [ph.offset, ph.vaddr, ph.vaddr, ph.filesz, ph.memsz, ph.align].iter().enumerate() {
+                put(&mut b, o + 8 + 8 * k as u64, &v.to_le_bytes());
+            }
+        }
+        for (i, (tag, val)) in s.dynamic.iter().enumerate() {
+            put(&mut b, DYN_OFF + 16 * i as u64, &tag.to_le_bytes());
+            put(&mut b, DYN_OFF + 16 * i as u64 + 8, &val.to_le_bytes());
+        }
+        b.truncate(s.len);
+        b
+    }
+
+    fn decode_spec(s: &Spec) -> Result<ElfInfo, ElfError> {
+        decode(&build(s))
+    }
+
+    /// Just the verdict, to compare errors whole.
+    fn check(data: &[u8]) -> Result<(), ElfError> {
+        decode(data).map(drop)
+    }
+
+    fn check_spec(s: &Spec) -> Result<(), ElfError> {
+        check(&build(s))
+    }
+
+    /// Decoding `s` fails on program header `index`'s `field`, for a reason
+    /// that mentions `why_has`.
+    fn expect_bad_segment(s: &Spec, index: usize, field: &str, why_has: &str) {
+        let err = decode_spec(s).expect_err("decoded a bad program header");
+        let ElfError::BadSegment { index: i, offset, ptype, field: f, why } = &err else {
+            panic!("expected BadSegment for program header {index}, got {err:?}");
+        };
+        assert_eq!((*i, *offset, *ptype, *f), (index, at(index), PType(s.phdrs[index].ptype), field), "{err:?}");
+        assert!(why.contains(why_has), "{why:?} lacks {why_has:?}");
+    }
+
+    #[test]
+    fn decodes_a_static_pie() {
+        let info = decode_spec(&static_pie()).expect("a valid static PIE");
+        assert_eq!(info.kind, ProgramKind::StaticPie);
+        assert_eq!(info.machine, Machine::host());
+        assert_eq!((info.entry, info.phdr_vaddr, info.phnum, info.phentsize), (0x100, PHOFF, 6, 56));
+        let kinds: Vec<_> = info.segments.iter().map(|s| (s.index, s.kind())).collect();
+        assert_eq!(kinds, vec![(0, SegmentKind::Constant), (1, SegmentKind::DataWithZeroFill)]);
+        assert_eq!(info.relro, Some((0x2000, 0x100)));
+        assert_eq!(info.tls, Some(Tls { vaddr: 0x2100, filesz: 0x10, memsz: 0x20, align: 8 }));
+        assert_eq!(info.max_align, PAGE_SIZE);
+        let d = info.dynamic.as_ref().expect("PT_DYNAMIC decoded");
+        assert_eq!(d.vaddr, 0x2000);
+        assert_eq!(d.entries.len(), 2, "stops at DT_NULL");
+        assert_eq!(d.get(elf::DT_FLAGS_1), Some(u64::from(elf::DF_1_PIE)));
+        assert_eq!(d.entry(elf::DT_DEBUG).map(|e| e.vaddr), Some(0x2010));
+        assert_eq!((info.start(), info.end()), (0, 0x3000));
+        assert_eq!(info.file_offset(0x2008, 8), Some(0x1008));
+        assert_eq!(info.file_offset(0x2200, 8), None, "bss has no file bytes");
+    }
+
+    #[test]
+    fn static_exec_and_pt_phdr() {
+        let mut s = static_pie();
+        s.etype = elf::ET_EXEC;
+        s.phdrs.retain(|p| p.ptype != elf::PT_DYNAMIC);
+        s.phdrs.push(p(elf::PT_PHDR, elf::PF_R, PHOFF, 0x80, 56 * 6, 56 * 6, 8));
+        let info = decode_spec(&s).expect("a valid static executable");
+        assert_eq!(info.kind, ProgramKind::Static);
+        assert!(info.dynamic.is_none());
+        assert_eq!(info.phdr_vaddr, 0x80, "PT_PHDR wins over the PT_LOAD holding e_phoff");
+    }
+
+    #[test]
+    fn header_fields_are_located() {
+        let truncated = build(&static_pie())[..40].to_vec();
+        assert_eq!(check(&truncated), Err(ElfError::Truncated { what: "the ELF header", start: 0, end: 64, len: 40 }));
+
+        let mut b = build(&static_pie());
+        b[6] = 2;
+        assert_eq!(
+            check(&b),
+            Err(ElfError::BadField { field: "EI_VERSION", offset: 6, value: 2, why: "must be EV_CURRENT (1)" })
+        );
+
+        let mut s = static_pie();
+        s.machine = elf::EM_386;
+        let host = Machine::host().name();
+        assert_eq!(check_spec(&s), Err(ElfError::Machine { machine: elf::EM_386, name: "i386", host }));
+
+        let mut s = static_pie();
+        s.etype = elf::ET_REL;
+        assert_eq!(check_spec(&s), Err(ElfError::Relocatable));
+        s.etype = elf::ET_CORE;
+        assert!(matches!(decode_spec(&s), Err(ElfError::BadField { field: "e_type", offset: 0x10, value: 4, .. })));
+
+        let mut b = build(&static_pie());
+        b[0x36] = 32;
+        assert!(matches!(decode(&b), Err(ElfError::BadField { field: "e_phentsize", offset: 0x36, value: 32, .. })));
+        let mut b = build(&static_pie());
+        b[0x38] = 0;
+        assert!(matches!(decode(&b), Err(ElfError::BadField { field: "e_phnum", offset: 0x38, value: 0, .. })));
+    }
+
+    #[test]
+    fn truncated_program_headers() {
+        let mut s = static_pie();
+        s.phoff = LEN as u64 - 100;
+        let end = s.phoff + 6 * 56;
+        assert_eq!(
+            check_spec(&s),
+            Err(ElfError::Truncated { what: "the program headers", start: s.phoff, end, len: LEN as u64 })
+        );
+    }
+
+    #[test]
+    fn segment_past_end_of_file() {
+        let mut s = static_pie();
+        s.phdrs[1].filesz = 0x900;
+        s.phdrs[1].memsz = 0x900;
+        expect_bad_segment(&s, 1, "p_offset + p_filesz", "runs past the end of the file (0x1800 bytes)");
+        // An offset far past the end with no file bytes is fine for PT_GNU_STACK.
+        let mut s = static_pie();
+        s.phdrs[5] = p(elf::PT_GNU_STACK, RW, u64::MAX, 0, u64::MAX, 0, 16);
+        assert!(decode_spec(&s).is_ok());
+    }
+
+    #[test]
+    fn filesz_larger_than_memsz() {
+        let mut s = static_pie();
+        s.phdrs[1].memsz = 0x100;
+        expect_bad_segment(&s, 1, "p_filesz", "0x200 is larger than p_memsz 0x100");
+        let mut s = static_pie();
+        s.phdrs[4].memsz = 0x8;
+        expect_bad_segment(&s, 4, "p_filesz", "larger than p_memsz");
+    }
+
+    #[test]
+    fn absurd_memsz_and_alignment() {
+        let mut s = static_pie();
+        s.phdrs[1].memsz = 1 << 60;
+        expect_bad_segment(&s, 1, "p_memsz", "absurd size");
+        let mut s = static_pie();
+        s.phdrs[0].align = 3;
+        expect_bad_segment(&s, 0, "p_align", "0x3 is not a power of two");
+        let mut s = static_pie();
+        s.phdrs[1].align = 0x2000;
+        expect_bad_segment(&s, 1, "p_vaddr", "modulo p_align 0x2000");
+        let mut s = static_pie();
+        s.phdrs[1].align = 0;
+        s.phdrs[1].vaddr = 0x2100;
+        expect_bad_segment(&s, 1, "p_vaddr", "modulo the page size");
+        let mut s = static_pie();
+        s.phdrs[4].align = 6;
+        expect_bad_segment(&s, 4, "p_align", "not a power of two");
+    }
+
+    #[test]
+    fn misordered_loads() {
+        let mut s = static_pie();
+        s.phdrs.swap(0, 1);
+        expect_bad_segment(&s, 1, "p_vaddr", "PT_LOADs must be sorted");
+    }
+
+    #[test]
+    fn overlapping_loads() {
+        let mut s = static_pie();
+        s.phdrs[0].memsz = 0x2800;
+        expect_bad_segment(&s, 1, "p_vaddr", "overlaps program header 0 (0x0..0x2800)");
+    }
+
+    #[test]
+    fn loads_sharing_a_page() {
+        let mut s = static_pie();
+        s.phdrs[0].memsz = 0x1100;
+        s.phdrs[1].offset = 0x1200;
+        s.phdrs[1].vaddr = 0x1200;
+        expect_bad_segment(&s, 1, "p_vaddr", "shares a page with program header 0");
+    }
+
+    #[test]
+    fn absurd_span() {
+        let mut s = static_pie();
+        s.phdrs[1].vaddr = (1 << 37) + 0x2000;
+        expect_bad_segment(&s, 1, "p_memsz", "absurdly large image");
+    }
+
+    #[test]
+    fn empty_loads_are_dropped_and_none_is_refused() {
+        let mut s = static_pie();
+        s.phdrs.insert(1, p(elf::PT_LOAD, RW, 0, 0x1000, 0, 0, 0x1000));
+        let info = decode_spec(&s).expect("an empty PT_LOAD is ignored");
+        assert_eq!(info.segments.iter().map(|s| s.index).collect::<Vec<_>>(), vec![0, 2]);
+
+        let mut s = static_pie();
+        s.phdrs.retain(|p| p.ptype != elf::PT_LOAD);
+        assert!(matches!(decode_spec(&s), Err(ElfError::BadField { field: "e_phnum", offset: 0x38, value: 4, .. })));
+    }
+
+    #[test]
+    fn entry_and_program_header_placement() {
+        let mut s = static_pie();
+        s.entry = 0x2100;
+        assert!(matches!(
+            decode_spec(&s),
+            Err(ElfError::BadField { field: "e_entry", offset: 0x18, value: 0x2100, .. })
+        ));
+
+        let mut s = static_pie();
+        s.phoff = 0x1400;
+        assert!(matches!(
+            decode_spec(&s),
+            Err(ElfError::BadField { field: "e_phoff", offset: 0x20, value: 0x1400, .. })
+        ));
+    }
+
+    #[test]
+    fn interpreter_and_exec_stack_are_refused() {
+        let mut s = static_pie();
+        s.phdrs.push(p(elf::PT_INTERP, elf::PF_R, 0x1700, 0, 0x10, 0x10, 1));
+        let mut b = build(&s);
+        b[0x1700..0x170b].copy_from_slice(b"/lib/ld.so\0");
+        assert_eq!(check(&b), Err(ElfError::Dynamic { index: 6, interp: "/lib/ld.so".into() }));
+
+        // No file bytes, offset past the end: still refused, without reading.
+        let mut s = static_pie();
+        s.phdrs.push(p(elf::PT_INTERP, elf::PF_R, 0x10_0000, 0, 0, 0, 1));
+        assert_eq!(check_spec(&s), Err(ElfError::Dynamic { index: 6, interp: String::new() }));
+
+        let mut s = static_pie();
+        s.phdrs[5].flags = RW | elf::PF_X;
+        assert_eq!(check_spec(&s), Err(ElfError::ExecStack { index: 5 }));
+    }
+
+    #[test]
+    fn dynamic_section_defects() {
+        let mut s = static_pie();
+        s.phdrs[2].filesz = 0x20;
+        s.phdrs[2].memsz = 0x20;
+        s.dynamic.push((u64::from(elf::DT_DEBUG), 0));
+        assert!(matches!(decode_spec(&s), Err(ElfError::DynamicSection { index: 2, offset: DYN_OFF, .. })));
+
+        let mut s = static_pie();
+        s.phdrs[2].filesz = 0x40;
+        s.phdrs[2].memsz = 0x40;
+        s.dynamic.push((u64::from(elf::DT_NEEDED), 1));
+        let err = decode_spec(&s).expect_err("DT_NEEDED without PT_INTERP");
+        assert!(
+            matches!(&err, ElfError::DynamicSection { index: 2, offset, .. } if *offset == DYN_OFF + 32),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("DT_NEEDED"), "{err}");
+    }
+
+    #[test]
+    fn shared_libraries_are_refused() {
+        let mut s = static_pie();
+        s.dynamic[0] = (u64::from(elf::DT_FLAGS_1), 0);
+        assert_eq!(check_spec(&s), Err(ElfError::SharedLibrary { why: "DT_FLAGS_1 lacks DF_1_PIE" }));
+        s.phdrs.retain(|p| p.ptype != elf::PT_DYNAMIC);
+        assert_eq!(check_spec(&s), Err(ElfError::SharedLibrary { why: "no PT_DYNAMIC" }));
+    }
+
+    #[test]
+    fn tls_image_outside_the_loads() {
+        let mut s = static_pie();
+        s.phdrs[4].vaddr = 0x2400;
+        expect_bad_segment(&s, 4, "p_vaddr", "0x2400: the TLS initialization image");
+        s.phdrs[4].filesz = 0;
+        assert!(decode_spec(&s).is_ok(), "a TLS block without an image needs no file bytes");
+    }
+
+    #[test]
+    fn messages_say_where_and_not_which_file() {
+        let mut s = static_pie();
+        s.phdrs[1].memsz = 0x100;
+        let msg = decode_spec(&s).expect_err("bad").to_string();
+        assert_eq!(msg, "program header 1 (PT_LOAD, at offset 0x78): p_filesz 0x200 is larger than p_memsz 0x100");
+        let mut s = static_pie();
+        s.entry = 0x5000;
+        let msg = decode_spec(&s).expect_err("bad").to_string();
+        assert_eq!(msg, "e_entry = 0x5000 (ELF header offset 0x18): is not inside an executable PT_LOAD");
     }
 }

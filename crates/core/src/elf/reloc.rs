@@ -330,4 +330,81 @@ mod tests {
         let err = apply_relr(&[0u8; 7], 0, &mut mem).unwrap_err();
         assert!(matches!(err, RelocError::BadTableSize { .. }));
     }
+
+    #[test]
+    fn machines_by_em() {
+        assert_eq!(Machine::from_em(elf::EM_X86_64), Some(Machine::X86_64));
+        assert_eq!(Machine::from_em(elf::EM_AARCH64), Some(Machine::AArch64));
+        assert_eq!(Machine::from_em(elf::EM_386), None);
+        assert_eq!(Machine::from_em(elf::EM_RISCV), None);
+        assert_eq!((Machine::X86_64.r_relative(), Machine::X86_64.r_irelative()), (8, 37));
+        assert_eq!((Machine::AArch64.r_none(), Machine::AArch64.r_irelative()), (0, 1032));
+    }
+
+    #[test]
+    fn rela_leaves_unsupported_types_to_the_program() {
+        let mut mem = Flat { base: 0x1000, bytes: vec![0xaa; 40] };
+        let r = u64::from(elf::R_X86_64_RELATIVE);
+        let sym = |t: u32, s: u64| u64::from(t) | (s << 32);
+        let t = rela(&[
+            (0x1000, sym(elf::R_X86_64_64, 3), 0x1),
+            (0x1008, sym(elf::R_X86_64_GLOB_DAT, 4), 0),
+            (0x1010, sym(elf::R_X86_64_RELATIVE, 5), 0x2), // RELATIVE with a symbol: not ours
+            (0x1018, u64::from(elf::R_X86_64_IRELATIVE), 0x3),
+            (0x1020, r, 0x4),
+        ]);
+        let out = apply_rela(Machine::X86_64, &t, 0x10_0000, &mut mem).unwrap();
+        assert_eq!(out, TableOutcome { entries: 5, applied: 1, prefix: 0 });
+        assert_eq!(
+            words(&mem),
+            vec![0xaaaa_aaaa_aaaa_aaaa, 0xaaaa_aaaa_aaaa_aaaa, 0xaaaa_aaaa_aaaa_aaaa, 0xaaaa_aaaa_aaaa_aaaa, 0x10_0004]
+        );
+    }
+
+    #[test]
+    fn rel_none_entries_stay_in_the_prefix() {
+        let mut mem = Flat { base: 0x4000, bytes: vec![0; 16] };
+        mem.write_u64(0x4008, 0x30).unwrap();
+        let r = u64::from(elf::R_AARCH64_RELATIVE);
+        let t: Vec<u8> = [(0u64, u64::from(elf::R_AARCH64_NONE)), (0x4008, r)]
+            .iter()
+            .flat_map(|&(o, i)| [o.to_le_bytes(), i.to_le_bytes()].concat())
+            .collect();
+        let out = apply_rel(Machine::AArch64, &t, 0x7000, &mut mem).unwrap();
+        assert_eq!(out, TableOutcome { entries: 2, applied: 1, prefix: 2 });
+        assert_eq!(words(&mem), vec![0, 0x7030]);
+    }
+
+    #[test]
+    fn out_of_image_names_table_entry_and_address() {
+        let mut mem = Flat { base: 0x1000, bytes: vec![0; 16] };
+        let r = u64::from(elf::R_X86_64_RELATIVE);
+        let t: Vec<u8> = [(0x1000u64, r), (0x1010, r)]
+            .iter()
+            .flat_map(|&(o, i)| [o.to_le_bytes(), i.to_le_bytes()].concat())
+            .collect();
+        let err = apply_rel(Machine::X86_64, &t, 1, &mut mem).unwrap_err();
+        assert_eq!(err, RelocError::OutOfImage { table: Table::Rel, index: 1, addr: 0x1010 });
+        assert_eq!(words(&mem), vec![1, 0], "entries before the bad one were applied");
+        // RELR: the bitmap (entry 1) reaches word 2, past the end.
+        let t: Vec<u8> = [0x1000u64, 0b111].iter().flat_map(|w| w.to_le_bytes()).collect();
+        let err = apply_relr(&t, 1, &mut mem).unwrap_err();
+        assert_eq!(err, RelocError::OutOfImage { table: Table::Relr, index: 1, addr: 0x1010 });
+        assert_eq!(
+            err.to_string(),
+            "DT_RELR entry 1: relocation target 0x1010 is outside the file-backed part of every PT_LOAD"
+        );
+    }
+
+    #[test]
+    fn table_sizes_must_be_whole_entries() {
+        let mut mem = Flat { base: 0, bytes: vec![0; 8] };
+        let err = apply_rela(Machine::X86_64, &[0u8; 25], 0, &mut mem).unwrap_err();
+        assert_eq!(err, RelocError::BadTableSize { table: Table::Rela, size: 25, entsize: 24 });
+        let err = apply_rel(Machine::X86_64, &[0u8; 17], 0, &mut mem).unwrap_err();
+        assert_eq!(err, RelocError::BadTableSize { table: Table::Rel, size: 17, entsize: 16 });
+        assert_eq!(err.to_string(), "DT_REL: size 0x11 is not a multiple of the entry size 16");
+        let out = apply_rela(Machine::X86_64, &[], 0, &mut mem).unwrap();
+        assert_eq!(out, TableOutcome::default());
+    }
 }

@@ -25,8 +25,8 @@ use crate::kernel::{Kernel, SealedObject};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
-    #[error(transparent)]
-    Elf(#[from] ElfError),
+    #[error("{path}: {source}")]
+    Elf { path: PathBuf, source: ElfError },
     #[error("{path}: {source}")]
     Reloc { path: PathBuf, source: RelocError },
     #[error("{path}: dynamic tag {tag} points at {vaddr:#x}, outside the file-backed PT_LOADs")]

@@ -227,7 +227,7 @@ pub fn prepare<K: Kernel>(
     key: ImageKey,
     started: Instant,
 ) -> Result<Image<K>, ImageError> {
-    let info = elfmod::decode(path, data)?;
+    let info = elfmod::decode(data).map_err(|source| ImageError::Elf { path: path.to_path_buf(), source })?;
     let bias = choose_bias::<K>(path, &info)?;
     let mut mem = Copies::new(&info, data);
     let relocs = relocate(path, &info, data, bias, &mut mem)?;
