@@ -18,7 +18,9 @@
 
 use std::os::fd::{AsRawFd, RawFd};
 
-use zygote_plan::{FLAG_WARM_UP, FdMove, Header, Op, OpKind, PLAN_FD, Region, Source, encode_plan, plan_size};
+use zygote_plan::{
+    FLAG_WARM_UP, FdMove, Header, Op, OpKind, PLAN_FD, Region, RestoreOp, Source, encode_plan, plan_size,
+};
 
 use crate::Image;
 use zygote_core::image::RegionKind;
@@ -130,11 +132,11 @@ pub fn build(image: &Image, parts: &SpawnParts<'_>) -> Layout {
             .collect()
     };
     let ops: Vec<Op> = match parts.phase {
-        Phase::Full => image.ops().to_vec(),
-        Phase::WarmUp => image.ops().iter().copied().filter(|o| o.kind().is_some_and(OpKind::at_warm_up)).collect(),
+        Phase::Full => image.ops().iter().map(RestoreOp::to_op).collect(),
+        Phase::WarmUp => image.ops().iter().filter(|o| o.kind().at_warm_up()).map(RestoreOp::to_op).collect(),
         Phase::Finish { .. } => {
             let mut ops: Vec<Op> =
-                image.ops().iter().copied().filter(|o| o.kind().is_some_and(|k| !k.at_warm_up())).collect();
+                image.ops().iter().filter(|o| !o.kind().at_warm_up()).map(RestoreOp::to_op).collect();
             if !ops.iter().any(|o| o.kind() == Some(OpKind::MmLayout)) {
                 // A static image: the launcher sets the mm bounds (its own
                 // describe its exec), so give it the code and data bounds.
@@ -190,5 +192,5 @@ fn static_layout(image: &Image) -> Op {
     let first = regions.first().map_or((0, 0), |r| (r.vaddr, r.vaddr + r.len));
     let code = span(PROT_EXEC).unwrap_or(first);
     let data = span(PROT_WRITE).unwrap_or((code.1, code.1));
-    Op { kind: OpKind::MmLayout as u32, arg: 0, a: code.0, b: code.1, c: data.0, d: data.1 }
+    RestoreOp::MmLayout { start_code: code.0, end_code: code.1, start_data: data.0, end_data: data.1 }.to_op()
 }

@@ -27,7 +27,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use zygote_plan::{FixupKind, Op, OpKind};
+use zygote_plan::{FixupKind, RestoreOp};
 
 use crate::SealedObject;
 use crate::ptrace::{EntryRegs, Prototype, PtraceError, SyscallRecord};
@@ -453,14 +453,12 @@ fn check_vdso(proto: &Prototype, path: &Path, vmas: &[Vma]) -> Result<Option<Vma
 
 /// The op that moves a kernel special mapping ([vvar], [vvar_vclock],
 /// [vdso]) to where it was, relative to the vDSO.
-fn vdso_op(v: &Vma, vdso: &Vma) -> Op {
-    Op {
-        kind: OpKind::VdsoSpecial as u32,
-        arg: u32::from(v.name == "[vdso]"),
-        a: v.start.wrapping_sub(vdso.start),
-        b: v.end - v.start,
-        c: v.start,
-        d: 0,
+fn vdso_op(v: &Vma, vdso: &Vma) -> RestoreOp {
+    RestoreOp::VdsoSpecial {
+        offset: v.start.wrapping_sub(vdso.start) as i64,
+        len: v.end - v.start,
+        target: v.start,
+        is_vdso: v.name == "[vdso]",
     }
 }
 
@@ -473,7 +471,7 @@ fn capture(
     vmas: &[Vma],
     vdso: Option<&Vma>,
     files: &mut Vec<MappedFile<Linux>>,
-) -> Result<(Vec<Captured>, Vec<Op>), ImageError> {
+) -> Result<(Vec<Captured>, Vec<RestoreOp>), ImageError> {
     let mut file_index: HashMap<(u64, u64, u64), usize> = HashMap::new();
     let identity = files[0].identity;
     let dev = rustix::fs::Dev::from(identity.dev);
@@ -547,7 +545,7 @@ struct Sealed {
     objects: Vec<SealedObject>,
     regions: Vec<ImageRegion>,
     /// Protect ops that take back the write access fixups needed.
-    protects: Vec<Op>,
+    protects: Vec<RestoreOp>,
 }
 
 /// One region per captured mapping (captured bytes sealed in an object
@@ -562,7 +560,7 @@ fn seal(path: &Path, captured: &[Captured], fixups: &[Fixup]) -> Result<Sealed, 
         let needs_write = fixups.iter().any(|f| f.mapping == i);
         let prot = if needs_write { v.prot | zygote_plan::PROT_WRITE } else { v.prot };
         if needs_write && v.prot & zygote_plan::PROT_WRITE == 0 {
-            protects.push(Op { kind: OpKind::Protect as u32, arg: 0, a: v.start, b: len, c: u64::from(v.prot), d: 0 });
+            protects.push(RestoreOp::Protect { addr: v.start, len, prot: v.prot });
         }
         let kind = match (&c.bytes, c.file) {
             (_, Some(f)) => RegionKind::File { file: f, offset: v.offset },
@@ -595,47 +593,34 @@ fn restore_ops(
     syscalls: &[SyscallRecord],
     stat: &str,
     fixups: &[Fixup],
-    protects: Vec<Op>,
-) -> Vec<Op> {
-    let mut ops: Vec<Op> = fixups
-        .iter()
-        .map(|f| Op { kind: OpKind::Fixup as u32, arg: f.kind as u32, a: f.addr, b: f.extra, c: 0, d: 0 })
-        .collect();
+    protects: Vec<RestoreOp>,
+) -> Vec<RestoreOp> {
+    let mut ops: Vec<RestoreOp> =
+        fixups.iter().map(|f| RestoreOp::Fixup { addr: f.addr, kind: f.kind, param: f.extra }).collect();
     ops.extend(protects);
-    ops.push(Op { kind: OpKind::SetFs as u32, a: regs.fs_base, ..Op::default() });
+    ops.push(RestoreOp::SetFs { fs_base: regs.fs_base });
     for s in syscalls {
         match s.nr {
-            SYS_SET_TID_ADDRESS if s.args[0] != 0 => {
-                ops.push(Op { kind: OpKind::SetTidAddress as u32, a: s.args[0], ..Op::default() })
+            SYS_SET_TID_ADDRESS if s.args[0] != 0 => ops.push(RestoreOp::SetTidAddress { addr: s.args[0] }),
+            SYS_SET_ROBUST_LIST if s.ret == 0 => ops.push(RestoreOp::RobustList { head: s.args[0], len: s.args[1] }),
+            SYS_RSEQ if s.ret == 0 && s.args[2] == 0 => {
+                ops.push(RestoreOp::Rseq { addr: s.args[0], len: s.args[1], flags: s.args[2], signature: s.args[3] })
             }
-            SYS_SET_ROBUST_LIST if s.ret == 0 => {
-                ops.push(Op { kind: OpKind::RobustList as u32, a: s.args[0], b: s.args[1], ..Op::default() })
-            }
-            SYS_RSEQ if s.ret == 0 && s.args[2] == 0 => ops.push(Op {
-                kind: OpKind::Rseq as u32,
-                a: s.args[0],
-                b: s.args[1],
-                c: s.args[2],
-                d: s.args[3],
-                ..Op::default()
-            }),
             _ => {}
         }
     }
     if regs.fs_base != 0 {
-        ops.push(Op { kind: OpKind::Canary as u32, a: regs.fs_base + CANARY_OFFSET, ..Op::default() });
+        ops.push(RestoreOp::Canary { addr: regs.fs_base + CANARY_OFFSET });
     }
     let start_brk = stat_field(stat, 47);
     let brk = syscalls.iter().rev().find(|s| s.nr == SYS_BRK && s.ret > 0).map_or(start_brk, |s| s.ret as u64);
-    ops.push(Op {
-        kind: OpKind::MmLayout as u32,
-        arg: 0,
-        a: stat_field(stat, 26),
-        b: stat_field(stat, 27),
-        c: stat_field(stat, 45),
-        d: stat_field(stat, 46),
+    ops.push(RestoreOp::MmLayout {
+        start_code: stat_field(stat, 26),
+        end_code: stat_field(stat, 27),
+        start_data: stat_field(stat, 45),
+        end_data: stat_field(stat, 46),
     });
-    ops.push(Op { kind: OpKind::MmBrk as u32, a: start_brk, b: brk.max(start_brk), ..Op::default() });
+    ops.push(RestoreOp::MmBrk { start_brk, brk: brk.max(start_brk) });
     ops
 }
 
@@ -985,7 +970,7 @@ ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsysca
                 (0x9000, 0x1000, PROT_READ | PROT_WRITE, RegionKind::Zero, 3),
             ]
         );
-        let protect = Op { kind: OpKind::Protect as u32, arg: 0, a: 0x4000, b: 0x1000, c: u64::from(PROT_READ), d: 0 };
+        let protect = RestoreOp::Protect { addr: 0x4000, len: 0x1000, prot: PROT_READ };
         assert_eq!(protects, vec![protect], "write access taken back after the fixup");
     }
 
@@ -1007,27 +992,31 @@ ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsysca
         ];
         let regs = EntryRegs { rip: 1, rsp: 2, rdx: 3, fs_base: 0x7f00_0000_0740 };
         let fixups = [Fixup { mapping: 0, addr: 0x7000, kind: FixupKind::AuxVal, extra: 31 }];
-        let protect = Op { kind: OpKind::Protect as u32, a: 0x4000, b: 0x1000, c: 1, ..Op::default() };
+        let protect = RestoreOp::Protect { addr: 0x4000, len: 0x1000, prot: 1 };
         let ops = restore_ops(regs, &syscalls, &stat, &fixups, vec![protect]);
-        let op = |kind: OpKind, a, b, c, d| Op { kind: kind as u32, arg: 0, a, b, c, d };
         assert_eq!(
             ops,
             vec![
-                Op { arg: FixupKind::AuxVal as u32, ..op(OpKind::Fixup, 0x7000, 31, 0, 0) },
+                RestoreOp::Fixup { addr: 0x7000, kind: FixupKind::AuxVal, param: 31 },
                 protect,
-                op(OpKind::SetFs, 0x7f00_0000_0740, 0, 0, 0),
-                op(OpKind::SetTidAddress, 0xa0, 0, 0, 0),
-                op(OpKind::RobustList, 0xb0, 24, 0, 0),
-                op(OpKind::Rseq, 0xc8, 32, 0, 0x53053053),
-                op(OpKind::Canary, 0x7f00_0000_0768, 0, 0, 0),
-                op(OpKind::MmLayout, 26 * 0x1000, 27 * 0x1000, 45 * 0x1000, 46 * 0x1000),
-                op(OpKind::MmBrk, 47 * 0x1000, 47 * 0x1000 + 0x21000, 0, 0),
+                RestoreOp::SetFs { fs_base: 0x7f00_0000_0740 },
+                RestoreOp::SetTidAddress { addr: 0xa0 },
+                RestoreOp::RobustList { head: 0xb0, len: 24 },
+                RestoreOp::Rseq { addr: 0xc8, len: 32, flags: 0, signature: 0x53053053 },
+                RestoreOp::Canary { addr: 0x7f00_0000_0768 },
+                RestoreOp::MmLayout {
+                    start_code: 26 * 0x1000,
+                    end_code: 27 * 0x1000,
+                    start_data: 45 * 0x1000,
+                    end_data: 46 * 0x1000
+                },
+                RestoreOp::MmBrk { start_brk: 47 * 0x1000, brk: 47 * 0x1000 + 0x21000 },
             ]
         );
         // No fs_base: no canary; a brk below start_brk does not lower it.
         let regs = EntryRegs { fs_base: 0, ..regs };
         let ops = restore_ops(regs, &[sys(SYS_BRK, [0; 6], 0x10)], &stat, &[], Vec::new());
-        assert!(!ops.iter().any(|o| o.kind == OpKind::Canary as u32));
-        assert_eq!(ops.last(), Some(&op(OpKind::MmBrk, 47 * 0x1000, 47 * 0x1000, 0, 0)));
+        assert!(!ops.iter().any(|o| o.kind() == zygote_plan::OpKind::Canary));
+        assert_eq!(ops.last(), Some(&RestoreOp::MmBrk { start_brk: 47 * 0x1000, brk: 47 * 0x1000 }));
     }
 }

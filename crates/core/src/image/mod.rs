@@ -141,7 +141,7 @@ pub struct ImageParts<K: Kernel> {
     pub regions: Vec<ImageRegion>,
     pub entry: EntryState,
     /// Restore ops (prototype images), in plan form.
-    pub ops: Vec<zygote_plan::Op>,
+    pub ops: Vec<zygote_plan::RestoreOp>,
     pub load_bias: u64,
     pub kind: ProgramKind,
     pub relocs: RelocSummary,
@@ -159,7 +159,7 @@ pub struct Image<K: Kernel> {
     regions: Vec<ImageRegion>,
     entry: EntryState,
     /// Restore ops (prototype images), in plan form.
-    ops: Vec<zygote_plan::Op>,
+    ops: Vec<zygote_plan::RestoreOp>,
     load_bias: u64,
     kind: ProgramKind,
     relocs: RelocSummary,
@@ -185,7 +185,7 @@ impl<K: Kernel> Image<K> {
     pub fn files(&self) -> &[MappedFile<K>] {
         &self.files
     }
-    pub fn ops(&self) -> &[zygote_plan::Op] {
+    pub fn ops(&self) -> &[zygote_plan::RestoreOp] {
         &self.ops
     }
     pub fn regions(&self) -> &[ImageRegion] {
