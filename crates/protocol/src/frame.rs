@@ -310,4 +310,58 @@ mod tests {
             Err(FrameError::FdMismatch { expected: 3, got: 0 })
         ));
     }
+
+    #[test]
+    fn a_frame_split_across_reads_waits_for_its_last_byte() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let limits = Limits::default();
+        let mut bytes = header(7, 0).to_vec();
+        bytes.extend_from_slice(br#"{"z":3}"#);
+        let mut r = FrameReader::new();
+        // One byte of the header, then the rest of the header, then the body.
+        for (from, to) in [(0, 1), (1, HEADER_SIZE), (HEADER_SIZE, bytes.len() - 1)] {
+            rustix::io::write(&a, &bytes[from..to]).unwrap();
+            assert_eq!(r.read_once(b.as_fd()).unwrap(), ReadStatus::Data);
+            assert!(r.next_frame(&limits).unwrap().is_none(), "incomplete at {to} of {} bytes", bytes.len());
+            assert_eq!(r.buffered(), to);
+        }
+        rustix::io::write(&a, &bytes[bytes.len() - 1..]).unwrap();
+        r.read_once(b.as_fd()).unwrap();
+        let f = r.next_frame(&limits).unwrap().expect("the whole frame");
+        assert_eq!(f.body, br#"{"z":3}"#);
+        assert_eq!(r.buffered(), 0);
+        // A clean end between frames is not an error.
+        drop(a);
+        assert_eq!(r.read_once(b.as_fd()).unwrap(), ReadStatus::Eof);
+        assert!(r.finish(&limits).unwrap().is_none());
+    }
+
+    #[test]
+    fn fd_counts_are_checked_against_the_header() {
+        let limits = Limits::default();
+        let devnull = std::fs::File::open("/dev/null").unwrap();
+        // Too many fds announced: refused from the header, before any arrive.
+        let (a, b) = UnixStream::pair().unwrap();
+        rustix::io::write(&a, &header(2, limits.max_fds as usize + 1)).unwrap();
+        let mut r = FrameReader::new();
+        assert!(matches!(
+            r.read_frame_blocking(b.as_fd(), &limits),
+            Err(FrameError::TooManyFds { count, max }) if count == limits.max_fds + 1 && max == limits.max_fds
+        ));
+        // More fds than announced: the surplus is a mismatch, not silently kept.
+        let (a, b) = UnixStream::pair().unwrap();
+        let fds = [devnull.as_fd(), devnull.as_fd()];
+        let mut w = FrameWriter::new(b"{}", &fds);
+        w.bytes[..HEADER_SIZE].copy_from_slice(&header(2, 1));
+        w.write_blocking(a.as_fd()).unwrap();
+        let mut r = FrameReader::new();
+        assert!(matches!(
+            r.read_frame_blocking(b.as_fd(), &limits),
+            Err(FrameError::FdMismatch { expected: 1, got: 2 })
+        ));
+        // A non-blocking socket with nothing in it would block.
+        let (_a, b) = UnixStream::pair().unwrap();
+        b.set_nonblocking(true).unwrap();
+        assert_eq!(FrameReader::new().read_once(b.as_fd()).unwrap(), ReadStatus::WouldBlock);
+    }
 }

@@ -216,3 +216,63 @@ pub enum Response {
         message: String,
     },
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip<T: Serialize + for<'de> Deserialize<'de> + PartialEq + std::fmt::Debug>(v: &T) -> serde_json::Value {
+        let json = serde_json::to_value(v).expect("serialize");
+        let back: T = serde_json::from_value(json.clone()).expect("deserialize");
+        assert_eq!(&back, v);
+        json
+    }
+
+    #[test]
+    fn requests_name_their_method_and_fds() {
+        let spawn = Request::Spawn(SpawnArgs {
+            argv: vec![b"prog".to_vec(), vec![0xff, 0xfe, b'x']],
+            environ: vec![b"A=1".to_vec()],
+            fds: vec![0, 1, 2, 9],
+            ..SpawnArgs::default()
+        });
+        let json = round_trip(&spawn);
+        assert_eq!(json["method"], "spawn", "{json}");
+        assert_eq!(json["argv"][1], serde_json::json!([0xff, 0xfe, b'x']), "non-UTF-8 bytes survive: {json}");
+        assert_eq!(spawn.expected_fds(), 5..=5, "the program, then one per target");
+        let all = [
+            spawn,
+            Request::Preload { name: "p".into() },
+            Request::Evict { key: String::new() },
+            Request::Evict { key: "ab".into() },
+            Request::Stats,
+            Request::Wait { pid: 7 },
+        ];
+        let fds: Vec<_> = all.iter().map(|r| r.expected_fds()).collect();
+        assert_eq!(fds, [5..=5, 1..=1, 1..=1, 0..=0, 0..=0, 0..=0]);
+        for r in &all {
+            round_trip(r);
+            assert!(Request::METHODS.contains(&r.method()), "{}", r.method());
+        }
+    }
+
+    #[test]
+    fn args_bytes_counts_strings_and_their_nuls() {
+        let a = SpawnArgs {
+            argv: vec![b"ab".to_vec(), b"".to_vec()],
+            environ: vec![b"K=V".to_vec()],
+            ..SpawnArgs::default()
+        };
+        assert_eq!(a.args_bytes(), 3 + 1 + 4);
+    }
+
+    #[test]
+    fn responses_and_unknown_input() {
+        let r = Response::Exited { pid: 3, code: None, signal: Some(9) };
+        assert_eq!(round_trip(&r)["reply"], "exited");
+        let e = Response::Error { code: ErrorCode::NotFound, message: "x".into() };
+        assert_eq!(round_trip(&e)["code"], "NOT_FOUND");
+        assert!(serde_json::from_str::<Request>(r#"{"method":"format_disk"}"#).is_err());
+        assert!(serde_json::from_str::<Request>(r#"{"method":"wait"}"#).is_err(), "a missing field is an error");
+    }
+}
