@@ -77,6 +77,13 @@ fn random_bytes(seed: u64, n: usize) -> Vec<u8> {
 }
 
 fn cases() -> Vec<(&'static str, CaseFn)> {
+    let mut cases = framing_cases();
+    cases.extend(request_cases());
+    cases
+}
+
+/// Bytes that are not a well-formed frame, or frames over the limits.
+fn framing_cases() -> Vec<(&'static str, CaseFn)> {
     vec![
         ("HTTP request instead of Hello", |_, s| {
             let c = RawConn::connect(s);
@@ -169,6 +176,12 @@ fn cases() -> Vec<(&'static str, CaseFn)> {
             let _ = c.send_bytes(&raw_frame(&body, 2), &[]);
             (c, Expect::ErrorClose(ErrorCode::TooManyFds))
         }),
+    ]
+}
+
+/// Well-formed frames carrying bad requests.
+fn request_cases() -> Vec<(&'static str, CaseFn)> {
+    vec![
         ("valid frame, undecodable JSON", |_, s| {
             let c = handshake(s);
             let _ = c.send_bytes(&raw_frame(b"{\"method\": \"spawn\", \"argv\": [[", 0), &[]);

@@ -313,33 +313,7 @@ fn stats_json_prometheus_and_http() {
     let prog = static_pie("metrics_dirty.c");
     sync();
     let d = TestDaemon::start();
-
-    // A long-lived process: `zygote spawn --no-wait` prints its pid; the
-    // process shares that stdout (a file, so nobody waits for its EOF).
-    let out_path = unique_path("long.out");
-    let status = Command::new(zygote_bin())
-        .args(["spawn", "--no-wait", "--socket"])
-        .arg(&d.socket)
-        .arg(&prog)
-        .arg("5")
-        .stdin(Stdio::null())
-        .stdout(fs::File::create(&out_path).expect("create"))
-        .stderr(Stdio::inherit())
-        .status()
-        .expect("zygote spawn --no-wait");
-    assert!(status.success(), "zygote spawn --no-wait: {status:?}");
-    let long_pid: i32 = {
-        let start = Instant::now();
-        loop {
-            let text = fs::read_to_string(&out_path).unwrap_or_default();
-            let pid = text.lines().find_map(|l| l.trim().parse().ok());
-            if let Some(pid) = pid.filter(|_| text.lines().any(|l| l == "ready")) {
-                break pid;
-            }
-            assert!(start.elapsed() < SETTLE_LIMIT, "no pid and ready line: {text:?}");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    };
+    let long_pid = spawn_long_lived(&d, &prog);
     let mut long = KillOnDrop(Some(long_pid));
     // Three short ones, waited for.
     for _ in 0..3 {
@@ -347,7 +321,62 @@ fn stats_json_prometheus_and_http() {
         d.cli(&["spawn", p, "x"]);
     }
 
-    // --json: the documented schema, and the numbers.
+    let (key, saved) = check_json(&d, &prog, long_pid);
+    check_prometheus_and_http(&d, &key, saved);
+
+    // Evicted while the process runs: still listed, not cached.
+    d.cli(&["evict", &key]);
+    let stats = d.json();
+    let img = image_of(&stats, &prog);
+    assert_eq!((&img["cached"], &img["live_processes"]), (&false.into(), &1.into()), "{img:#}");
+    assert_eq!(stats["cache"]["entries"], 0);
+
+    // Reaped: gone from the registry, and the evicted image with it.
+    long.kill();
+    let start = Instant::now();
+    loop {
+        let stats = d.json();
+        let images = stats["images"].as_array().expect("images");
+        if images.is_empty() && stats["live_children"] == 0 {
+            assert_eq!(stats["memory"]["rss"], 0);
+            break;
+        }
+        assert!(start.elapsed() < SETTLE_LIMIT, "the reaped process is still reported: {stats:#}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A long-lived process: `zygote spawn --no-wait` prints its pid; the
+/// process shares that stdout (a file, so nobody waits for its EOF).
+fn spawn_long_lived(d: &TestDaemon, prog: &Path) -> i32 {
+    let out_path = unique_path("long.out");
+    let status = Command::new(zygote_bin())
+        .args(["spawn", "--no-wait", "--socket"])
+        .arg(&d.socket)
+        .arg(prog)
+        .arg("5")
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(&out_path).expect("create"))
+        .stderr(Stdio::inherit())
+        .status()
+        .expect("zygote spawn --no-wait");
+    assert!(status.success(), "zygote spawn --no-wait: {status:?}");
+    let start = Instant::now();
+    loop {
+        let text = fs::read_to_string(&out_path).unwrap_or_default();
+        let pid = text.lines().find_map(|l| l.trim().parse().ok());
+        if let Some(pid) = pid.filter(|_| text.lines().any(|l| l == "ready")) {
+            return pid;
+        }
+        assert!(start.elapsed() < SETTLE_LIMIT, "no pid and ready line: {text:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// `stats --json` against the documented schema and the numbers after one
+/// long-lived and three short spawns; then the table. Returns the image key
+/// and the long-lived process's saved bytes.
+fn check_json(d: &TestDaemon, prog: &Path, long_pid: i32) -> (String, u64) {
     let stats = d.json();
     let mut diff = Vec::new();
     schema_diff(&documented_schema(), &stats, "", &mut diff);
@@ -365,7 +394,7 @@ fn stats_json_prometheus_and_http() {
         assert_eq!(b["le_us"], 1u64 << i);
     }
     assert!(lat["sum_us"].as_u64().unwrap() > 0);
-    let img = image_of(&stats, &prog);
+    let img = image_of(&stats, prog);
     let key = img["key"].as_str().expect("key").to_string();
     assert_eq!(img["cached"], true);
     assert_eq!(img["live_processes"], 1, "{img:#}");
@@ -388,7 +417,11 @@ fn stats_json_prometheus_and_http() {
         assert!(table.contains(want), "the table lacks {want:?}:\n{table}");
     }
 
-    // --prometheus, then the same over HTTP.
+    (key, rss - pss)
+}
+
+/// `stats --prometheus`, then the same families over HTTP.
+fn check_prometheus_and_http(d: &TestDaemon, key: &str, saved: u64) {
     let text = d.cli(&["stats", "--prometheus"]).stdout_str();
     let (types, samples) = check_openmetrics(&text);
     for (name, ty) in [
@@ -411,8 +444,8 @@ fn stats_json_prometheus_and_http() {
     let les: Vec<f64> =
         samples.iter().filter(|s| s.name == "zygote_spawn_latency_seconds_bucket").map(|s| s.value).collect();
     assert!(les.windows(2).all(|w| w[0] <= w[1]), "buckets are cumulative: {les:?}");
-    assert_eq!(v("zygote_image_live_processes", &[("key", &key)]), 1.0);
-    assert_eq!(v("zygote_image_saved_bytes", &[("key", &key)]), (rss - pss) as f64);
+    assert_eq!(v("zygote_image_live_processes", &[("key", key)]), 1.0);
+    assert_eq!(v("zygote_image_saved_bytes", &[("key", key)]), saved as f64);
 
     let (status, headers, body) = d.get("/metrics");
     assert_eq!(status, "HTTP/1.1 200 OK", "{headers}\n{body}");
@@ -423,27 +456,6 @@ fn stats_json_prometheus_and_http() {
     assert_eq!(status, "HTTP/1.1 404 Not Found");
     let (status, _, _) = d.get("/metrics/x");
     assert_eq!(status, "HTTP/1.1 404 Not Found");
-
-    // Evicted while the process runs: still listed, not cached.
-    d.cli(&["evict", &key]);
-    let stats = d.json();
-    let img = image_of(&stats, &prog);
-    assert_eq!((&img["cached"], &img["live_processes"]), (&false.into(), &1.into()), "{img:#}");
-    assert_eq!(stats["cache"]["entries"], 0);
-
-    // Reaped: gone from the registry, and the evicted image with it.
-    long.kill();
-    let start = Instant::now();
-    loop {
-        let stats = d.json();
-        let images = stats["images"].as_array().expect("images");
-        if images.is_empty() && stats["live_children"] == 0 {
-            assert_eq!(stats["memory"]["rss"], 0);
-            break;
-        }
-        assert!(start.elapsed() < SETTLE_LIMIT, "the reaped process is still reported: {stats:#}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// SIGKILLs a process the test started through the daemon, once: after that
