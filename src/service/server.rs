@@ -844,7 +844,7 @@ async fn stats_blocking(state: Arc<State>) -> DaemonStats {
 fn stats_counters(state: &State) -> DaemonStats {
     let c = &state.counters;
     DaemonStats {
-        cache: state.zygote.stats().into(),
+        cache: state.zygote.stats(),
         spawns: c.spawns.load(Ordering::Relaxed),
         spawn_errors: c.spawn_errors.load(Ordering::Relaxed),
         live_children: c.live_children.load(Ordering::Relaxed),

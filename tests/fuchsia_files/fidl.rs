@@ -3,7 +3,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
-use zygote::service::message::{CacheStatsWire, DaemonStats, ErrorCode, ImageStats, Request, Response, SpawnArgs};
+use zygote::service::message::{DaemonStats, ErrorCode, ImageStats, Request, Response, SpawnArgs};
+use zygote_core::CacheStats;
 
 use super::*;
 
@@ -207,7 +208,7 @@ fn fidl_fields_are_the_linux_fields() {
     // Statistics: the same structs, field for field.
     for (fidl_type, rust) in [
         ("DaemonStats", serde_keys(DaemonStats::default())),
-        ("CacheStats", serde_keys(CacheStatsWire::default())),
+        ("CacheStats", serde_keys(CacheStats::default())),
         ("ImageStats", serde_keys(ImageStats::default())),
     ] {
         assert_eq!(

@@ -26,12 +26,13 @@ impl Default for CacheConfig {
     }
 }
 
-/// Counters, as reported by `zygote stats` and `--json`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+/// Counters, as reported by `zygote stats` and `--json` (and on the wire:
+/// fixed-width fields).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CacheStats {
-    pub entries: usize,
+    pub entries: u64,
     pub bytes: u64,
-    pub max_entries: usize,
+    pub max_entries: u64,
     pub max_bytes: u64,
     pub hits: u64,
     pub misses: u64,
@@ -161,9 +162,9 @@ impl<K: Kernel> Cache<K> {
     pub fn stats(&self) -> CacheStats {
         let inner = self.lock();
         CacheStats {
-            entries: inner.lru.len(),
+            entries: inner.lru.len() as u64,
             bytes: inner.bytes,
-            max_entries: inner.cfg.max_entries,
+            max_entries: inner.cfg.max_entries as u64,
             max_bytes: inner.cfg.max_bytes,
             ..inner.stats
         }

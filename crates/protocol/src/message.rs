@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 pub use zygote_core::metrics::stats::{
-    CacheStatsWire, DaemonStats, ImageStats, KindUsage, LatencyBucket, LatencyStats, LauncherStats, MAX_PROCESS_STATS,
+    DaemonStats, ImageStats, KindUsage, LatencyBucket, LatencyStats, LauncherStats, MAX_PROCESS_STATS,
     MAX_PROCESS_STATS_TOTAL, MemoryUsage, ProcessStats,
 };
 

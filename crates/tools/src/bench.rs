@@ -249,7 +249,7 @@ pub struct FirstSpawn {
 /// The zygote's cache at the end of the run.
 #[derive(Clone, Debug, Serialize)]
 pub struct CacheSummary {
-    pub entries: usize,
+    pub entries: u64,
     pub bytes: u64,
     pub hits: u64,
     pub misses: u64,

@@ -93,11 +93,12 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use zygote_core::CacheConfig;
+use zygote_core::CacheStats;
 use zygote_core::exec::ResolveError;
 use zygote_linux::exec as resolve;
 use zygote_linux::{SpawnError, Zygote};
 use zygote_protocol::client::{Client, ClientError};
-use zygote_protocol::message::{CacheStatsWire, DaemonStats, Request, Response, SpawnArgs};
+use zygote_protocol::message::{DaemonStats, Request, Response, SpawnArgs};
 
 /// Default number of client threads for the CLI.
 pub const DEFAULT_CLIENTS: usize = 8;
@@ -310,7 +311,7 @@ pub struct Snapshot {
     pub zombies: Vec<i32>,
     pub live_children: u64,
     pub open_connections: u64,
-    pub cache: CacheStatsWire,
+    pub cache: CacheStats,
 }
 
 /// The leak check (see the module docs).
@@ -1259,7 +1260,7 @@ mod tests {
             cached_images: 2,
             cached_image_fds: img_fds,
             cached_image_objects: objects,
-            cache: CacheStatsWire { entries: 2, max_entries: 2, bytes: 10, max_bytes: 100, ..Default::default() },
+            cache: CacheStats { entries: 2, max_entries: 2, bytes: 10, max_bytes: 100, ..Default::default() },
             ..Snapshot::default()
         }
     }

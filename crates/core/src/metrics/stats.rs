@@ -8,7 +8,7 @@ use crate::cache::CacheStats;
 /// What `Stats` reports.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct DaemonStats {
-    pub cache: CacheStatsWire,
+    pub cache: CacheStats,
     /// Spawn requests served, failed.
     pub spawns: u64,
     pub spawn_errors: u64,
@@ -47,36 +47,6 @@ pub struct LauncherStats {
     pub capacity: u64,
     /// Spawns served by one so far.
     pub spawns: u64,
-}
-
-/// `CacheStats` on the wire.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CacheStatsWire {
-    pub entries: u64,
-    pub bytes: u64,
-    pub max_entries: u64,
-    pub max_bytes: u64,
-    pub hits: u64,
-    pub misses: u64,
-    pub evictions: u64,
-    pub builds: u64,
-    pub build_nanos: u64,
-}
-
-impl From<CacheStats> for CacheStatsWire {
-    fn from(s: CacheStats) -> Self {
-        CacheStatsWire {
-            entries: s.entries as u64,
-            bytes: s.bytes,
-            max_entries: s.max_entries as u64,
-            max_bytes: s.max_bytes,
-            hits: s.hits,
-            misses: s.misses,
-            evictions: s.evictions,
-            builds: s.builds,
-            build_nanos: s.build_nanos,
-        }
-    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
