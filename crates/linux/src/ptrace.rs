@@ -57,17 +57,89 @@ fn perr(what: &'static str) -> impl FnOnce(io::Error) -> PtraceError {
     move |source| PtraceError::Ptrace { what, source }
 }
 
-fn ptrace(req: libc::c_uint, pid: i32, addr: u64, data: u64) -> io::Result<i64> {
-    // SAFETY: requests used here take integers or pointers to buffers we own
-    // (passed as `data`), per ptrace(2). errno distinguishes PEEK results.
+/// A raw ptrace(2) request on tracee `pid`. Returns the kernel's result (for
+/// the PEEK requests, the word read: errno tells it from an error).
+///
+/// # Safety
+/// `addr` and `data` must be valid for `req` as ptrace(2) describes it: where
+/// the request reads or writes this process's memory through one of them
+/// (GETREGS, SETREGS, GET_SYSCALL_INFO, ...), that argument points to memory
+/// of the size the request uses (`user_regs_struct`, or the size passed in
+/// `addr` for GET_SYSCALL_INFO), live for the call and writable where the
+/// kernel writes. Where the request takes an integer (options, a signal) or an
+/// address in the tracee (PEEK, POKE), any value is allowed: it is not
+/// dereferenced in this process.
+unsafe fn ptrace(req: libc::c_uint, pid: i32, addr: *mut c_void, data: *mut c_void) -> io::Result<i64> {
+    // SAFETY: the caller guarantees `addr` and `data` are valid for `req`.
+    // errno is this thread's; clearing it first tells a PEEK result of -1
+    // from a failure.
     unsafe {
         *libc::__errno_location() = 0;
-        let r = libc::ptrace(req, pid, addr as *mut c_void, data as *mut c_void);
+        let r = libc::ptrace(req, pid, addr, data);
         if r == -1 && *libc::__errno_location() != 0 {
             return Err(io::Error::last_os_error());
         }
         Ok(r)
     }
+}
+
+/// An integer argument of a ptrace request (never dereferenced here).
+fn int_arg(v: u64) -> *mut c_void {
+    std::ptr::without_provenance_mut(v as usize)
+}
+
+/// PTRACE_SETOPTIONS.
+fn set_options(pid: i32, opts: c_int) -> io::Result<()> {
+    // SAFETY: SETOPTIONS takes the options as an integer in `data`; `addr` is ignored.
+    unsafe { ptrace(libc::PTRACE_SETOPTIONS, pid, std::ptr::null_mut(), int_arg(opts as u64)) }.map(drop)
+}
+
+/// PTRACE_PEEKTEXT: the word at `addr` in the tracee.
+fn peek_text(pid: i32, addr: u64) -> io::Result<u64> {
+    // SAFETY: `addr` is an address in the tracee, read by the kernel there,
+    // not here; `data` is ignored.
+    unsafe { ptrace(libc::PTRACE_PEEKTEXT, pid, int_arg(addr), std::ptr::null_mut()) }.map(|w| w as u64)
+}
+
+/// PTRACE_POKETEXT: store `word` at `addr` in the tracee.
+fn poke_text(pid: i32, addr: u64, word: u64) -> io::Result<()> {
+    // SAFETY: `addr` is an address in the tracee (written there, not here) and
+    // `data` is the word itself, an integer.
+    unsafe { ptrace(libc::PTRACE_POKETEXT, pid, int_arg(addr), int_arg(word)) }.map(drop)
+}
+
+/// PTRACE_SYSCALL: resume the tracee to its next system call stop,
+/// delivering signal `sig` (0: none).
+fn resume_to_syscall(pid: i32, sig: c_int) -> io::Result<()> {
+    // SAFETY: `data` is the signal number, an integer; `addr` is ignored.
+    unsafe { ptrace(libc::PTRACE_SYSCALL, pid, std::ptr::null_mut(), int_arg(sig as u64)) }.map(drop)
+}
+
+/// PTRACE_GET_SYSCALL_INFO into `buf` (a `struct ptrace_syscall_info`, see
+/// [`Prototype::record_syscall`]).
+fn get_syscall_info(pid: i32, buf: &mut [u64; 16]) -> io::Result<()> {
+    let size = size_of_val(buf) as u64;
+    // SAFETY: `addr` is the buffer's size, and the kernel writes at most that
+    // many bytes to `data`, the exclusively borrowed `buf`.
+    unsafe { ptrace(PTRACE_GET_SYSCALL_INFO, pid, int_arg(size), buf.as_mut_ptr().cast()) }.map(drop)
+}
+
+/// PTRACE_GETREGS.
+fn get_regs(pid: i32) -> io::Result<libc::user_regs_struct> {
+    let mut regs = MaybeUninit::<libc::user_regs_struct>::zeroed();
+    // SAFETY: GETREGS writes one `user_regs_struct` to `data`, which points at
+    // `regs`, a local of that type; `addr` is ignored.
+    unsafe { ptrace(libc::PTRACE_GETREGS, pid, std::ptr::null_mut(), regs.as_mut_ptr().cast()) }?;
+    // SAFETY: GETREGS filled the struct (it was zeroed anyway).
+    Ok(unsafe { regs.assume_init() })
+}
+
+/// PTRACE_SETREGS.
+fn set_regs(pid: i32, regs: &libc::user_regs_struct) -> io::Result<()> {
+    let data = std::ptr::from_ref(regs).cast_mut().cast();
+    // SAFETY: SETREGS only reads one `user_regs_struct` from `data`, which
+    // points at `*regs`; `addr` is ignored.
+    unsafe { ptrace(libc::PTRACE_SETREGS, pid, std::ptr::null_mut(), data) }.map(drop)
 }
 
 fn wait_stop(pid: i32) -> io::Result<c_int> {
@@ -211,16 +283,16 @@ impl Prototype {
             return Err(PtraceError::Ended(describe(st)));
         }
         let opts = libc::PTRACE_O_EXITKILL | libc::PTRACE_O_TRACESYSGOOD;
-        ptrace(libc::PTRACE_SETOPTIONS, pid, 0, opts as u64).map_err(perr("SETOPTIONS"))?;
+        set_options(pid, opts).map_err(perr("SETOPTIONS"))?;
         let entry = self.auxv()?.iter().find(|(t, _)| *t == libc::AT_ENTRY).map(|&(_, v)| v).unwrap_or(0);
         if entry == 0 {
             return Err(PtraceError::Ended("no AT_ENTRY in the auxiliary vector".into()));
         }
-        let orig = ptrace(libc::PTRACE_PEEKTEXT, pid, entry, 0).map_err(perr("PEEKTEXT"))? as u64;
-        ptrace(libc::PTRACE_POKETEXT, pid, entry, (orig & !0xff) | 0xcc).map_err(perr("POKETEXT"))?;
-        let mut sig = 0u64;
+        let orig = peek_text(pid, entry).map_err(perr("PEEKTEXT"))?;
+        poke_text(pid, entry, (orig & !0xff) | 0xcc).map_err(perr("POKETEXT"))?;
+        let mut sig = 0;
         loop {
-            ptrace(libc::PTRACE_SYSCALL, pid, 0, sig).map_err(perr("SYSCALL"))?;
+            resume_to_syscall(pid, sig).map_err(perr("SYSCALL"))?;
             sig = 0;
             let st = wait_stop(pid).map_err(perr("waitpid"))?;
             if libc::WIFEXITED(st) || libc::WIFSIGNALED(st) {
@@ -232,11 +304,11 @@ impl Prototype {
                 continue;
             }
             if stopsig == libc::SIGTRAP {
-                let mut regs = self.get_regs()?;
+                let mut regs = get_regs(pid).map_err(perr("GETREGS"))?;
                 if regs.rip == entry + 1 {
                     regs.rip = entry;
-                    self.set_regs(&regs)?;
-                    ptrace(libc::PTRACE_POKETEXT, pid, entry, orig).map_err(perr("POKETEXT restore"))?;
+                    set_regs(pid, &regs).map_err(perr("SETREGS"))?;
+                    poke_text(pid, entry, orig).map_err(perr("POKETEXT restore"))?;
                     self.regs = EntryRegs { rip: regs.rip, rsp: regs.rsp, rdx: regs.rdx, fs_base: regs.fs_base };
                     return Ok(());
                 }
@@ -247,7 +319,7 @@ impl Prototype {
             if stopsig == libc::SIGSEGV || stopsig == libc::SIGBUS || stopsig == libc::SIGILL {
                 return Err(PtraceError::Signal(stopsig));
             }
-            sig = stopsig as u64;
+            sig = stopsig;
         }
     }
 
@@ -255,8 +327,7 @@ impl Prototype {
         // struct ptrace_syscall_info: op u8, pad, arch u32, ip u64, sp u64,
         // then entry {nr u64, args[6] u64} or exit {rval i64, is_error u8}.
         let mut buf = [0u64; 16];
-        ptrace(PTRACE_GET_SYSCALL_INFO, self.pid, size_of_val(&buf) as u64, buf.as_mut_ptr() as u64)
-            .map_err(perr("GET_SYSCALL_INFO"))?;
+        get_syscall_info(self.pid, &mut buf).map_err(perr("GET_SYSCALL_INFO"))?;
         let op = (buf[0] & 0xff) as u8;
         match op {
             SYSCALL_INFO_ENTRY => {
@@ -271,18 +342,6 @@ impl Prototype {
             }
             _ => {}
         }
-        Ok(())
-    }
-
-    fn get_regs(&self) -> Result<libc::user_regs_struct, PtraceError> {
-        let mut regs = MaybeUninit::<libc::user_regs_struct>::zeroed();
-        ptrace(libc::PTRACE_GETREGS, self.pid, 0, regs.as_mut_ptr() as u64).map_err(perr("GETREGS"))?;
-        // SAFETY: GETREGS filled the struct (it was zeroed anyway).
-        Ok(unsafe { regs.assume_init() })
-    }
-
-    fn set_regs(&self, regs: &libc::user_regs_struct) -> Result<(), PtraceError> {
-        ptrace(libc::PTRACE_SETREGS, self.pid, 0, regs as *const _ as u64).map_err(perr("SETREGS"))?;
         Ok(())
     }
 

@@ -40,48 +40,105 @@ use zygote_plan::{
     FdMove, Header, MAX_PLAN_SIZE, PLAN_FD, Plan, PlanError, STUB_FAILURE_EXIT, Source, Stage, StatusRecord,
 };
 
-/// The kernel-built initial stack.
-pub struct Stack {
-    pub sp: *mut u64,
-    pub argc: usize,
-    pub argv: *mut u64,
-    pub envp: *mut u64,
-    pub auxv: *mut u64,
-}
+pub use stack::Stack;
 
-impl Stack {
-    /// # Safety
-    /// `sp` must be the initial stack pointer of this exec.
-    unsafe fn from_sp(sp: *mut u64) -> Self {
-        // SAFETY: argc, then argc argv pointers and a NULL, envp pointers and a
-        // NULL, then the auxv, all readable and writable stack memory.
-        unsafe {
-            let argc = *sp as usize;
-            let argv = sp.add(1);
-            let envp = argv.add(argc + 1);
-            let mut p = envp;
-            while *p != 0 {
-                p = p.add(1);
-            }
-            Stack { sp, argc, argv, envp, auxv: p.add(1) }
-        }
+mod stack {
+    //! The initial process stack, behind constructors that promise its layout.
+
+    /// The initial stack the program starts on (the kernel's, or one a
+    /// pre-started launcher built).
+    ///
+    /// Invariant (promised by the `unsafe` constructors): `sp` points at
+    /// `argc`, followed by `argc` argv pointers and a NULL (at `argv`), envp
+    /// pointers and a NULL (at `envp`), then the `AT_NULL`-terminated auxv
+    /// pairs (at `auxv`); every argv and envp pointer points at a
+    /// NUL-terminated string, and all of it is readable and writable memory
+    /// that no Rust reference covers and that stays mapped while the `Stack` is
+    /// used. The safe code that reads or rewrites it relies on this.
+    pub struct Stack {
+        sp: *mut u64,
+        argc: usize,
+        argv: *mut u64,
+        envp: *mut u64,
+        auxv: *mut u64,
     }
 
-    pub fn argv0(&self) -> u64 {
-        // SAFETY: argv has argc entries.
-        if self.argc > 0 { unsafe { *self.argv } } else { 0 }
+    impl Stack {
+        /// The stack the kernel built for this exec.
+        ///
+        /// # Safety
+        /// `sp` must be the initial stack pointer of this exec (what the kernel
+        /// gave `_start`), so the layout above is there.
+        pub unsafe fn from_sp(sp: *mut u64) -> Self {
+            // SAFETY: argc, then argc argv pointers and a NULL, envp pointers and a
+            // NULL, then the auxv, all readable and writable stack memory.
+            unsafe {
+                let argc = *sp as usize;
+                let argv = sp.add(1);
+                let envp = argv.add(argc + 1);
+                let mut p = envp;
+                while *p != 0 {
+                    p = p.add(1);
+                }
+                Stack { sp, argc, argv, envp, auxv: p.add(1) }
+            }
+        }
+
+        /// A stack built by hand.
+        ///
+        /// # Safety
+        /// The pointers must describe a stack with the layout of the type's
+        /// invariant: `*sp == argc`, `argv == sp + 1`, `envp == argv + argc + 1`
+        /// and `auxv` just past envp's NULL, with the strings and pairs there,
+        /// in writable memory that stays mapped while the `Stack` is used.
+        pub unsafe fn new(sp: *mut u64, argc: usize, argv: *mut u64, envp: *mut u64, auxv: *mut u64) -> Self {
+            Stack { sp, argc, argv, envp, auxv }
+        }
+
+        /// The initial stack pointer (`&argc`).
+        pub fn sp(&self) -> *mut u64 {
+            self.sp
+        }
+        pub fn argc(&self) -> usize {
+            self.argc
+        }
+        /// `argc` string pointers, then NULL.
+        pub fn argv(&self) -> *mut u64 {
+            self.argv
+        }
+        /// String pointers, then NULL.
+        pub fn envp(&self) -> *mut u64 {
+            self.envp
+        }
+        /// `(type, value)` pairs up to `AT_NULL`.
+        pub fn auxv(&self) -> *mut u64 {
+            self.auxv
+        }
+
+        pub fn argv0(&self) -> u64 {
+            // SAFETY: by the invariant argv has argc readable entries.
+            if self.argc > 0 { unsafe { *self.argv } } else { 0 }
+        }
     }
 }
 
 pub(crate) mod sys {
-    //! Raw Linux x86_64 system calls.
+    //! Linux x86_64 system calls: the raw entry points (`unsafe`: their
+    //! arguments can be any pointers) and safe wrappers for the calls whose
+    //! arguments are plain integers or Rust references.
+    //!
+    //! File descriptors are plain integers in the stub (no `OwnedFd`), and no
+    //! mapping depends on an fd staying open, so closing or duplicating one
+    //! cannot break memory safety.
     use core::arch::asm;
 
     pub const SYS_WRITE: usize = 1;
+    pub const SYS_CLOSE: usize = 3;
     pub const SYS_MMAP: usize = 9;
     pub const SYS_MUNMAP: usize = 11;
     pub const SYS_RT_SIGPROCMASK: usize = 14;
     pub const SYS_PREAD64: usize = 17;
+    pub const SYS_FCHDIR: usize = 81;
     pub const SYS_PRCTL: usize = 157;
     pub const SYS_EXIT_GROUP: usize = 231;
     pub const SYS_DUP3: usize = 292;
@@ -97,14 +154,26 @@ pub(crate) mod sys {
     pub const MAP_FIXED_NOREPLACE: usize = 0x10_0000;
     pub const PR_SET_NAME: usize = 15;
     pub const SIG_SETMASK: usize = 2;
+    const F_DUPFD: usize = 0;
 
-    /// Returns the raw kernel result: negative errno on failure.
+    /// A raw system call. Returns the raw kernel result: negative errno on
+    /// failure.
+    ///
+    /// # Safety
+    /// The arguments must be valid for system call `n`: every pointer argument
+    /// points to memory of the size the call reads or writes (writable where
+    /// the kernel writes), live for the call, and for as long as the kernel
+    /// keeps using it after the call (set_tid_address, set_robust_list, rseq).
+    /// A call that changes the address space (mmap over a fixed address,
+    /// munmap, mremap, mprotect, brk, ...) must not unmap, remap or take access
+    /// away from memory the stub still uses: its own image, its stack, the plan
+    /// mapping while the plan is read.
     #[inline(always)]
-    pub fn syscall6(n: usize, a: usize, b: usize, c: usize, d: usize, e: usize, f: usize) -> isize {
+    pub unsafe fn syscall6(n: usize, a: usize, b: usize, c: usize, d: usize, e: usize, f: usize) -> isize {
         let ret: isize;
-        // SAFETY: a raw syscall; the callers pass arguments that are valid for the
-        // specific call (pointers into live stub memory, or plain integers). The
-        // kernel clobbers only rcx and r11, which are declared.
+        // SAFETY: the caller guarantees the arguments are valid for call `n`
+        // (this function's contract). The kernel clobbers only rcx and r11,
+        // which are declared, and uses no user stack.
         unsafe {
             asm!(
                 "syscall",
@@ -123,19 +192,78 @@ pub(crate) mod sys {
         ret
     }
 
-    pub fn syscall3(n: usize, a: usize, b: usize, c: usize) -> isize {
-        syscall6(n, a, b, c, 0, 0, 0)
+    /// [`syscall6`] with three arguments (the rest zero).
+    ///
+    /// # Safety
+    /// As for [`syscall6`].
+    #[inline(always)]
+    pub unsafe fn syscall3(n: usize, a: usize, b: usize, c: usize) -> isize {
+        // SAFETY: the caller's arguments are valid for `n` (same contract); the
+        // zeros in the unused argument registers are ignored by the kernel.
+        unsafe { syscall6(n, a, b, c, 0, 0, 0) }
     }
 
+    /// `close(fd)`.
+    #[inline(always)]
+    pub fn close(fd: i32) -> isize {
+        // SAFETY: close takes only an integer; it touches no memory of ours.
+        unsafe { syscall3(SYS_CLOSE, fd as usize, 0, 0) }
+    }
+
+    /// `close_range(lo, hi, 0)`.
+    #[inline(always)]
+    pub fn close_range(lo: u32, hi: u32) -> isize {
+        // SAFETY: integers only; closing fds touches no memory of ours.
+        unsafe { syscall3(SYS_CLOSE_RANGE, lo as usize, hi as usize, 0) }
+    }
+
+    /// `dup3(from, to, 0)`.
+    #[inline(always)]
+    pub fn dup3(from: i32, to: i32) -> isize {
+        // SAFETY: integers only; replacing an fd touches no memory of ours.
+        unsafe { syscall3(SYS_DUP3, from as usize, to as usize, 0) }
+    }
+
+    /// `fcntl(fd, F_DUPFD, min)`: a copy of `fd` at the lowest free number >= `min`.
+    #[inline(always)]
+    pub fn fcntl_dupfd(fd: i32, min: i32) -> isize {
+        // SAFETY: F_DUPFD takes integers only.
+        unsafe { syscall3(SYS_FCNTL, fd as usize, F_DUPFD, min as usize) }
+    }
+
+    /// `fchdir(fd)`.
+    #[inline(always)]
+    pub fn fchdir(fd: i32) -> isize {
+        // SAFETY: an integer only; the working directory is no memory of ours.
+        unsafe { syscall3(SYS_FCHDIR, fd as usize, 0, 0) }
+    }
+
+    /// `write(fd, buf)`: one attempt, the raw result.
+    #[inline(always)]
+    pub fn write(fd: i32, buf: &[u8]) -> isize {
+        // SAFETY: the kernel reads at most `buf.len()` bytes from `buf`, a live slice.
+        unsafe { syscall3(SYS_WRITE, fd as usize, buf.as_ptr() as usize, buf.len()) }
+    }
+
+    /// `pread64(fd, buf, off)`: one attempt, the raw result.
+    #[inline(always)]
+    pub fn pread(fd: i32, buf: &mut [u8], off: u64) -> isize {
+        // SAFETY: the kernel writes at most `buf.len()` bytes to `buf`, a live,
+        // exclusively borrowed slice.
+        unsafe { syscall6(SYS_PREAD64, fd as usize, buf.as_mut_ptr() as usize, buf.len(), off as usize, 0, 0) }
+    }
+
+    /// `exit_group(code)`.
     pub fn exit_group(code: i32) -> ! {
         loop {
-            syscall3(SYS_EXIT_GROUP, code as usize, 0, 0);
+            // SAFETY: exit_group takes an integer and ends the process.
+            unsafe { syscall3(SYS_EXIT_GROUP, code as usize, 0, 0) };
         }
     }
 
     pub fn write_all(fd: i32, mut buf: &[u8]) {
         while !buf.is_empty() {
-            let n = syscall3(SYS_WRITE, fd as usize, buf.as_ptr() as usize, buf.len());
+            let n = write(fd, buf);
             if n == -4 {
                 continue; // EINTR
             }
@@ -205,7 +333,11 @@ extern "C" fn stub_main(sp: *mut u64) -> ! {
         prestart::wait_and_launch(&stack, ctl)
     }
     let (base, size) = map_plan(-1);
-    launch(&Launch { stack, base, size })
+    // SAFETY: `map_plan` just mapped the plan at `base..base + size`, and
+    // nothing else unmaps it; the plan on PLAN_FD is the one the spawner (the
+    // only thing that execs the stub) wrote for this process; `stack` is the
+    // kernel's initial stack.
+    unsafe { launch(&Launch { stack, base, size }) }
 }
 
 /// Map the plan on [`PLAN_FD`] read-only (header first, for its size).
@@ -213,7 +345,7 @@ extern "C" fn stub_main(sp: *mut u64) -> ! {
 /// names the status fd go to `status_fd`.
 pub(crate) fn map_plan(status_fd: i32) -> (usize, usize) {
     let mut hb = [0u8; Header::SIZE];
-    let n = sys::syscall6(sys::SYS_PREAD64, PLAN_FD as usize, hb.as_mut_ptr() as usize, hb.len(), 0, 0, 0);
+    let n = sys::pread(PLAN_FD, &mut hb, 0);
     if n != Header::SIZE as isize {
         let errno = if n < 0 { -n as i32 } else { 0 };
         fail(status_fd, Stage::Plan, 0, errno, StatusRecord::plan_error(PlanError::Truncated).0, 0);
@@ -227,7 +359,9 @@ pub(crate) fn map_plan(status_fd: i32) -> (usize, usize) {
         plan_fail(status_fd, PlanError::Truncated);
     }
     let size = header.total_size as usize;
-    let base = sys::syscall6(sys::SYS_MMAP, 0, size, sys::PROT_READ, sys::MAP_PRIVATE, PLAN_FD as usize, 0);
+    // SAFETY: no address is asked for (0, no MAP_FIXED): the kernel picks a free
+    // range, so no mapping of ours is replaced; no memory of ours is passed.
+    let base = unsafe { sys::syscall6(sys::SYS_MMAP, 0, size, sys::PROT_READ, sys::MAP_PRIVATE, PLAN_FD as usize, 0) };
     if base < 0 {
         fail(status_fd, Stage::Plan, 0, -base as i32, 0, 0);
     }
@@ -235,9 +369,15 @@ pub(crate) fn map_plan(status_fd: i32) -> (usize, usize) {
 }
 
 /// The validated plan in a mapping made by [`map_plan`].
-pub(crate) fn plan_at(base: usize, size: usize, status_fd: i32) -> Plan<'static> {
-    // SAFETY: `map_plan` mapped `size` readable bytes at `base`; the mapping
-    // stays until `launch` unmaps it right before the jump, after the last use.
+///
+/// # Safety
+/// `base..base + size` must be a readable mapping (one [`map_plan`] returned)
+/// that stays mapped, and is not written, for as long as the returned `Plan`
+/// (or anything borrowed from it) is used: the `'static` is the caller's
+/// promise.
+pub(crate) unsafe fn plan_at(base: usize, size: usize, status_fd: i32) -> Plan<'static> {
+    // SAFETY: the caller guarantees `size` readable bytes at `base` that stay
+    // mapped and unchanged while the plan is used.
     let bytes = unsafe { core::slice::from_raw_parts(base as *const u8, size) };
     match Plan::parse(bytes) {
         Ok(p) => p,
@@ -254,15 +394,25 @@ pub(crate) struct Launch {
 }
 
 /// Build the program's address space from the plan and jump to it.
-pub(crate) extern "C" fn launch(l: &Launch) -> ! {
+///
+/// # Safety
+/// `l.base..l.base + l.size` must be the plan mapping [`map_plan`] made,
+/// mapped and used by nothing else (`launch` reads it, then unmaps it); the
+/// plan must be the spawner's plan for this process (see [`map_image`]), and
+/// `l.stack` the initial stack to start the program on, which nothing of the
+/// caller's uses any more (the program gets it).
+pub(crate) unsafe extern "C" fn launch(l: &Launch) -> ! {
     let (base, size) = (l.base, l.size);
     let stack = &l.stack;
-    let plan = plan_at(base, size, -1);
+    // SAFETY: the caller's mapping; it is unmapped below only after the last
+    // use of `plan` (and of everything borrowed from it).
+    let plan = unsafe { plan_at(base, size, -1) };
     let status_fd = plan.header.status_fd;
-    let (argv0, auxv) = (stack.argv0(), stack.auxv);
+    let (argv0, auxv) = (stack.argv0(), stack.auxv());
     let h = plan.header;
 
-    map_image(&plan, stack, status_fd);
+    // SAFETY: the spawner's plan for this process (the caller's contract).
+    unsafe { map_image(&plan, stack, status_fd) };
     // SAFETY: `auxv` points at the kernel-built auxv pairs on our stack, terminated
     // by AT_NULL; we rewrite values in place.
     unsafe {
@@ -301,11 +451,13 @@ pub(crate) extern "C" fn launch(l: &Launch) -> ! {
         let mut comm = [0u8; 16];
         let len = name.len().min(15);
         comm[..len].copy_from_slice(&name[..len]);
-        sys::syscall3(sys::SYS_PRCTL, sys::PR_SET_NAME, comm.as_ptr() as usize, 0);
+        // SAFETY: PR_SET_NAME reads 16 bytes (TASK_COMM_LEN), NUL-terminated:
+        // `comm` is a live 16-byte local with at most 15 name bytes.
+        unsafe { sys::syscall3(sys::SYS_PRCTL, sys::PR_SET_NAME, comm.as_ptr() as usize, 0) };
     }
     for i in 0..h.fd_count {
         let FdMove { from, to } = plan.fd_move(i);
-        let r = sys::syscall3(sys::SYS_DUP3, from as usize, to as usize, 0);
+        let r = sys::dup3(from, to);
         if r < 0 {
             fail(status_fd, Stage::FdMove, i, -r as i32, 0, 0);
         }
@@ -314,7 +466,7 @@ pub(crate) extern "C" fn launch(l: &Launch) -> ! {
     let keep_exe: i32 = match (&mm, h.exe_fd) {
         (Some(_), fd) if fd >= 0 => {
             let above = if h.fd_count > 0 { plan.fd_move(h.fd_count - 1).to + 1 } else { 3 };
-            let r = sys::syscall3(sys::SYS_FCNTL, fd as usize, 0 /* F_DUPFD */, above.max(3) as usize);
+            let r = sys::fcntl_dupfd(fd, above.max(3));
             if r < 0 { -1 } else { r as i32 }
         }
         _ => -1,
@@ -326,7 +478,7 @@ pub(crate) extern "C" fn launch(l: &Launch) -> ! {
         let to = plan.fd_move(i).to as u32;
         if to >= lo {
             if to > lo {
-                sys::syscall3(sys::SYS_CLOSE_RANGE, lo as usize, (to - 1) as usize, 0);
+                sys::close_range(lo, to - 1);
             }
             lo = to + 1;
         }
@@ -334,32 +486,51 @@ pub(crate) extern "C" fn launch(l: &Launch) -> ! {
     let sigmask = h.sigmask;
     let entry = h.entry;
     let rtld_fini = h.rtld_fini;
-    sys::syscall3(sys::SYS_MUNMAP, base, size, 0);
+    // SAFETY: `base..base + size` is the plan mapping (the caller's contract),
+    // and `plan` and everything borrowed from it are dead: what is still
+    // needed (sigmask, entry, rtld_fini, the fd numbers) was copied above.
+    unsafe { sys::syscall3(sys::SYS_MUNMAP, base, size, 0) };
     // This closes the status pipe too: the spawner sees EOF, meaning success.
     if keep_exe >= 0 {
         let k = keep_exe as u32;
         if k > lo {
-            sys::syscall3(sys::SYS_CLOSE_RANGE, lo as usize, (k - 1) as usize, 0);
+            sys::close_range(lo, k - 1);
         }
-        sys::syscall3(sys::SYS_CLOSE_RANGE, (k + 1) as usize, u32::MAX as usize, 0);
+        sys::close_range(k + 1, u32::MAX);
     } else {
-        sys::syscall3(sys::SYS_CLOSE_RANGE, lo as usize, u32::MAX as usize, 0);
+        sys::close_range(lo, u32::MAX);
     }
 
     // 5. Signal mask, then jump (through the trampoline when /proc/self/exe
     // is to name the program: that needs the stub unmapped first).
-    sys::syscall6(sys::SYS_RT_SIGPROCMASK, sys::SIG_SETMASK, &sigmask as *const u64 as usize, 0, 8, 0, 0);
-    if let (Some(m), true) = (mm, keep_exe >= 0) {
-        set_exe_and_jump(m, keep_exe, entry, stack.sp, rtld_fini);
+    // SAFETY: the new set is the live 8-byte local `sigmask` (sigsetsize 8);
+    // the old set is not asked for (NULL).
+    unsafe { sys::syscall6(sys::SYS_RT_SIGPROCMASK, sys::SIG_SETMASK, &sigmask as *const u64 as usize, 0, 8, 0, 0) };
+    // SAFETY: `map_image` mapped the program's image with its entry at `entry`
+    // and `stack` is its initial stack (the caller's contract); `m` is this
+    // process's prctl_mm_map and `keep_exe` the open program file. Nothing of
+    // the stub is used after the jump.
+    unsafe {
+        if let (Some(m), true) = (mm, keep_exe >= 0) {
+            set_exe_and_jump(m, keep_exe, entry, stack.sp(), rtld_fini);
+        }
+        jump(entry, stack.sp(), rtld_fini)
     }
-    jump(entry, stack.sp, rtld_fini)
 }
 
 /// The vDSO where the prototype had it, the regions, then the restore ops
 /// (prototype images) that the plan holds.
-pub(crate) fn map_image(plan: &Plan<'_>, stack: &Stack, status_fd: i32) {
+///
+/// # Safety
+/// `plan` must be the spawner's plan for this process, so that the addresses
+/// in its ops are what [`restore::move_vdso`] and [`restore::apply`] require:
+/// its `VdsoSpecial` ops describe this kernel's special mappings, and its
+/// other ops name memory in its regions (writable slots for the stores), never
+/// the stub's image, its stack or the plan mapping.
+pub(crate) unsafe fn map_image(plan: &Plan<'_>, stack: &Stack, status_fd: i32) {
     let h = plan.header;
-    restore::move_vdso(plan, stack, status_fd);
+    // SAFETY: the plan's VdsoSpecial ops are this kernel's layout (our contract).
+    unsafe { restore::move_vdso(plan, stack, status_fd) };
     for i in 0..h.region_count {
         let r = plan.region(i);
         let (flags, fd, off) = match r.source() {
@@ -368,7 +539,12 @@ pub(crate) fn map_image(plan: &Plan<'_>, stack: &Stack, status_fd: i32) {
             }
             _ => (sys::MAP_PRIVATE | sys::MAP_ANONYMOUS | sys::MAP_FIXED_NOREPLACE, usize::MAX, 0),
         };
-        let got = sys::syscall6(sys::SYS_MMAP, r.vaddr as usize, r.len as usize, r.prot as usize, flags, fd, off);
+        // SAFETY: MAP_FIXED_NOREPLACE (without MAP_FIXED) never replaces a
+        // mapping: the call fails, or a kernel that ignores the flag takes the
+        // address as a hint and maps elsewhere (caught below). No memory of
+        // ours is passed.
+        let got =
+            unsafe { sys::syscall6(sys::SYS_MMAP, r.vaddr as usize, r.len as usize, r.prot as usize, flags, fd, off) };
         if got < 0 {
             fail(status_fd, Stage::Map, i, -got as i32, 0, r.vaddr);
         }
@@ -378,7 +554,9 @@ pub(crate) fn map_image(plan: &Plan<'_>, stack: &Stack, status_fd: i32) {
         }
     }
 
-    restore::apply(plan, stack, status_fd);
+    // SAFETY: the regions are mapped (above) and the ops' addresses lie in them
+    // as `apply` requires (our contract).
+    unsafe { restore::apply(plan, stack, status_fd) };
 }
 
 /// The end of every path into the program, with the entry address on the
@@ -409,10 +587,15 @@ macro_rules! enter_program {
 }
 
 /// Jump to the program's entry point with the initial stack and `rdx`.
-fn jump(entry: u64, sp: *mut u64, rtld_fini: u64) -> ! {
-    // SAFETY: the program's image is mapped and `sp` is the kernel's initial stack
-    // pointer, so this is the state a process has at its ELF entry point. We never
-    // return.
+///
+/// # Safety
+/// The program's image must be mapped with its entry point at `entry`, `sp`
+/// must be the initial stack pointer of a [`Stack`] built for it, and nothing
+/// live may be left on that stack's memory below `sp` that the caller still
+/// needs (the program owns the stack from here on).
+unsafe fn jump(entry: u64, sp: *mut u64, rtld_fini: u64) -> ! {
+    // SAFETY: per the contract, this is the state a process has at its ELF
+    // entry point. We never return.
     unsafe {
         asm!(
             "mov rsp, rsi",
@@ -478,7 +661,12 @@ struct TrampArgs {
 /// Copy the trampoline to an anonymous page and run it: unmap the stub, set
 /// the exe file with PR_SET_MM_MAP, close the fd, jump to the entry. If the
 /// page cannot be had, jump without changing the exe file.
-fn set_exe_and_jump(mut mm: restore::MmMap, exe_fd: i32, entry: u64, sp: *mut u64, rtld_fini: u64) -> ! {
+///
+/// # Safety
+/// As for [`jump`]; also the stub's image is unmapped, so nothing the caller
+/// has may point into it, and `mm` must describe this process (from
+/// [`restore::mm_map`]) with `exe_fd` an open fd of the program file.
+unsafe fn set_exe_and_jump(mut mm: restore::MmMap, exe_fd: i32, entry: u64, sp: *mut u64, rtld_fini: u64) -> ! {
     mm.exe_fd = exe_fd as u32;
     // Linker-defined symbols bounding the stub image and the trampoline code
     // (only their addresses are taken).
@@ -488,22 +676,29 @@ fn set_exe_and_jump(mut mm: restore::MmMap, exe_fd: i32, entry: u64, sp: *mut u6
         &raw const zygote_tramp_start as u64,
         &raw const zygote_tramp_end as u64,
     );
-    let page = sys::syscall6(
-        sys::SYS_MMAP,
-        0,
-        4096,
-        sys::PROT_READ | sys::PROT_WRITE,
-        sys::MAP_PRIVATE | sys::MAP_ANONYMOUS,
-        usize::MAX,
-        0,
-    );
+    // SAFETY: a fresh anonymous page at an address the kernel picks (0, no
+    // MAP_FIXED): no mapping of ours is replaced, no memory of ours is passed.
+    let page = unsafe {
+        sys::syscall6(
+            sys::SYS_MMAP,
+            0,
+            4096,
+            sys::PROT_READ | sys::PROT_WRITE,
+            sys::MAP_PRIVATE | sys::MAP_ANONYMOUS,
+            usize::MAX,
+            0,
+        )
+    };
     if page < 0 {
-        sys::syscall3(3, exe_fd as usize, 0, 0);
-        jump(entry, sp, rtld_fini);
+        sys::close(exe_fd);
+        // SAFETY: the caller's contract is `jump`'s.
+        unsafe { jump(entry, sp, rtld_fini) };
     }
     // SAFETY: copying the trampoline's bytes (well under a page) into the fresh page.
     unsafe { memcpy(page as *mut u8, t0 as *const u8, (t1 - t0) as usize) };
-    sys::syscall3(sys::SYS_MPROTECT, page as usize, 4096, sys::PROT_READ | sys::PROT_EXEC);
+    // SAFETY: `page` is the page just mapped, used by nothing but the
+    // trampoline's copy; read+exec is all the trampoline needs.
+    unsafe { sys::syscall3(sys::SYS_MPROTECT, page as usize, 4096, sys::PROT_READ | sys::PROT_EXEC) };
     let args = TrampArgs {
         stub_start: lo & !4095,
         stub_len: ((hi + 4095) & !4095) - (lo & !4095),

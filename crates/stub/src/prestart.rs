@@ -37,9 +37,7 @@ use zygote_plan::{
 use crate::restore::{AT_PLATFORM, AT_RANDOM, auxval, cstrlen};
 use crate::{Launch, Stack, fail, map_image, map_plan, plan_at, sys};
 
-const SYS_CLOSE: usize = 3;
 const SYS_RECVMSG: usize = 47;
-const SYS_FCHDIR: usize = 81;
 const SYS_RT_SIGTIMEDWAIT: usize = 128;
 const SYS_GETRANDOM: usize = 318;
 const SYS_CLONE: usize = 56;
@@ -77,12 +75,12 @@ struct MsgHdr {
 
 /// The control fd if this exec is a pre-started launcher's.
 pub fn control_fd(stack: &Stack) -> Option<i32> {
-    if stack.argc != 3 {
+    if stack.argc() != 3 {
         return None;
     }
-    // SAFETY: argv has argc (3) NUL-terminated strings on our stack.
+    // SAFETY: argv has argc (3) NUL-terminated strings (`Stack`'s invariant).
     let arg = |i: usize| unsafe {
-        let p = *stack.argv.add(i) as *const u8;
+        let p = *stack.argv().add(i) as *const u8;
         core::slice::from_raw_parts(p, cstrlen(p))
     };
     if arg(1) != PRESTART_ARG {
@@ -102,7 +100,12 @@ fn drain_pending_signals() {
     let all: u64 = !0;
     let zero = [0i64; 2];
     loop {
-        let r = sys::syscall6(SYS_RT_SIGTIMEDWAIT, &all as *const u64 as usize, 0, zero.as_ptr() as usize, 8, 0, 0);
+        // SAFETY: the set is the live 8-byte local `all` (sigsetsize 8), the
+        // timeout the live 16-byte timespec `zero`; no siginfo is asked for
+        // (NULL). The kernel only reads.
+        let r = unsafe {
+            sys::syscall6(SYS_RT_SIGTIMEDWAIT, &all as *const u64 as usize, 0, zero.as_ptr() as usize, 8, 0, 0)
+        };
         if r <= 0 && r != EINTR {
             return;
         }
@@ -132,7 +135,10 @@ fn receive(ctl: i32) -> i32 {
         flags: 0,
     };
     let n = loop {
-        let r = sys::syscall3(SYS_RECVMSG, ctl as usize, &mut msg as *mut MsgHdr as usize, 0);
+        // SAFETY: `msg` is a live msghdr whose iov (`iov`, over `data`) and
+        // control buffer (`control`) are live locals of the lengths given; the
+        // kernel writes only into those and into `msg` itself.
+        let r = unsafe { sys::syscall3(SYS_RECVMSG, ctl as usize, &mut msg as *mut MsgHdr as usize, 0) };
         if r != EINTR {
             break r;
         }
@@ -156,10 +162,10 @@ fn receive(ctl: i32) -> i32 {
         fail(status_now, Stage::Handover, 0, EINVAL, 0, 0);
     }
     if status_index as u32 == HANDOVER_REPLICATE {
-        if count != 1 || sys::syscall3(sys::SYS_DUP3, received(0) as usize, (ctl - 2) as usize, 0) < 0 {
+        if count != 1 || sys::dup3(received(0), ctl - 2) < 0 {
             sys::exit_group(STUB_FAILURE_EXIT);
         }
-        sys::syscall3(SYS_CLOSE, received(0) as usize, 0, 0);
+        sys::close(received(0));
         return REPLICATE;
     }
     let target = |i: usize| rd(8 + 4 * i) as i32;
@@ -174,7 +180,7 @@ fn receive(ctl: i32) -> i32 {
     }
     for i in (0..count).rev() {
         if received(i) != target(i) {
-            let r = sys::syscall3(sys::SYS_DUP3, received(i) as usize, target(i) as usize, 0);
+            let r = sys::dup3(received(i), target(i));
             if r < 0 {
                 fail(status_now, Stage::Handover, i as u32, -r as i32, 0, 0);
             }
@@ -184,7 +190,7 @@ fn receive(ctl: i32) -> i32 {
     // process; other leftovers (>= 3) go with the launch's close_range.
     for fd in 0..3 {
         if !(0..count).any(|i| target(i) == fd) {
-            sys::syscall3(SYS_CLOSE, fd as usize, 0, 0);
+            sys::close(fd);
         }
     }
     if status_index < count { target(status_index) } else { -1 }
@@ -216,28 +222,39 @@ impl Thread {
 /// socket is at `ctl - 2`. Returns `true` in the replacement, ready to wait;
 /// `false` in the launcher, which sent the replacement's pid (nothing if the
 /// fork failed: the spawner then warms up a new launcher itself).
-fn replicate(ctl: i32, thread: &Thread) -> bool {
-    let next = (ctl - 2) as usize;
-    let r = sys::syscall6(SYS_CLONE, CLONE_PARENT | SIGCHLD, 0, 0, 0, 0, 0);
+///
+/// # Safety
+/// `thread` must be what [`Thread::of`] read from a warm-up plan whose image
+/// this process has mapped ([`map_image`]): its tid address a writable 4-byte
+/// slot and its robust list head in a region, as `restore::apply` requires.
+unsafe fn replicate(ctl: i32, thread: &Thread) -> bool {
+    let next = ctl - 2;
+    // SAFETY: a fork (no CLONE_VM, no new stack, no tid pointers): the child
+    // runs on its own copy of this address space and stack, the parent's
+    // memory is untouched.
+    let r = unsafe { sys::syscall6(SYS_CLONE, CLONE_PARENT | SIGCHLD, 0, 0, 0, 0, 0) };
     if r != 0 {
         if r > 0 {
-            sys::syscall3(sys::SYS_WRITE, ctl as usize, (r as u32).to_le_bytes().as_ptr() as usize, 4);
+            sys::write(ctl, &(r as u32).to_le_bytes());
         }
         return false;
     }
     // The replacement: its own control socket and thread registration.
-    if sys::syscall3(sys::SYS_DUP3, next, ctl as usize, 0) < 0 {
+    if sys::dup3(next, ctl) < 0 {
         sys::exit_group(STUB_FAILURE_EXIT);
     }
-    sys::syscall3(SYS_CLOSE, next, 0, 0);
+    sys::close(next);
     if thread.tid_address != 0 {
-        let tid = sys::syscall3(SYS_SET_TID_ADDRESS, thread.tid_address as usize, 0, 0);
-        // SAFETY: the thread block's tid field, in a region the warm-up mapped
-        // writable (the same write the warm-up's SetTidAddress op made).
+        // SAFETY: the thread block's 4-byte tid field, in a region the warm-up
+        // mapped writable (the contract), which stays mapped for the program.
+        let tid = unsafe { sys::syscall3(SYS_SET_TID_ADDRESS, thread.tid_address as usize, 0, 0) };
+        // SAFETY: the same slot (the same write the warm-up's SetTidAddress op made).
         unsafe { core::ptr::write_volatile(thread.tid_address as *mut u32, tid as u32) };
     }
     if thread.robust_list.0 != 0 {
-        sys::syscall3(SYS_SET_ROBUST_LIST, thread.robust_list.0 as usize, thread.robust_list.1 as usize, 0);
+        // SAFETY: the robust list head the warm-up registered, in a mapped
+        // region (the contract); the kernel reads it only at thread exit.
+        unsafe { sys::syscall3(SYS_SET_ROBUST_LIST, thread.robust_list.0 as usize, thread.robust_list.1 as usize, 0) };
     }
     true
 }
@@ -247,9 +264,9 @@ fn replicate(ctl: i32, thread: &Thread) -> bool {
 pub fn wait_and_launch(stack: &Stack, ctl: i32) -> ! {
     // Only the control socket stays open while waiting.
     if ctl > 0 {
-        sys::syscall3(sys::SYS_CLOSE_RANGE, 0, (ctl - 1) as usize, 0);
+        sys::close_range(0, (ctl - 1) as u32);
     }
-    sys::syscall3(sys::SYS_CLOSE_RANGE, (ctl + 1) as usize, u32::MAX as usize, 0);
+    sys::close_range((ctl + 1) as u32, u32::MAX);
     let mut warm = false;
     // Thread registration the warm-up made, for a replacement to make again
     // (a forked child gets no tid address or robust list from its parent).
@@ -257,15 +274,18 @@ pub fn wait_and_launch(stack: &Stack, ctl: i32) -> ! {
     let (status_fd, base, size, plan) = loop {
         let status_fd = receive(ctl);
         if status_fd == REPLICATE {
-            if warm && replicate(ctl, &thread) {
+            // SAFETY: `warm`: the warm-up mapped the image `thread` was read from.
+            if warm && unsafe { replicate(ctl, &thread) } {
                 // This is the replacement: warm already, wait for its spawn.
                 continue;
             }
-            sys::syscall3(SYS_CLOSE, (ctl - 2) as usize, 0, 0);
+            sys::close(ctl - 2);
             continue;
         }
         let (base, size) = map_plan(status_fd);
-        let plan = plan_at(base, size, status_fd);
+        // SAFETY: `map_plan` just mapped it; it is unmapped only after the last
+        // use of `plan` (a warm-up's below, the spawn's in `launch`).
+        let plan = unsafe { plan_at(base, size, status_fd) };
         let h = plan.header;
         if h.flags & FLAG_WARM_UP == 0 {
             break (status_fd, base, size, plan);
@@ -275,25 +295,29 @@ pub fn wait_and_launch(stack: &Stack, ctl: i32) -> ! {
         }
         // Warm-up: map the image now; keep the program file (for
         // /proc/self/exe) just below the control fd; drop the rest.
-        map_image(&plan, stack, status_fd);
+        // SAFETY: the plan on PLAN_FD is the spawner's, for this process (the
+        // spawner alone starts launchers and sends hand-overs).
+        unsafe { map_image(&plan, stack, status_fd) };
         thread = Thread::of(&plan);
         if h.exe_fd >= 0 {
-            sys::syscall3(sys::SYS_DUP3, h.exe_fd as usize, (ctl - 1) as usize, 0);
+            sys::dup3(h.exe_fd, ctl - 1);
         }
-        sys::syscall3(sys::SYS_MUNMAP, base, size, 0);
-        sys::syscall3(sys::SYS_CLOSE_RANGE, 0, (ctl - 2) as usize, 0);
+        // SAFETY: the warm-up plan's own mapping; `plan` is not used after this
+        // (`thread` and `h` are copies), and the next hand-over maps its own.
+        unsafe { sys::syscall3(sys::SYS_MUNMAP, base, size, 0) };
+        sys::close_range(0, (ctl - 2) as u32);
         warm = true;
         // Tell the spawner the launcher is ready (one byte).
-        sys::syscall3(sys::SYS_WRITE, ctl as usize, b"R".as_ptr() as usize, 1);
+        sys::write(ctl, b"R");
     };
     drain_pending_signals();
-    sys::syscall3(SYS_CLOSE, ctl as usize, 0, 0);
+    sys::close(ctl);
     let h = plan.header;
     if !warm || status_fd < 0 || h.args_len == 0 || h.status_fd != status_fd || h.region_count != 0 {
         fail(status_fd, Stage::Handover, 0, EINVAL, 0, 0);
     }
     if h.cwd_fd >= 0 {
-        let r = sys::syscall3(SYS_FCHDIR, h.cwd_fd as usize, 0, 0);
+        let r = sys::fchdir(h.cwd_fd);
         if r < 0 {
             fail(status_fd, Stage::ChildCwd, 0, -r as i32, 0, 0);
         }
@@ -302,7 +326,10 @@ pub fn wait_and_launch(stack: &Stack, ctl: i32) -> ! {
     let l = Launch { stack: new, base, size };
     // SAFETY: `below` is 16-byte aligned, beneath the new initial stack and
     // beneath nothing live (our frames, with `l`, are above the new stack).
-    // `launch` takes `&Launch` in rdi and never returns.
+    // `launch` takes `&Launch` in rdi and never returns; its contract holds:
+    // `base..base + size` is the spawn plan's mapping from `map_plan`, used by
+    // nothing after this, the plan is the spawner's, and `l.stack` is the
+    // program's new stack.
     unsafe {
         asm!(
             "mov rsp, {sp}",
@@ -327,12 +354,13 @@ fn build_stack(stack: &Stack, plan: &Plan<'_>, status_fd: i32) -> (Stack, usize)
     // SAFETY: reads the stack pointer.
     unsafe { asm!("mov {}, rsp", out(reg) rsp, options(nomem, nostack, preserves_flags)) };
     let platform = auxval(stack, AT_PLATFORM);
-    // SAFETY: AT_PLATFORM points at a NUL-terminated string on the kernel's stack.
+    // SAFETY: AT_PLATFORM points at a NUL-terminated string on the kernel's stack
+    // (the auxv of a `Stack` built by the kernel).
     let plen = if platform != 0 { unsafe { cstrlen(platform as *const u8) + 1 } } else { 0 };
     let mut pairs = 0;
-    // SAFETY: the kernel's AT_NULL-terminated auxv.
+    // SAFETY: the AT_NULL-terminated auxv (`Stack`'s invariant).
     unsafe {
-        while *stack.auxv.add(2 * pairs) != AT_NULL {
+        while *stack.auxv().add(2 * pairs) != AT_NULL {
             pairs += 1;
         }
     }
@@ -345,7 +373,12 @@ fn build_stack(stack: &Stack, plan: &Plan<'_>, status_fd: i32) -> (Stack, usize)
 
     // SAFETY: [sp, hi) is below every live frame of ours, in the stack mapping
     // (which grows down on first touch); the sources are the plan mapping and
-    // the kernel's auxv and AT_PLATFORM string, above `hi`.
+    // the kernel's auxv and AT_PLATFORM string, above `hi`. getrandom writes
+    // at most the `16 - got` bytes left of the 16 at `random`, inside [sp, hi).
+    // The args block holds exactly argc + envc NUL-terminated strings
+    // (checked by `Plan::parse`), so the `cstrlen` walks stay inside `strings`.
+    // The result satisfies `Stack::new`: argc, argv, envp and auxv are laid out
+    // from `sp` as the kernel does.
     unsafe {
         crate::memcpy(strings as *mut u8, args.as_ptr(), args.len());
         if plen > 0 {
@@ -376,7 +409,7 @@ fn build_stack(stack: &Stack, plan: &Plan<'_>, status_fd: i32) -> (Stack, usize)
         *argv.add(argc) = 0;
         *envp.add(envc) = 0;
         for k in 0..pairs {
-            let (t, v) = (*stack.auxv.add(2 * k), *stack.auxv.add(2 * k + 1));
+            let (t, v) = (*stack.auxv().add(2 * k), *stack.auxv().add(2 * k + 1));
             let v = match t {
                 AT_RANDOM => random as u64,
                 AT_PLATFORM if plen > 0 => plat as u64,
@@ -388,7 +421,7 @@ fn build_stack(stack: &Stack, plan: &Plan<'_>, status_fd: i32) -> (Stack, usize)
         }
         *auxv.add(2 * pairs) = AT_NULL;
         *auxv.add(2 * pairs + 1) = 0;
-        let new = Stack { sp: p, argc, argv, envp, auxv };
+        let new = Stack::new(p, argc, argv, envp, auxv);
         (new, (sp - 1024) & !15)
     }
 }
