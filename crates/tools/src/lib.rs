@@ -1,10 +1,13 @@
-//! zygote's measurement tools, outside the product: `zygote bench`,
-//! `bench-daemon`, `experiment` and `stress`, plus the baselines they compare
-//! against (`zygote_linux::baseline`: posix_spawn, fork+exec, vfork+exec).
+//! zygote's measurement tools, outside the product: `zygote bench`, `bench-daemon`,
+//! `experiment` and `stress` (a module directory each; their manual is docs/TOOLS.md),
+//! over what they share: `report`, `launch` and `client`.
 
 #![deny(unsafe_code)]
 
 pub mod bench;
 pub mod bench_daemon;
+mod client;
 pub mod experiment;
+mod launch;
+pub mod report;
 pub mod stress;
