@@ -45,6 +45,28 @@ pub trait SealedObject: fmt::Debug + Send + Sync {
     }
 }
 
+/// Who a started process runs as: a user, its primary group and its
+/// supplementary groups (a root daemon runs another user's programs as that
+/// user).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Credentials<'a> {
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: &'a [u32],
+}
+
+impl<'a> From<(u32, u32, &'a [u32])> for Credentials<'a> {
+    fn from((uid, gid, groups): (u32, u32, &'a [u32])) -> Self {
+        Credentials { uid, gid, groups }
+    }
+}
+
+impl<'a> From<Credentials<'a>> for (u32, u32, &'a [u32]) {
+    fn from(c: Credentials<'a>) -> Self {
+        (c.uid, c.gid, c.groups)
+    }
+}
+
 /// How a process ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum ExitStatus {
