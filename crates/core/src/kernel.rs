@@ -45,6 +45,16 @@ pub trait SealedObject: fmt::Debug + Send + Sync {
     }
 }
 
+/// Who a started process runs as: a user, its primary group and its
+/// supplementary groups (a root daemon runs another user's programs as that
+/// user).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Credentials<'a> {
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: &'a [u32],
+}
+
 /// How a process ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum ExitStatus {

@@ -21,4 +21,4 @@ pub mod kernel;
 pub mod metrics;
 
 pub use cache::{CacheConfig, CacheStats};
-pub use kernel::{ExitStatus, Kernel};
+pub use kernel::{Credentials, ExitStatus, Kernel};

@@ -194,3 +194,224 @@ fn static_layout(image: &Image) -> Op {
     let data = span(PROT_WRITE).unwrap_or((code.1, code.1));
     RestoreOp::MmLayout { start_code: code.0, end_code: code.1, start_data: data.0, end_data: data.1 }.to_op()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsRawFd;
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    use zygote_core::elf::ProgramKind;
+    use zygote_core::image::{
+        ContentHash, EntryState, ImageKey, ImageParts, ImageRegion, MappedFile, RegionKind, RelocSummary,
+    };
+    use zygote_plan::{FLAG_WARM_UP, Op, OpKind, PLAN_FD, Plan, RestoreOp, Source};
+
+    use super::*;
+    use crate::SealedObject;
+
+    const R: u32 = 1;
+    const W: u32 = 2;
+    const X: u32 = 4;
+    /// The requester's program fd (placements only record numbers).
+    const PROGRAM: RawFd = 900;
+
+    fn op(kind: OpKind, a: u64) -> RestoreOp {
+        let arg = if kind == OpKind::Fixup { zygote_plan::FixupKind::StackEnd as u32 } else { 0 };
+        RestoreOp::from_op(&Op { kind: kind as u32, arg, a, ..Op::default() }).expect("a known kind")
+    }
+
+    /// An image with `files` mapped files and `objects` sealed memfds: the
+    /// program's code (file 0), one region per extra file and object, and a
+    /// zero-fill region.
+    fn image(files: usize, objects: usize, ops: Vec<RestoreOp>) -> Image {
+        let mut regions = Vec::new();
+        let mut vaddr = 0x40_0000;
+        let mut region = |prot, kind| {
+            regions.push(ImageRegion { vaddr, len: 0x1000, prot, kind, segment: 0, relro: false });
+            vaddr += 0x1000;
+        };
+        for file in 0..files {
+            region(if file == 0 { R | X } else { R }, RegionKind::File { file, offset: 0 });
+        }
+        for object in 0..objects {
+            region(R | W, RegionKind::Sealed { object, offset: 0 });
+        }
+        region(R | W, RegionKind::Zero);
+        let mapped = (0..files)
+            .map(|i| {
+                let file = crate::dev_null().unwrap();
+                let identity = crate::identity_of(&file).unwrap();
+                MappedFile { path: PathBuf::from(format!("/file{i}")), file, identity }
+            })
+            .collect();
+        let sealed =
+            (0..objects).map(|i| SealedObject::create(&format!("obj{i}"), &[i as u8; 4096]).unwrap()).collect();
+        Image::new(ImageParts {
+            key: ImageKey::relocate(ContentHash([7; 32])),
+            path: PathBuf::from("/file0"),
+            files: mapped,
+            objects: sealed,
+            regions,
+            entry: EntryState { pc: 0x40_0123, at_entry: 0x40_0100, at_phnum: 9, ..EntryState::default() },
+            ops,
+            load_bias: 0,
+            kind: if files > 1 { ProgramKind::Dynamic } else { ProgramKind::Static },
+            relocs: RelocSummary::default(),
+            build_time: Duration::ZERO,
+        })
+    }
+
+    fn parts<'a>(fds: &'a [(RawFd, RawFd)], phase: Phase) -> SpawnParts<'a> {
+        SpawnParts { program: PROGRAM, fds, sigmask: 0x5a, name: b"prog", set_exe: false, prestart: None, phase }
+    }
+
+    fn moves(plan: &Plan<'_>) -> Vec<(RawFd, RawFd)> {
+        (0..plan.header.fd_count).map(|i| plan.fd_move(i)).map(|m| (m.from, m.to)).collect()
+    }
+
+    fn op_kinds(plan: &Plan<'_>) -> Vec<OpKind> {
+        (0..plan.header.op_count).map(|i| plan.op(i).kind().unwrap()).collect()
+    }
+
+    #[test]
+    fn full_plan_places_files_objects_then_caller_fds_above_every_target() {
+        let img = image(2, 2, Vec::new());
+        let fds = [(50, 0), (51, 7), (52, 4)];
+        let layout = build(&img, &parts(&fds, Phase::Full));
+        let (file1, obj0, obj1) =
+            (img.files()[1].file.as_raw_fd(), img.objects()[0].fd().as_raw_fd(), img.objects()[1].fd().as_raw_fd());
+        // Files from PLAN_FD + 1 (the requester's program in place of files[0]),
+        // then the objects; the image ends at 8, above target 7: base 8.
+        assert_eq!(PLAN_FD, 3);
+        assert_eq!(layout.placements, [(PROGRAM, 4), (file1, 5), (obj0, 6), (obj1, 7), (50, 0), (51, 8), (52, 9)]);
+        assert_eq!((layout.status_fd, layout.cwd_fd), (10, 11));
+
+        let plan = Plan::parse(&layout.plan).unwrap();
+        let h = plan.header;
+        assert_eq!(h.status_fd, 10);
+        assert_eq!((h.cwd_fd, h.exe_fd, h.flags, h.argc, h.envc), (-1, -1, 0, 0, 0));
+        assert_eq!((h.entry, h.at_entry, h.at_phnum, h.sigmask), (0x40_0123, 0x40_0100, 9, 0x5a));
+        assert_eq!(plan.name(), b"prog");
+        // The stub moves the high copies down, sorted by target; stdio went
+        // straight to its place.
+        assert_eq!(moves(&plan), [(9, 4), (8, 7)]);
+        // Regions name the child's fd numbers.
+        let regions: Vec<(RawFd, Option<Source>)> =
+            (0..h.region_count).map(|i| plan.region(i)).map(|r| (r.fd, r.source())).collect();
+        assert_eq!(
+            regions,
+            [
+                (4, Some(Source::Fd)),
+                (5, Some(Source::Fd)),
+                (6, Some(Source::Fd)),
+                (7, Some(Source::Fd)),
+                (-1, Some(Source::Zero))
+            ]
+        );
+    }
+
+    #[test]
+    fn caller_fds_go_above_a_high_target_and_never_clobber_a_source() {
+        let img = image(1, 1, Vec::new());
+        let fds = [(60, 100), (61, 2), (62, 5), (63, 4)];
+        let layout = build(&img, &parts(&fds, Phase::Full));
+        let plan = Plan::parse(&layout.plan).unwrap();
+        let moved = moves(&plan);
+        assert_eq!(moved, [(103, 4), (102, 5), (101, 100)]);
+        let targets: Vec<RawFd> = fds.iter().map(|f| f.1).collect();
+        for (from, _) in &moved {
+            assert!(targets.iter().all(|t| from > t), "{from} is not above every target");
+        }
+        assert_eq!(layout.status_fd, 104);
+        assert_eq!(plan.header.status_fd, 104);
+        assert!(layout.placements.contains(&(61, 2)));
+    }
+
+    #[test]
+    fn status_fd_follows_the_image_without_caller_fds() {
+        let img = image(1, 3, Vec::new());
+        let layout = build(&img, &parts(&[], Phase::Full));
+        // Program at 4, objects at 5..=7: the status pipe at 8.
+        assert_eq!(layout.placements.len(), 4);
+        assert_eq!((layout.status_fd, layout.cwd_fd), (8, 9));
+        assert!(moves(&Plan::parse(&layout.plan).unwrap()).is_empty());
+    }
+
+    #[test]
+    fn warm_up_maps_the_image_but_takes_nothing_of_the_callers() {
+        let ops = vec![op(OpKind::SetFs, 1), op(OpKind::Fixup, 2), op(OpKind::Rseq, 3), op(OpKind::Canary, 4)];
+        let img = image(2, 1, ops);
+        let prestart = Prestart { args: b"prog\0", argc: 1, envc: 0 };
+        let fds = [(50, 0), (51, 9)];
+        let layout = build(&img, &SpawnParts { prestart: Some(prestart), set_exe: true, ..parts(&fds, Phase::WarmUp) });
+        assert_eq!(layout.placements.len(), 3, "files and objects only: {:?}", layout.placements);
+        assert_eq!(layout.placements[0], (PROGRAM, 4));
+        let plan = Plan::parse(&layout.plan).unwrap();
+        let h = plan.header;
+        assert_eq!(h.flags, FLAG_WARM_UP);
+        assert_eq!((h.status_fd, h.cwd_fd, h.argc, h.envc, h.args_len), (-1, -1, 0, 0, 0));
+        // A prototype image with set_exe: /proc/self/exe from the program file.
+        assert_eq!(h.exe_fd, 4);
+        assert_eq!(h.region_count, 4);
+        assert!(moves(&plan).is_empty());
+        assert_eq!(op_kinds(&plan), [OpKind::SetFs, OpKind::Rseq]);
+    }
+
+    #[test]
+    fn finish_has_no_image_only_the_spawn() {
+        let ops = vec![op(OpKind::SetFs, 1), op(OpKind::Fixup, 2), op(OpKind::MmLayout, 3), op(OpKind::MmBrk, 4)];
+        let img = image(2, 2, ops);
+        let args = b"prog\0-v\0A=1\0";
+        let prestart = Prestart { args, argc: 2, envc: 1 };
+        let fds = [(50, 1), (51, 3)];
+        let phase = Phase::Finish { exe_fd: 200 };
+        let layout = build(&img, &SpawnParts { prestart: Some(prestart), set_exe: true, ..parts(&fds, phase) });
+        // No files or objects (the launcher mapped them): caller fds from 4.
+        assert_eq!(layout.placements, [(50, 1), (51, 4)]);
+        assert_eq!((layout.status_fd, layout.cwd_fd), (5, 6));
+        let plan = Plan::parse(&layout.plan).unwrap();
+        let h = plan.header;
+        assert_eq!((h.region_count, h.flags, h.status_fd, h.cwd_fd, h.exe_fd), (0, 0, 5, 6, 200));
+        assert_eq!((h.argc, h.envc), (2, 1));
+        assert_eq!(plan.args(), args);
+        assert_eq!(moves(&plan), [(4, 3)]);
+        // The ops a warm-up did not apply, and no second MmLayout.
+        assert_eq!(op_kinds(&plan), [OpKind::Fixup, OpKind::MmLayout, OpKind::MmBrk]);
+    }
+
+    #[test]
+    fn finish_of_a_static_image_gets_its_mm_layout() {
+        let img = image(1, 1, Vec::new());
+        let layout = build(&img, &SpawnParts { set_exe: true, ..parts(&[], Phase::Finish { exe_fd: 200 }) });
+        let plan = Plan::parse(&layout.plan).unwrap();
+        // Not a prototype image: /proc/self/exe stays.
+        assert_eq!(plan.header.exe_fd, -1);
+        assert_eq!(plan.header.op_count, 1);
+        let mm = plan.op(0);
+        assert_eq!(mm.kind(), Some(OpKind::MmLayout));
+        // Code: the executable region; data: the first writable one.
+        assert_eq!((mm.a, mm.b, mm.c, mm.d), (0x40_0000, 0x40_1000, 0x40_1000, 0x40_2000));
+    }
+
+    #[test]
+    fn full_plan_keeps_every_op_and_the_exe_only_with_set_exe() {
+        let ops = vec![op(OpKind::SetFs, 1), op(OpKind::Canary, 2)];
+        let img = image(2, 1, ops);
+        let plain = Plan::parse(&build(&img, &parts(&[], Phase::Full)).plan).unwrap().header;
+        assert_eq!(plain.exe_fd, -1);
+        let layout = build(&img, &SpawnParts { set_exe: true, ..parts(&[], Phase::Full) });
+        let plan = Plan::parse(&layout.plan).unwrap();
+        assert_eq!(plan.header.exe_fd, 4);
+        assert_eq!(op_kinds(&plan), [OpKind::SetFs, OpKind::Canary]);
+    }
+
+    #[test]
+    fn the_name_is_cut_to_fifteen_bytes() {
+        let img = image(1, 0, Vec::new());
+        let name = b"a-very-long-program-name";
+        let layout = build(&img, &SpawnParts { name, ..parts(&[], Phase::Full) });
+        let plan = Plan::parse(&layout.plan).unwrap();
+        assert_eq!(plan.name(), &name[..15]);
+    }
+}

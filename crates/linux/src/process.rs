@@ -12,7 +12,7 @@ use std::ffi::{CStr, c_char, c_int, c_void};
 use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use zygote_core::ExitStatus;
+use zygote_core::{Credentials, ExitStatus};
 
 use zygote_plan::{STUB_FAILURE_EXIT, Stage, StatusRecord};
 
@@ -48,9 +48,9 @@ pub struct ChildSetup<'a> {
     pub placements: &'a [(RawFd, RawFd)],
     /// Write end of the status pipe in the caller (also among `placements`).
     pub status: BorrowedFd<'a>,
-    /// Run as (uid, gid, supplementary groups) instead of the caller's
-    /// credentials (a root daemon serving another allowed user).
-    pub creds: Option<(u32, u32, &'a [u32])>,
+    /// Run as these credentials instead of the caller's (a root daemon
+    /// serving another allowed user).
+    pub creds: Option<Credentials<'a>>,
     /// The RLIMIT_NOFILE soft limit the program gets (the zygote raised its
     /// own to hold many images' fds); `None` leaves it.
     pub nofile: Option<u64>,
@@ -180,8 +180,8 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
     {
         return report(status_fd, Stage::ChildRestrict, step as usize, e);
     }
-    if let Some((uid, gid, groups)) = s.creds
-        && let Err(e) = take_credentials(uid, gid, groups)
+    if let Some(creds) = s.creds
+        && let Err(e) = take_credentials(creds)
     {
         return report(status_fd, Stage::ChildCreds, 0, e);
     }
@@ -291,10 +291,11 @@ pub fn block_signals(signals: &[i32]) -> io::Result<libc::sigset_t> {
     block(&sigset_of(Some(signals)))
 }
 
-/// Take on (uid, gid, groups) in a pre-exec child. Raw syscalls: glibc's
-/// wrappers would try to change every thread of the caller, whose memory a
-/// vfork child shares. Returns the errno on failure.
-pub fn take_credentials(uid: u32, gid: u32, groups: &[u32]) -> Result<(), i32> {
+/// Take on `creds` in a pre-exec child. Raw syscalls: glibc's wrappers would
+/// try to change every thread of the caller, whose memory a vfork child
+/// shares. Returns the errno on failure.
+pub fn take_credentials(creds: Credentials<'_>) -> Result<(), i32> {
+    let Credentials { uid, gid, groups } = creds;
     // SAFETY: plain credential syscalls on the calling task with a valid array.
     let ok = unsafe {
         libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) == 0

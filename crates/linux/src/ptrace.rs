@@ -6,6 +6,7 @@ use std::ffi::{c_char, c_int, c_void};
 use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, BorrowedFd};
+use zygote_core::Credentials;
 
 const PTRACE_GET_SYSCALL_INFO: libc::c_uint = 0x420e;
 const SYSCALL_INFO_ENTRY: u8 = 1;
@@ -160,7 +161,7 @@ fn wait_stop(pid: i32) -> io::Result<c_int> {
 
 struct ChildArgs<'a> {
     exe: c_int,
-    creds: Option<(u32, u32, &'a [u32])>,
+    creds: Option<Credentials<'a>>,
     argv: &'a [*const c_char],
     envp: &'a [*const c_char],
     no_randomize: bool,
@@ -185,8 +186,8 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
         }
         // The prototype runs the program's start-up code (library
         // constructors): with the requesting user's credentials, never more.
-        if let Some((uid, gid, groups)) = a.creds
-            && let Err(e) = crate::process::take_credentials(uid, gid, groups)
+        if let Some(creds) = a.creds
+            && let Err(e) = crate::process::take_credentials(creds)
         {
             libc::write(a.errfd, (&e as *const c_int).cast(), size_of::<c_int>());
             libc::_exit(126);
@@ -218,13 +219,13 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
 impl Prototype {
     /// Start `path` traced, run it to its entry point. Signals stay blocked in
     /// the prototype until then (they are never unblocked: the prototype is
-    /// killed at the stop).
+    /// killed at the stop). `creds`: who the prototype runs as.
     pub fn start(
         exe: BorrowedFd<'_>,
         argv: &[*const c_char],
         envp: &[*const c_char],
         no_randomize: bool,
-        creds: Option<(u32, u32, &[u32])>,
+        creds: Option<Credentials<'_>>,
     ) -> Result<Self, PtraceError> {
         let (err_r, err_w) =
             rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| PtraceError::Start(e.into()))?;

@@ -149,7 +149,7 @@ pub struct Environment<'a> {
     pub loader_env: &'a [Vec<u8>],
     /// Run the prototype as (uid, gid, groups): the user the image is for,
     /// when it is not the zygote's own (a root daemon serving another user).
-    pub creds: Option<(u32, u32, &'a [u32])>,
+    pub creds: Option<zygote_core::Credentials<'a>>,
 }
 
 /// The machine facts an image depends on: vDSO bytes, hwcaps, CPU flags,
@@ -207,7 +207,7 @@ pub fn key(content: ContentHash, file: (u64, u64), env: &Environment<'_>, machin
     h.update(machine);
     // An image captured as one user is that user's: what its start-up could
     // read and do is not everyone's.
-    if let Some((uid, gid, groups)) = env.creds {
+    if let Some(zygote_core::Credentials { uid, gid, groups }) = env.creds {
         h.update(b"creds");
         h.update(&uid.to_le_bytes());
         h.update(&gid.to_le_bytes());

@@ -1,0 +1,161 @@
+//! Images for program files: identify the file (stat, then the identity memo,
+//! then BLAKE3), look its key up in the cache, and build the image on a miss.
+
+use std::ffi::OsString;
+use std::io;
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use rustix::fs::Mode;
+use zygote_core::elf::ProgramKind;
+use zygote_core::image::{ContentHash, FileIdentity, Identified, ImageKey, MappedFile, relocate};
+
+use super::{MAX_PROGRAM_BYTES, SpawnError, Zygote, io_err, loader_env};
+use crate::{Image, prototype};
+
+impl Zygote {
+    /// Identify and prepare a program file through the cache, for this
+    /// process's loader environment. A hit costs one `stat` and reads nothing.
+    pub fn prepare(&self, path: &Path) -> Result<Arc<Image>, SpawnError> {
+        let env: Vec<OsString> = std::env::vars_os()
+            .map(|(k, v)| {
+                let mut kv = k;
+                kv.push("=");
+                kv.push(v);
+                kv
+            })
+            .collect();
+        self.prepare_for(path, &prototype::Environment { loader_env: &loader_env(&env), creds: None })
+    }
+
+    /// [`Zygote::prepare`] for a given loader environment (`LD_*`,
+    /// `GLIBC_TUNABLES`; it matters for dynamically linked programs only).
+    pub fn prepare_for(&self, path: &Path, env: &prototype::Environment<'_>) -> Result<Arc<Image>, SpawnError> {
+        let _span = tracing::debug_span!("identify", path = %path.display()).entered();
+        let st = rustix::fs::stat(path).map_err(io_err(path, "stat"))?;
+        if let Some(img) = self.lookup(&crate::identity_from_stat(&st), env) {
+            return Ok(img);
+        }
+        // Unknown identity or not cached: read and hash (the build reuses the bytes).
+        let file = rustix::fs::open(path, rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC, Mode::empty())
+            .map_err(io_err(path, "open"))?;
+        self.build(file, path, env)
+    }
+
+    /// Like [`Zygote::prepare_for`], for a file the caller opened (the daemon
+    /// gets one from each client). `path` names it in messages and is where
+    /// a prototype execs it from.
+    pub fn prepare_fd(
+        &self,
+        file: BorrowedFd<'_>,
+        path: &Path,
+        env: &prototype::Environment<'_>,
+    ) -> Result<Arc<Image>, SpawnError> {
+        let _span = tracing::debug_span!("identify", path = %path.display()).entered();
+        let id = crate::identity_of(file).map_err(io_err(path, "fstat"))?;
+        if let Some(img) = self.lookup(&id, env) {
+            return Ok(img);
+        }
+        let file = file.try_clone_to_owned().map_err(|source| SpawnError::Internal { what: "dup", source })?;
+        self.build(file, path, env)
+    }
+
+    /// The content hash of an open file: from the memo, or by reading it.
+    pub fn identify_fd(&self, file: &OwnedFd) -> Result<ContentHash, SpawnError> {
+        let path = Path::new("<fd>");
+        let id = crate::identity_of(file).map_err(io_err(path, "fstat"))?;
+        if let Some(i) = self.memo.get(&id) {
+            return Ok(i.hash);
+        }
+        let (id, data) = read_program(file, path)?;
+        let found = Identified { hash: ContentHash::of(&data), dynamic: prototype::interpreter(&data).is_some() };
+        self.memo.insert(id, found);
+        Ok(found.hash)
+    }
+
+    /// A static image depends on the program's bytes only, so every file with
+    /// those bytes shares it (its file-backed regions are mapped from each
+    /// requester's own file). A prototype image also depends on where the
+    /// file is (`$ORIGIN` in its library search path) and on who runs it, so
+    /// it is keyed by the file (device, inode) and the credentials too.
+    fn key_for(&self, found: Identified, id: &FileIdentity, env: &prototype::Environment<'_>) -> ImageKey {
+        if found.dynamic {
+            prototype::key(found.hash, (id.dev, id.ino), env, &self.machine)
+        } else {
+            ImageKey::relocate(found.hash)
+        }
+    }
+
+    /// A cached image for a file identity seen before, if still valid.
+    fn lookup(&self, id: &FileIdentity, env: &prototype::Environment<'_>) -> Option<Arc<Image>> {
+        let key = self.key_for(self.memo.get(id)?, id, env);
+        let img = self.cache.get(&key)?;
+        // A static image maps only sealed objects and the requester's own
+        // file. A prototype image was captured from this very file (its key
+        // names it) and maps libraries by path: make sure the file still
+        // holds the bytes and every library path still names the file the
+        // image maps.
+        if img.kind() != ProgramKind::Dynamic
+            || ((img.identity() == id || img.file_unchanged()) && img.libraries_unchanged())
+        {
+            return Some(img);
+        }
+        tracing::info!(%key, path = %img.path().display(), "a file the image maps changed: rebuilding");
+        self.cache.invalidate(&key, &img);
+        None
+    }
+
+    /// Read and hash `file`, then build its image through the cache.
+    fn build(&self, file: OwnedFd, path: &Path, env: &prototype::Environment<'_>) -> Result<Arc<Image>, SpawnError> {
+        let started = Instant::now();
+        let (id, data) = read_program(&file, path)?;
+        let found = Identified { hash: ContentHash::of(&data), dynamic: prototype::interpreter(&data).is_some() };
+        self.memo.insert(id, found);
+        let key = self.key_for(found, &id, env);
+        // The cache runs the build at most once (FnOnce): it may take the file.
+        self.cache.get_or_build(key, || {
+            let _span = tracing::debug_span!("prepare", %key).entered();
+            if !found.dynamic {
+                return Ok::<_, SpawnError>(relocate::prepare(path, file, id, &data, key, started)?);
+            }
+            let keep = file.try_clone().map_err(|e| SpawnError::Internal { what: "dup", source: e })?;
+            Ok(match prototype::prepare(path, file, id, key, env, started)? {
+                Ok(img) => img,
+                Err(refusal) => {
+                    tracing::info!("{refusal}; it will run by plain exec");
+                    let mapped = MappedFile { path: path.to_path_buf(), file: keep, identity: id };
+                    Image::refused(key, mapped, ProgramKind::Dynamic, refusal.reason, started.elapsed())
+                }
+            })
+        })
+    }
+}
+
+/// Read a program file whole, checking its size first.
+fn read_program(file: &OwnedFd, path: &Path) -> Result<(FileIdentity, Vec<u8>), SpawnError> {
+    let id = crate::identity_of(file).map_err(io_err(path, "fstat"))?;
+    if id.mode & 0o170000 != 0o100000 {
+        return Err(SpawnError::Io {
+            path: path.to_path_buf(),
+            what: "read",
+            source: io::Error::from_raw_os_error(rustix::io::Errno::ACCESS.raw_os_error()),
+        });
+    }
+    if id.size > MAX_PROGRAM_BYTES {
+        return Err(SpawnError::TooLarge { path: path.to_path_buf(), size: id.size });
+    }
+    let mut data = vec![0u8; id.size as usize];
+    let mut n = 0;
+    while n < data.len() {
+        match rustix::io::pread(file, &mut data[n..], n as u64) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(io_err(path, "read")(e)),
+        }
+    }
+    data.truncate(n);
+    Ok((id, data))
+}
