@@ -13,6 +13,7 @@ use zygote_core::metrics::human_bytes;
 use crate::service::client::{Client, ClientError};
 use crate::service::message::{DaemonStats, Request, Response, SpawnArgs};
 use zygote_core::exec::ResolveError;
+use zygote_linux::SpawnRequest;
 use zygote_linux::exec as resolve;
 
 #[derive(Debug, thiserror::Error)]
@@ -38,18 +39,6 @@ impl RemoteError {
     }
 }
 
-/// What `zygote spawn` was asked.
-pub struct SpawnCommand {
-    pub socket: PathBuf,
-    pub program: OsString,
-    pub args: Vec<OsString>,
-    pub env: Vec<(String, String)>,
-    pub clear_env: bool,
-    pub cwd: Option<PathBuf>,
-    pub name: Option<OsString>,
-    pub no_wait: bool,
-}
-
 fn open(path: &Path) -> Result<OwnedFd, RemoteError> {
     std::fs::File::open(path).map(OwnedFd::from).map_err(|source| RemoteError::Open { path: path.into(), source })
 }
@@ -58,50 +47,46 @@ fn bytes(s: &OsStr) -> Vec<u8> {
     s.as_bytes().to_vec()
 }
 
-/// Run `zygote spawn`; returns the exit status to exit with.
-pub fn spawn(cmd: SpawnCommand) -> Result<i32, RemoteError> {
-    let mut env: Vec<(OsString, OsString)> = if cmd.clear_env { Vec::new() } else { std::env::vars_os().collect() };
-    for (k, v) in &cmd.env {
-        env.retain(|(ek, _)| ek.as_bytes() != k.as_bytes());
-        env.push((k.into(), v.into()));
-    }
-    let cwd = match cmd.cwd {
-        Some(d) if d.is_absolute() => d,
-        Some(d) => std::env::current_dir().map_err(|source| RemoteError::Open { path: d.clone(), source })?.join(d),
-        None => std::env::current_dir().map_err(|source| RemoteError::Open { path: ".".into(), source })?,
+/// Run `zygote spawn`: resolve `req` here (its PATH, cwd and `#!` lines),
+/// open the program, and have the daemon start it with the request's fds (or
+/// this process's stdio when it has none). Returns the status to exit with.
+pub fn spawn(socket: &Path, req: &SpawnRequest, no_wait: bool) -> Result<i32, RemoteError> {
+    let env = req.environment();
+    let here = || std::env::current_dir().map_err(|source| RemoteError::Open { path: ".".into(), source });
+    let cwd = match req.cwd_path() {
+        Some(d) if d.is_absolute() => d.to_path_buf(),
+        Some(d) => here()?.join(d),
+        None => here()?,
     };
-    let path_var = env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_os_str());
-    let found = resolve::find_program(&cmd.program, path_var, Some(&cwd))?;
-    let mut argv = vec![cmd.program.clone()];
-    argv.extend(cmd.args);
-    let launch = resolve::follow_interpreters(found, argv, Some(&cwd))?;
+    let path_var = env.iter().find_map(|kv| kv.as_bytes().strip_prefix(b"PATH=")).map(OsStr::from_bytes);
+    let found = resolve::find_program(req.program(), path_var, Some(&cwd))?;
+    let launch = resolve::follow_interpreters(found, req.argv().to_vec(), Some(&cwd))?;
     let exe = open(&launch.program)?;
-    let name = match &cmd.name {
+    let name = match req.process_name() {
         Some(n) => bytes(n),
         None => launch.exec_path.file_name().map(bytes).unwrap_or_default(),
     };
+    let (stdin, stdout, stderr) = (std::io::stdin(), std::io::stdout(), std::io::stderr());
+    let mut fds: Vec<(BorrowedFd<'_>, i32)> = req.fds().iter().map(|(fd, t)| (fd.as_fd(), *t)).collect();
+    if fds.is_empty() {
+        fds = vec![(stdin.as_fd(), 0), (stdout.as_fd(), 1), (stderr.as_fd(), 2)];
+    }
     let args = SpawnArgs {
         argv: launch.argv.iter().map(|a| bytes(a)).collect(),
-        environ: env
-            .iter()
-            .map(|(k, v)| {
-                let mut kv = bytes(k);
-                kv.push(b'=');
-                kv.extend_from_slice(v.as_bytes());
-                kv
-            })
-            .collect(),
+        environ: env.iter().map(|kv| bytes(kv)).collect(),
         name,
         cwd: bytes(cwd.as_os_str()),
-        fds: vec![0, 1, 2],
+        fds: fds.iter().map(|f| f.1).collect(),
         path: bytes(launch.program.as_os_str()),
-        detach: cmd.no_wait,
+        detach: no_wait,
     };
+    let mut attached = vec![exe.as_fd()];
+    attached.extend(fds.iter().map(|f| f.0));
     // Signals to relay stay pending from here on, so none is lost (or kills
     // us) before the child exists; they are passed on once it does.
     let sigs = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
     let old_mask = zygote_linux::process::block_signals(&sigs).map_err(ClientError::Io)?;
-    let result = spawn_blocked(&cmd.socket, cmd.no_wait, args, exe, &sigs);
+    let result = spawn_blocked(socket, no_wait, args, &attached, &sigs);
     zygote_linux::process::restore_signals(&old_mask);
     result
 }
@@ -110,13 +95,11 @@ fn spawn_blocked(
     socket: &Path,
     no_wait: bool,
     args: SpawnArgs,
-    exe: OwnedFd,
+    fds: &[BorrowedFd<'_>],
     sigs: &[i32],
 ) -> Result<i32, RemoteError> {
     let mut client = Client::connect(socket)?;
-    let (stdin, stdout, stderr) = (std::io::stdin(), std::io::stdout(), std::io::stderr());
-    let fds: [BorrowedFd<'_>; 4] = [exe.as_fd(), stdin.as_fd(), stdout.as_fd(), stderr.as_fd()];
-    let (reply, reply_fds) = client.call(&Request::Spawn(args), &fds)?;
+    let (reply, reply_fds) = client.call(&Request::Spawn(args), fds)?;
     let Response::Spawned { pid, .. } = reply else {
         return Err(ClientError::Protocol(format!("expected Spawned, got {reply:?}")).into());
     };

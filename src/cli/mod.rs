@@ -14,6 +14,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use zygote_core::CacheConfig;
+use zygote_linux::SpawnRequest;
 
 #[derive(Parser)]
 #[command(name = "zygote", version, about = "Start programs from cached, fully relocated, sealed images")]
@@ -126,6 +127,27 @@ impl ProcessArgs {
             .map(|kv| kv.split_once('=').ok_or_else(|| CliError::usage(format!("--env {kv}: expected KEY=VALUE"))))
             .collect()
     }
+
+    /// The request these flags and `command` (program, then arguments) make:
+    /// the one form `run` (in-process) and `spawn` (through the daemon) share.
+    fn request(self, command: Vec<OsString>) -> Result<SpawnRequest, CliError> {
+        let mut it = command.into_iter();
+        let program = it.next().ok_or_else(|| CliError::usage("no program given"))?;
+        let mut req = SpawnRequest::new(program).args(it);
+        if self.clear_env {
+            req = req.env_clear();
+        }
+        for (k, v) in self.env_pairs()? {
+            req = req.env(k, v);
+        }
+        if let Some(d) = self.cwd {
+            req = req.cwd(d);
+        }
+        if let Some(n) = self.name {
+            req = req.name(n);
+        }
+        Ok(req)
+    }
 }
 
 #[derive(Args)]
@@ -142,13 +164,6 @@ impl CacheArgs {
     fn config(&self) -> CacheConfig {
         CacheConfig { max_entries: self.cache_entries, max_bytes: self.cache_bytes }
     }
-}
-
-/// The first word of a command line and the rest.
-fn split_command(command: Vec<OsString>) -> Result<(OsString, std::vec::IntoIter<OsString>), CliError> {
-    let mut it = command.into_iter();
-    let program = it.next().ok_or_else(|| CliError::usage("no program given"))?;
-    Ok((program, it))
 }
 
 /// Logging: --log, else RUST_LOG, else `default`. At debug level and above,

@@ -4,9 +4,9 @@
 use clap::Args;
 use std::ffi::OsString;
 
-use zygote::remote::{self, SpawnCommand, StatsFormat};
+use zygote::remote::{self, StatsFormat};
 
-use super::{CliError, ProcessArgs, SocketArg, split_command};
+use super::{CliError, ProcessArgs, SocketArg};
 
 #[derive(Args)]
 pub struct SpawnArgs {
@@ -52,18 +52,8 @@ pub struct StatsArgs {
 }
 
 pub fn spawn(a: SpawnArgs) -> Result<i32, CliError> {
-    let env = a.process.env_pairs()?.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    let (program, rest) = split_command(a.command)?;
-    Ok(remote::spawn(SpawnCommand {
-        socket: a.socket.path(),
-        program,
-        args: rest.collect(),
-        env,
-        clear_env: a.process.clear_env,
-        cwd: a.process.cwd,
-        name: a.process.name,
-        no_wait: a.no_wait,
-    })?)
+    let req = a.process.request(a.command)?;
+    Ok(remote::spawn(&a.socket.path(), &req, a.no_wait)?)
 }
 
 pub fn preload(a: PreloadArgs) -> Result<i32, CliError> {

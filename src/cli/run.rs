@@ -4,9 +4,9 @@
 use clap::Args;
 use std::ffi::OsString;
 
-use zygote_linux::{SpawnRequest, Zygote};
+use zygote_linux::Zygote;
 
-use super::{CacheArgs, CliError, ProcessArgs, split_command};
+use super::{CacheArgs, CliError, ProcessArgs};
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -27,23 +27,9 @@ pub struct RunArgs {
 
 pub fn run(a: RunArgs) -> Result<i32, CliError> {
     let zygote = Zygote::new(a.cache.config())?;
-    let (program, rest) = split_command(a.command)?;
+    let req = a.process.request(a.command)?;
     // One spawn: a launcher warmed up for a next one would be wasted.
     zygote.set_prestarted(0);
-    let p = a.process;
-    let mut req = SpawnRequest::new(program).args(rest);
-    if p.clear_env {
-        req = req.env_clear();
-    }
-    for (k, v) in p.env_pairs()? {
-        req = req.env(k, v);
-    }
-    if let Some(d) = p.cwd {
-        req = req.cwd(d);
-    }
-    if let Some(n) = p.name {
-        req = req.name(n);
-    }
     let mut child = zygote.spawn(req)?;
     let status = child
         .wait_relaying_signals()

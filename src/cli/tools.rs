@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use zygote_linux::Zygote;
 use zygote_tools::{bench, bench_daemon, experiment, stress};
 
-use super::{CacheArgs, CliError, SocketArg, split_command};
+use super::{CacheArgs, CliError, SocketArg};
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -195,4 +195,11 @@ pub fn stress(a: StressArgs) -> Result<i32, CliError> {
     let report = stress::run(&opts)?;
     emit("stress", &report, a.json, |r, w| r.write_table(w))?;
     Ok(if report.passed { 0 } else { 1 })
+}
+
+/// The first word of a command line and the rest.
+fn split_command(command: Vec<OsString>) -> Result<(OsString, std::vec::IntoIter<OsString>), CliError> {
+    let mut it = command.into_iter();
+    let program = it.next().ok_or_else(|| CliError::usage("no program given"))?;
+    Ok((program, it))
 }

@@ -78,9 +78,23 @@ impl SpawnRequest {
     pub fn program(&self) -> &OsStr {
         &self.program
     }
+    /// argv, argv[0] included.
+    pub fn argv(&self) -> &[OsString] {
+        &self.argv
+    }
+    pub fn cwd_path(&self) -> Option<&Path> {
+        self.cwd.as_deref()
+    }
+    pub fn process_name(&self) -> Option<&OsStr> {
+        self.name.as_deref()
+    }
+    /// The fds given with [`SpawnRequest::fd`], with their target numbers.
+    pub fn fds(&self) -> &[(OwnedFd, RawFd)] {
+        &self.fds
+    }
 
     /// The final environment, as `KEY=VALUE` strings.
-    pub(super) fn environment(&self) -> Vec<OsString> {
+    pub fn environment(&self) -> Vec<OsString> {
         let mut env: Vec<(OsString, OsString)> =
             if self.env_inherit { std::env::vars_os().collect() } else { Vec::new() };
         for (k, v) in &self.env_set {
