@@ -275,4 +275,18 @@ mod tests {
         assert!(serde_json::from_str::<Request>(r#"{"method":"format_disk"}"#).is_err());
         assert!(serde_json::from_str::<Request>(r#"{"method":"wait"}"#).is_err(), "a missing field is an error");
     }
+
+    #[test]
+    fn the_protocol_document_states_the_default_limits() {
+        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/PROTOCOL.md")).unwrap();
+        let flat = doc.split_whitespace().collect::<Vec<_>>().join(" ");
+        let l = Limits::default();
+        for want in [
+            format!("`max_message_bytes` {} MiB", l.max_message_bytes >> 20),
+            format!("`max_fds` {}", l.max_fds),
+            format!("`max_args_bytes` {} MiB", l.max_args_bytes >> 20),
+        ] {
+            assert!(flat.contains(&want), "docs/PROTOCOL.md should say {want:?}");
+        }
+    }
 }
