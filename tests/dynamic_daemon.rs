@@ -41,13 +41,7 @@ fn exe_prog() -> PathBuf {
 /// `zygote spawn --socket S --clear-env [--env K=V]... -- PROG ARGS`.
 fn spawn_cli(socket: &Path, prog: &Path, args: &[&str], env: &[(&str, &str)]) -> Vec<OsString> {
     let mut cli: Vec<OsString> = vec!["spawn".into(), "--socket".into(), socket.into(), "--clear-env".into()];
-    for (k, v) in env {
-        cli.push("--env".into());
-        cli.push(format!("{k}={v}").into());
-    }
-    cli.push("--".into());
-    cli.push(prog.into());
-    cli.extend(args.iter().map(OsString::from));
+    push_env_and_command(&mut cli, env, prog, args);
     cli
 }
 

@@ -169,6 +169,12 @@ pub fn zygote_run_cli(prog: &Path, args: &[&str], env: &[(&str, &str)], clear_en
     if clear_env {
         cli.push("--clear-env".into());
     }
+    push_env_and_command(&mut cli, env, prog, args);
+    cli
+}
+
+/// `[--env K=V]... -- PROG ARGS...`, appended to a CLI command line.
+pub fn push_env_and_command(cli: &mut Vec<OsString>, env: &[(&str, &str)], prog: &Path, args: &[&str]) {
     for (k, v) in env {
         cli.push("--env".into());
         cli.push(format!("{k}={v}").into());
@@ -176,7 +182,6 @@ pub fn zygote_run_cli(prog: &Path, args: &[&str], env: &[(&str, &str)], clear_en
     cli.push("--".into());
     cli.push(prog.into());
     cli.extend(args.iter().map(OsString::from));
-    cli
 }
 
 /// Run PROG directly the same way [`zygote_run`] would.

@@ -92,18 +92,8 @@ impl Zygote {
         let opts = start.opts;
         let mut keep: Vec<RawFd> = opts.fds.iter().map(|p| p.1).collect();
         keep.sort_unstable();
-        let setup = ChildSetup {
-            exec: ExecTarget::Program { file: opts.program, sigmask: start.old_mask, keep: &keep },
-            argv: &strings.argv_p,
-            envp: &strings.env_p,
-            cwd: strings.cwd.as_deref(),
-            placements: opts.fds,
-            status: status_w,
-            creds: opts.creds,
-            nofile: self.nofile,
-            restrict: opts.restrict,
-        };
-        process::clone_exec(&setup).map_err(|source| SpawnError::Internal { what: "clone", source })
+        let exec = ExecTarget::Program { file: opts.program, sigmask: start.old_mask, keep: &keep };
+        self.clone_exec(start, strings, exec, opts.fds, status_w)
     }
 
     /// Exec the stub with the image's full plan.
@@ -132,16 +122,29 @@ impl Zygote {
         let mut placements = layout.placements;
         placements.push((plan_fd.as_raw_fd(), PLAN_FD));
         placements.push((status_w.as_raw_fd(), layout.status_fd));
+        self.clone_exec(start, strings, ExecTarget::Stub(self.stub.fd()), &placements, status_w)
+    }
+
+    /// clone + exec of `exec` with the request's argv, environment, cwd,
+    /// credentials and restrictions, and the fds at `placements`.
+    fn clone_exec(
+        &self,
+        start: &Start<'_>,
+        strings: &ExecStrings,
+        exec: ExecTarget<'_>,
+        placements: &[(RawFd, RawFd)],
+        status_w: BorrowedFd<'_>,
+    ) -> Result<(i32, OwnedFd), SpawnError> {
         let setup = ChildSetup {
-            exec: ExecTarget::Stub(self.stub.fd()),
+            exec,
             argv: &strings.argv_p,
             envp: &strings.env_p,
             cwd: strings.cwd.as_deref(),
-            placements: &placements,
+            placements,
             status: status_w,
-            creds: opts.creds,
+            creds: start.opts.creds,
             nofile: self.nofile,
-            restrict: opts.restrict,
+            restrict: start.opts.restrict,
         };
         process::clone_exec(&setup).map_err(|source| SpawnError::Internal { what: "clone", source })
     }
