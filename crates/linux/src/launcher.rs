@@ -83,16 +83,13 @@ impl Launcher {
         let Some(ctl) = self.ctl.as_ref() else { return false };
         let flags = if block { rustix::net::RecvFlags::empty() } else { rustix::net::RecvFlags::DONTWAIT };
         let mut b = [0u8; 1];
-        loop {
-            return match rustix::net::recv(ctl, &mut b, flags) {
-                Ok((1, _)) => {
-                    self.ready = true;
-                    true
-                }
-                Err(rustix::io::Errno::INTR) => continue,
-                Err(rustix::io::Errno::AGAIN) => true,
-                _ => false,
-            };
+        match crate::fd::retry(|| rustix::net::recv(ctl, &mut b, flags)) {
+            Ok((1, _)) => {
+                self.ready = true;
+                true
+            }
+            Err(rustix::io::Errno::AGAIN) => true,
+            _ => false,
         }
     }
 
@@ -129,13 +126,8 @@ impl Launcher {
         if !control.push(SendAncillaryMessage::ScmRights(&borrowed)) {
             return Err(io::Error::from(io::ErrorKind::InvalidInput));
         }
-        loop {
-            match sendmsg(ctl, &[IoSlice::new(&payload)], &mut control, SendFlags::NOSIGNAL) {
-                Ok(_) => return Ok(()),
-                Err(rustix::io::Errno::INTR) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
+        crate::fd::retry(|| sendmsg(ctl, &[IoSlice::new(&payload)], &mut control, SendFlags::NOSIGNAL))?;
+        Ok(())
     }
 
     /// The replacement a launcher forked when it took a spawn (see

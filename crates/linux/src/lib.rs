@@ -10,6 +10,7 @@ pub mod account;
 #[allow(unsafe_code)]
 pub mod baseline;
 pub mod exec;
+pub mod fd;
 #[allow(unsafe_code)]
 pub mod launcher;
 pub mod memfd;

@@ -7,7 +7,7 @@
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use rustix::fs::{MemfdFlags, SealFlags, fcntl_add_seals, ftruncate, memfd_create};
-use rustix::io::{Errno, pwrite};
+use rustix::io::Errno;
 
 /// Every seal an image object carries.
 pub const IMAGE_SEALS: SealFlags =
@@ -99,19 +99,8 @@ fn is_zero(b: &[u8]) -> bool {
     b.iter().all(|&x| x == 0)
 }
 
-fn write_all_at(fd: &OwnedFd, mut buf: &[u8], mut off: u64) -> Result<(), Errno> {
-    while !buf.is_empty() {
-        match pwrite(fd, buf, off) {
-            Ok(0) => return Err(Errno::IO),
-            Ok(n) => {
-                buf = &buf[n..];
-                off += n as u64;
-            }
-            Err(Errno::INTR) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
+fn write_all_at(fd: &OwnedFd, buf: &[u8], off: u64) -> Result<(), Errno> {
+    crate::fd::pwrite_all(fd, buf, off)
 }
 
 /// Create an unsealed memfd holding `bytes` (for per-spawn plans).
@@ -138,6 +127,6 @@ mod tests {
         let mut back = vec![0u8; bytes.len()];
         assert_eq!(rustix::io::pread(obj.fd(), &mut back, 0).unwrap(), bytes.len());
         assert_eq!(back, bytes);
-        assert_eq!(pwrite(obj.fd(), b"x", 0), Err(Errno::PERM));
+        assert_eq!(rustix::io::pwrite(obj.fd(), b"x", 0), Err(Errno::PERM));
     }
 }

@@ -383,16 +383,14 @@ impl Prototype {
     /// Read `len` bytes of its memory at `addr`.
     pub fn read_mem(&self, addr: u64, len: usize) -> Result<Vec<u8>, PtraceError> {
         let mut buf = vec![0u8; len];
-        let mut done = 0;
-        while done < len {
-            let Some(mem) = &self.mem else { break };
-            match rustix::io::pread(mem, &mut buf[done..], addr + done as u64) {
-                Ok(0) => break,
-                Ok(n) => done += n,
-                Err(rustix::io::Errno::INTR) => {}
-                Err(e) => return Err(PtraceError::Proc { pid: self.pid, what: "mem", source: e.into() }),
-            }
-        }
+        let done = match &self.mem {
+            Some(mem) => crate::fd::pread_full(mem, &mut buf, addr).map_err(|e| PtraceError::Proc {
+                pid: self.pid,
+                what: "mem",
+                source: e.into(),
+            })?,
+            None => 0,
+        };
         if done < len {
             return Err(PtraceError::Proc {
                 pid: self.pid,

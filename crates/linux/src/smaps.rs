@@ -33,15 +33,9 @@ fn gone(e: &std::io::Error) -> bool {
 pub fn exited(pidfd: BorrowedFd<'_>) -> bool {
     use rustix::event::{PollFd, PollFlags, Timespec, poll};
     let zero = Timespec { tv_sec: 0, tv_nsec: 0 };
-    loop {
-        let mut fds = [PollFd::from_borrowed_fd(pidfd, PollFlags::IN)];
-        match poll(&mut fds, Some(&zero)) {
-            Ok(n) => return n > 0,
-            Err(rustix::io::Errno::INTR) => {}
-            // A pidfd that cannot be polled tells nothing reliable: skip the process.
-            Err(_) => return true,
-        }
-    }
+    let mut fds = [PollFd::from_borrowed_fd(pidfd, PollFlags::IN)];
+    // A pidfd that cannot be polled tells nothing reliable: skip the process.
+    crate::fd::retry(|| poll(&mut fds, Some(&zero))).map_or(true, |n| n > 0)
 }
 
 /// Measure the image's mappings in process `pid`. `None` if the process is

@@ -668,15 +668,8 @@ fn same_as_file(
         return None;
     }
     let mut buf = vec![0u8; mem.len()];
-    let mut n = 0;
-    while n < buf.len() {
-        match rustix::io::pread(&f.file, &mut buf[n..], v.offset + n as u64) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(rustix::io::Errno::INTR) => {}
-            Err(_) => return None,
-        }
-    }
+    // Past the file's end the buffer keeps its zeros (the mapping's tail).
+    crate::fd::pread_full(&f.file, &mut buf, v.offset).ok()?;
     (buf == mem).then_some(i)
 }
 

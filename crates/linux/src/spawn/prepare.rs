@@ -147,15 +147,7 @@ fn read_program(file: &OwnedFd, path: &Path) -> Result<(FileIdentity, Vec<u8>), 
         return Err(SpawnError::TooLarge { path: path.to_path_buf(), size: id.size });
     }
     let mut data = vec![0u8; id.size as usize];
-    let mut n = 0;
-    while n < data.len() {
-        match rustix::io::pread(file, &mut data[n..], n as u64) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(io_err(path, "read")(e)),
-        }
-    }
+    let n = crate::fd::pread_full(file, &mut data, 0).map_err(io_err(path, "read"))?;
     data.truncate(n);
     Ok((id, data))
 }

@@ -146,15 +146,7 @@ pub(super) fn launcher_error(rec: StatusRecord, launch: &Launch) -> SpawnError {
 /// pipe right before jumping to the program), else its failure record.
 pub(super) fn read_status(fd: &OwnedFd) -> Option<StatusRecord> {
     let mut buf = [0u8; StatusRecord::SIZE];
-    let mut n = 0;
-    while n < buf.len() {
-        match rustix::io::read(fd, &mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(rustix::io::Errno::INTR) => {}
-            Err(_) => break,
-        }
-    }
+    let n = crate::fd::read_full(fd, &mut buf).unwrap_or(0);
     if n == 0 {
         return None;
     }
