@@ -348,17 +348,7 @@ impl Prototype {
 
     /// The auxiliary vector as (type, value) pairs.
     pub fn auxv(&self) -> Result<Vec<(u64, u64)>, PtraceError> {
-        let raw = self.proc_file("auxv")?;
-        Ok(raw
-            .chunks_exact(16)
-            .map(|c| {
-                (
-                    u64::from_ne_bytes(c[..8].try_into().unwrap_or_default()),
-                    u64::from_ne_bytes(c[8..].try_into().unwrap_or_default()),
-                )
-            })
-            .take_while(|&(t, _)| t != 0)
-            .collect())
+        Ok(crate::procfs::auxv_entries(&self.proc_file("auxv")?).collect())
     }
 
     /// A /proc/PID file.

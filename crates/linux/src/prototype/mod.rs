@@ -30,6 +30,7 @@ use std::time::Instant;
 use zygote_plan::{FixupKind, RestoreOp};
 
 use crate::SealedObject;
+use crate::procfs::{Vma, parse_maps, stat_field};
 use crate::ptrace::{EntryRegs, Prototype, PtraceError, SyscallRecord};
 use crate::{Image, Linux};
 use zygote_core::elf::{PAGE_SIZE, ProgramKind};
@@ -83,62 +84,6 @@ pub struct Refusal {
     pub reason: String,
 }
 
-/// One line of /proc/PID/maps.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Vma {
-    start: u64,
-    end: u64,
-    prot: u32,
-    shared: bool,
-    offset: u64,
-    dev: (u64, u64),
-    inode: u64,
-    name: String,
-}
-
-fn parse_maps(text: &str) -> Vec<Vma> {
-    text.lines()
-        .filter_map(|l| {
-            let mut it = l.splitn(6, ' ');
-            let range = it.next()?;
-            let perms = it.next()?.as_bytes();
-            let offset = u64::from_str_radix(it.next()?, 16).ok()?;
-            let dev = it.next()?;
-            let inode = it.next()?.parse().ok()?;
-            let name = it.next().unwrap_or("").trim_start().to_string();
-            let (s, e) = range.split_once('-')?;
-            let (maj, min) = dev.split_once(':')?;
-            let mut prot = 0;
-            if perms.first() == Some(&b'r') {
-                prot |= zygote_plan::PROT_READ;
-            }
-            if perms.get(1) == Some(&b'w') {
-                prot |= zygote_plan::PROT_WRITE;
-            }
-            if perms.get(2) == Some(&b'x') {
-                prot |= zygote_plan::PROT_EXEC;
-            }
-            Some(Vma {
-                start: u64::from_str_radix(s, 16).ok()?,
-                end: u64::from_str_radix(e, 16).ok()?,
-                prot,
-                shared: perms.get(3) == Some(&b's'),
-                offset,
-                dev: (u64::from_str_radix(maj, 16).ok()?, u64::from_str_radix(min, 16).ok()?),
-                inode,
-                name,
-            })
-        })
-        .collect()
-}
-
-/// Fields of /proc/PID/stat after the comm, 1-based as in proc(5).
-fn stat_field(stat: &str, n: usize) -> u64 {
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    // Field 3 (state) is the first after ")".
-    rest.split_whitespace().nth(n - 3).and_then(|v| v.parse().ok()).unwrap_or(0)
-}
-
 fn proc_status_field(status: &str, key: &str) -> u64 {
     crate::procfs::status_mask(status, key).unwrap_or(0)
 }
@@ -161,10 +106,9 @@ pub fn machine_fingerprint() -> [u8; 32] {
         h.update(u.as_bytes());
     }
     if let Ok(auxv) = std::fs::read("/proc/self/auxv") {
-        for c in auxv.chunks_exact(16) {
-            let t = u64::from_ne_bytes(c[..8].try_into().unwrap_or_default());
+        for (t, v) in crate::procfs::auxv_entries(&auxv) {
             if t == AT_HWCAP || t == AT_HWCAP2 {
-                h.update(&c[8..]);
+                h.update(&v.to_ne_bytes());
             }
         }
     }

@@ -6,6 +6,7 @@ use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+use zygote_linux::procfs;
 
 use zygote_protocol::client::Client;
 use zygote_protocol::message::DaemonStats;
@@ -46,13 +47,7 @@ fn zombies_of(ppid: i32) -> Vec<i32> {
     for e in dir.flatten() {
         let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
         let Ok(text) = fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-        // "pid (comm) S ppid ...": comm may hold spaces and parentheses.
-        let Some(rest) = text.rfind(')').map(|i| &text[i + 1..]) else { continue };
-        let mut it = rest.split_ascii_whitespace();
-        let (Some(state), Some(parent)) = (it.next(), it.next().and_then(|p| p.parse::<i32>().ok())) else {
-            continue;
-        };
-        if parent == ppid && state == "Z" {
+        if procfs::stat_state(&text) == Some('Z') && procfs::stat_field(&text, 4) == ppid as u64 {
             out.push(pid);
         }
     }
