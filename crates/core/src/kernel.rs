@@ -73,6 +73,13 @@ impl ExitStatus {
     pub fn success(&self) -> bool {
         *self == ExitStatus::Exited(0)
     }
+    /// In words, for messages: `exited with status 3`, `killed by signal 9`.
+    pub fn describe(&self) -> String {
+        match *self {
+            ExitStatus::Exited(c) => format!("exited with status {c}"),
+            ExitStatus::Signaled(s) => format!("killed by signal {s}"),
+        }
+    }
 }
 
 impl fmt::Display for ExitStatus {

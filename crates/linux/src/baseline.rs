@@ -374,16 +374,7 @@ pub fn wait_status_success(status: i32) -> bool {
     libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0
 }
 
-/// A raw wait status in words: `exited with status 3`, `killed by signal 11`.
-pub fn describe_wait_status(status: i32) -> String {
-    if libc::WIFEXITED(status) {
-        format!("exited with status {}", libc::WEXITSTATUS(status))
-    } else if libc::WIFSIGNALED(status) {
-        format!("killed by signal {}", libc::WTERMSIG(status))
-    } else {
-        format!("wait status {status:#x}")
-    }
-}
+pub use crate::process::describe_wait_status;
 
 #[cfg(test)]
 mod tests {

@@ -368,6 +368,29 @@ pub fn clone_exec(setup: &ChildSetup<'_>) -> io::Result<(i32, OwnedFd)> {
     Ok((pid, pidfd))
 }
 
+/// A raw wait status (waitpid, posix_spawn's children) as an [`ExitStatus`];
+/// `None` for a stop or continue report.
+pub fn wait_status(raw: i32) -> Option<ExitStatus> {
+    if libc::WIFEXITED(raw) {
+        Some(ExitStatus::Exited(libc::WEXITSTATUS(raw)))
+    } else if libc::WIFSIGNALED(raw) {
+        Some(ExitStatus::Signaled(libc::WTERMSIG(raw)))
+    } else {
+        None
+    }
+}
+
+/// A raw wait status in words (see [`ExitStatus::describe`]).
+pub fn describe_wait_status(raw: i32) -> String {
+    wait_status(raw).map_or_else(|| format!("wait status {raw:#x}"), |s| s.describe())
+}
+
+/// How a `std::process` child ended, in words.
+pub fn describe_std(st: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    describe_wait_status(st.into_raw())
+}
+
 /// Wait for the child behind `pidfd` to exit and reap it.
 pub fn wait_pidfd(pidfd: BorrowedFd<'_>) -> io::Result<ExitStatus> {
     loop {

@@ -281,7 +281,7 @@ impl Prototype {
         // The exec stop.
         let st = wait_stop(pid).map_err(perr("waiting for the exec stop"))?;
         if !libc::WIFSTOPPED(st) {
-            return Err(PtraceError::Ended(describe(st)));
+            return Err(PtraceError::Ended(crate::process::describe_wait_status(st)));
         }
         let opts = libc::PTRACE_O_EXITKILL | libc::PTRACE_O_TRACESYSGOOD;
         set_options(pid, opts).map_err(perr("SETOPTIONS"))?;
@@ -297,7 +297,7 @@ impl Prototype {
             sig = 0;
             let st = wait_stop(pid).map_err(perr("waitpid"))?;
             if libc::WIFEXITED(st) || libc::WIFSIGNALED(st) {
-                return Err(PtraceError::Ended(describe(st)));
+                return Err(PtraceError::Ended(crate::process::describe_wait_status(st)));
             }
             let stopsig = libc::WSTOPSIG(st);
             if stopsig == libc::SIGTRAP | 0x80 {
@@ -399,15 +399,5 @@ impl Drop for Prototype {
             libc::kill(self.pid, libc::SIGKILL);
         }
         let _ = wait_stop(self.pid);
-    }
-}
-
-fn describe(st: c_int) -> String {
-    if libc::WIFEXITED(st) {
-        format!("exit status {}", libc::WEXITSTATUS(st))
-    } else if libc::WIFSIGNALED(st) {
-        format!("killed by signal {}", libc::WTERMSIG(st))
-    } else {
-        format!("wait status {st:#x}")
     }
 }

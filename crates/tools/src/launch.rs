@@ -92,15 +92,7 @@ pub fn spawn_request(launch: &Launch, environ: &[Vec<u8>], cwd: &Path) -> Reques
     })
 }
 
-/// How a `std::process` child ended, for messages.
-pub fn describe_std(st: std::process::ExitStatus) -> String {
-    use std::os::unix::process::ExitStatusExt;
-    match (st.code(), st.signal()) {
-        (Some(c), _) => format!("exited with status {c}"),
-        (_, Some(s)) => format!("was killed by signal {s}"),
-        _ => format!("ended ({st})"),
-    }
-}
+pub use zygote_linux::process::describe_std;
 
 #[cfg(test)]
 mod tests {

@@ -53,7 +53,7 @@ impl Bench<'_> {
         let total = start.elapsed();
         let failure = match status {
             ExitStatus::Exited(0) => None,
-            other => Some(describe_exit(other)),
+            other => Some(other.describe()),
         };
         Ok(Outcome::ended(call, total, failure))
     }
@@ -115,11 +115,5 @@ impl Bench<'_> {
             Method::Command => self.command(round),
             _ => self.baseline(method, round),
         }
-    }
-}
-fn describe_exit(status: ExitStatus) -> String {
-    match status {
-        ExitStatus::Exited(code) => format!("exited with status {code}"),
-        ExitStatus::Signaled(sig) => format!("killed by signal {sig}"),
     }
 }

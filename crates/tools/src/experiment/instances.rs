@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use zygote_linux::{ExitStatus, SpawnRequest, Zygote};
+use zygote_linux::{SpawnRequest, Zygote};
 
 use super::interrupt::{self, check_interrupt};
 use super::report::{InstanceUsage, UsageSample};
@@ -53,7 +53,7 @@ impl Instance {
                 }
                 let st = c.wait()?;
                 self.reaped = true;
-                Ok(Some(describe(st)))
+                Ok(Some(st.describe()))
             }
         }
     }
@@ -110,13 +110,6 @@ impl Instance {
         }
         self.reaped = true;
         Ok(())
-    }
-}
-
-fn describe(st: ExitStatus) -> String {
-    match st {
-        ExitStatus::Exited(c) => format!("exited with status {c}"),
-        ExitStatus::Signaled(s) => format!("was killed by signal {s}"),
     }
 }
 
