@@ -5,6 +5,7 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use zygote_core::image::ImageKey;
+use zygote_core::metrics::smaps::{ImageLayout, ProcessUsage};
 
 use crate::ExitStatus;
 use crate::process;
@@ -61,5 +62,21 @@ impl Child {
 
     pub fn kill(&self, sig: i32) -> io::Result<()> {
         process::pidfd_kill(self.pidfd.as_fd(), sig)
+    }
+}
+
+/// The kernel interface's view of a started process.
+impl zygote_core::kernel::Process for Child {
+    fn id(&self) -> u64 {
+        self.pid as u64
+    }
+    fn wait(&mut self) -> io::Result<ExitStatus> {
+        Child::wait(self)
+    }
+    fn kill(&self, signal: i32) -> io::Result<()> {
+        Child::kill(self, signal)
+    }
+    fn measure(&self, layout: &ImageLayout) -> io::Result<Option<ProcessUsage>> {
+        crate::smaps::measure(self.pid, Some(self.pidfd()), layout).map_err(io::Error::other)
     }
 }

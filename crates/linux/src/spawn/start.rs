@@ -164,6 +164,17 @@ fn libc_eio() -> i32 {
     rustix::io::Errno::IO.raw_os_error()
 }
 
+/// The kernel interface's "map an image's plan into a fresh process and
+/// start it": what the resolved launch needs, and the per-spawn options.
+impl zygote_core::kernel::Starter<crate::Linux> for Zygote {
+    type Options<'a> = (&'a Launch, StartOptions<'a>);
+    type Process = Child;
+    type Error = SpawnError;
+    fn start(&self, image: &Arc<Image>, (launch, opts): &Self::Options<'_>) -> Result<Child, SpawnError> {
+        Zygote::start(self, image, launch, opts)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::fd::{AsFd, RawFd};
@@ -211,5 +222,39 @@ mod tests {
             Err(SpawnError::Denied { why: "not a regular file", .. }) => {}
             other => panic!("{other:?}"),
         }
+    }
+
+    /// Start through the kernel interface alone, as generic code would.
+    fn start_and_wait<S: zygote_core::kernel::Starter<crate::Linux>>(
+        s: &S,
+        image: &Arc<Image>,
+        options: &S::Options<'_>,
+    ) -> zygote_core::ExitStatus {
+        use zygote_core::kernel::Process as _;
+        let mut p = s.start(image, options).unwrap_or_else(|e| panic!("start: {e}"));
+        assert!(p.id() > 0);
+        p.wait().expect("wait")
+    }
+
+    #[test]
+    fn the_kernel_interface_starts_and_waits() {
+        let z = Zygote::new(zygote_core::CacheConfig::default()).expect("zygote");
+        let path = std::path::Path::new("/bin/true");
+        let file = std::fs::File::open(path).expect("open /bin/true");
+        let env = [];
+        let image = z
+            .prepare_fd(file.as_fd(), path, &crate::prototype::Environment { loader_env: &[], creds: None })
+            .expect("prepare /bin/true");
+        let launch = Launch { program: path.into(), argv: vec!["true".into()], exec_path: path.into() };
+        let opts = StartOptions {
+            program: file.as_fd(),
+            env: &env,
+            cwd: None,
+            name: None,
+            fds: &[],
+            creds: None,
+            restrict: None,
+        };
+        assert_eq!(start_and_wait(&z, &image, &(&launch, opts)), zygote_core::ExitStatus::Exited(0));
     }
 }
