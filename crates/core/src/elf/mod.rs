@@ -66,8 +66,8 @@ pub enum ElfError {
     Relocatable,
     /// `index` is the PT_INTERP program header.
     #[error(
-        "dynamically linked programs are not supported yet (PT_INTERP, program header {index}, names the \
-         interpreter {interp})"
+        "is dynamically linked (PT_INTERP, program header {index}, names the interpreter {interp}): the \
+         relocating preparer takes static programs only (dynamic ones are imaged from a prototype)"
     )]
     Dynamic { index: usize, interp: String },
     /// `index` is the PT_GNU_STACK program header.

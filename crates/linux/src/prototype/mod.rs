@@ -320,8 +320,15 @@ struct Fixup {
     extra: u64,
 }
 
-/// Prepare a dynamically linked program. `Ok(Err(refusal))`: it cannot be
-/// snapshotted faithfully and must run by plain exec.
+/// What preparing a dynamically linked program gives.
+#[derive(Debug)]
+pub enum Prepared {
+    Image(Box<Image>),
+    /// It cannot be snapshotted faithfully and must run by plain exec.
+    Refused(Refusal),
+}
+
+/// Prepare a dynamically linked program from a prototype.
 pub fn prepare(
     path: &Path,
     file: OwnedFd,
@@ -329,16 +336,16 @@ pub fn prepare(
     key: ImageKey,
     env: &Environment<'_>,
     started: Instant,
-) -> Result<Result<Image, Refusal>, ImageError> {
+) -> Result<Prepared, ImageError> {
     let name = path.as_os_str().as_bytes();
     let proto = start(file.as_fd(), &[name], env).map_err(perr(path))?;
     if let Err(r) = check_restorable(&proto, path) {
-        return Ok(Err(r));
+        return Ok(Prepared::Refused(r));
     }
     let maps_text = String::from_utf8_lossy(&proto.proc_file("maps").map_err(perr(path))?).into_owned();
     let vmas = parse_maps(&maps_text);
     if let Some(v) = vmas.iter().find(|v| v.shared) {
-        return Ok(Err(Refusal { path: path.into(), reason: format!("shared mapping {}", v.name) }));
+        return Ok(Prepared::Refused(Refusal { path: path.into(), reason: format!("shared mapping {}", v.name) }));
     }
     let auxv = proto.auxv().map_err(perr(path))?;
     let walk = walk_stack(proto.regs.rsp, name, |addr| {
@@ -364,7 +371,7 @@ pub fn prepare(
     let pid = proto.pid;
     tracing::debug!(pid, regions = regions.len(), objects = objects.len(), fixups = fixups.len(), "prototype captured");
     drop(proto);
-    Ok(Ok(Image::new(ImageParts {
+    Ok(Prepared::Image(Box::new(Image::new(ImageParts {
         key,
         path: path.to_path_buf(),
         files,
@@ -376,7 +383,7 @@ pub fn prepare(
         kind: ProgramKind::Dynamic,
         relocs: RelocSummary::default(),
         build_time: started.elapsed(),
-    })))
+    }))))
 }
 
 /// The prototype's vDSO (if it has one), which must be the one this kernel

@@ -122,8 +122,8 @@ impl Zygote {
             }
             let keep = file.try_clone().map_err(|e| SpawnError::Internal { what: "dup", source: e })?;
             Ok(match prototype::prepare(path, file, id, key, env, started)? {
-                Ok(img) => img,
-                Err(refusal) => {
+                prototype::Prepared::Image(img) => *img,
+                prototype::Prepared::Refused(refusal) => {
                     tracing::info!("{refusal}; it will run by plain exec");
                     let mapped = MappedFile { path: path.to_path_buf(), file: keep, identity: id };
                     Image::refused(key, mapped, ProgramKind::Dynamic, refusal.reason, started.elapsed())
