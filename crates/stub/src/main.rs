@@ -1,31 +1,9 @@
-//! zygote-stub: the no-libc launcher that builds a process's address space from a
-//! spawn plan.
-//!
-//! The spawner execs this stub with the program's final argv and envp, so the
-//! kernel builds a correct initial stack (argc, argv, envp, auxv, AT_RANDOM) and
-//! `/proc/PID/cmdline` and `/proc/PID/environ` are right. The stub then:
-//!
-//! 1. maps the plan from [`PLAN_FD`] (never `read`: sibling spawns share the fd's
-//!    offset) and validates it;
-//! 2. maps every region `MAP_PRIVATE | MAP_FIXED_NOREPLACE` (a private mapping of
-//!    a sealed memfd is the copy-on-write child of the cached image);
-//! 3. patches AT_PHDR, AT_PHNUM, AT_PHENT, AT_ENTRY, AT_BASE and AT_EXECFN in the
-//!    auxiliary vector in place;
-//! 4. sets the process name, moves the caller's fds into place and closes every
-//!    other fd (the plan, the image fds and the status pipe among them: EOF on
-//!    the status pipe tells the spawner the stub succeeded);
-//! 5. restores the signal mask and jumps to the entry point with the kernel's
-//!    original stack pointer and `rdx = rtld_fini`.
-//!
-//! Exec'd as a pre-started launcher (`[name, PRESTART_ARG, control fd]`), it
-//! first waits for a warm-up (steps 1 and 2, then it waits again) and a spawn,
-//! which brings the fds and the argv and envp it builds the stack from (see
-//! `prestart.rs`); then steps 3 to 5 as above.
-//!
-//! On failure it writes a [`StatusRecord`] to the status fd (or a line to stderr
-//! when there is none) and exits with [`STUB_FAILURE_EXIT`].
-//!
-//! This is one of the two places (with `src/sys/linux`) where `unsafe` lives.
+//! zygote-stub: the no-libc launcher that builds a process's address space
+//! from a spawn plan (on `PLAN_FD`), then jumps to the program's entry with
+//! the kernel-built stack; as a pre-started launcher it first waits for its
+//! plan (`prestart.rs`). The steps and failure reports: docs/ARCHITECTURE.md
+//! ("From request to running process", "Pre-started launchers"). With
+//! crates/linux, the only place where `unsafe` lives.
 #![no_std]
 #![no_main]
 
