@@ -5,6 +5,7 @@
 //! - [`image`]: identity and keys, the `Image` model, the relocating preparer;
 //! - [`cache`]: LRU of images, bounded by entries and sealed bytes;
 //! - [`exec`]: execve's rules (PATH search, `#!` interpreters) over [`exec::ExecFs`];
+//! - [`plan`]: what each phase of a launch maps and restores (backends encode it);
 //! - [`metrics`]: stats types, accounting arithmetic, latency, OpenMetrics;
 //! - [`kernel`]: what a kernel backend provides (Linux: `zygote-linux`).
 //!
@@ -19,6 +20,7 @@ pub mod exec;
 pub mod image;
 pub mod kernel;
 pub mod metrics;
+pub mod plan;
 
 pub use cache::{CacheConfig, CacheStats};
 pub use kernel::{Credentials, ExitStatus, Kernel};

@@ -1,4 +1,5 @@
-//! Build the per-spawn plan and the child's fd layout from an image.
+//! The stub's plan for one phase of a launch (the core's `plan::plan`, its
+//! regions pointed at fd numbers) and the child's fd layout.
 //!
 //! Child fd layout while the stub runs:
 //!
@@ -18,27 +19,14 @@
 
 use std::os::fd::{AsRawFd, RawFd};
 
-use zygote_plan::{
-    FLAG_WARM_UP, FdMove, Header, Op, OpKind, PLAN_FD, Region, RestoreOp, Source, encode_plan, plan_size,
-};
+use zygote_core::image::RegionKind;
+pub use zygote_core::plan::Phase;
+use zygote_core::plan::{SpawnPlan, comm, plan};
+use zygote_plan::{FLAG_WARM_UP, FdMove, Header, Op, PLAN_FD, Region, RestoreOp, Source, encode_plan, plan_size};
 
 use crate::Image;
-use zygote_core::image::RegionKind;
 
 const FIRST_FILE_FD: RawFd = PLAN_FD + 1;
-
-/// Which part of a launch a plan is for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Phase {
-    /// Everything: an exec'd stub, or a launcher not warmed up.
-    Full,
-    /// A launcher's warm-up: regions and the ops that do not depend on the
-    /// spawn, nothing of the caller's.
-    WarmUp,
-    /// The spawn for a warmed-up launcher: no regions, only the ops that need
-    /// the new stack. `exe_fd` names where the launcher kept the program file.
-    Finish { exe_fd: RawFd },
-}
 
 /// The per-spawn inputs besides the image.
 pub struct SpawnParts<'a> {
@@ -58,6 +46,8 @@ pub struct SpawnParts<'a> {
     /// For a pre-started launcher: the argv and envp it builds the stack from.
     pub prestart: Option<Prestart<'a>>,
     pub phase: Phase,
+    /// [`Phase::Finish`]: where the warmed-up launcher kept the program file.
+    pub kept_exe_fd: RawFd,
 }
 
 /// What a pre-started launcher needs beyond an exec'd stub's plan.
@@ -80,12 +70,34 @@ pub struct Layout {
     pub plan: Vec<u8>,
 }
 
+/// Where the image's files and objects go in the child, and the caller's fds.
+struct Fds {
+    placements: Vec<(RawFd, RawFd)>,
+    moves: Vec<FdMove>,
+    first_object_fd: RawFd,
+    status_fd: RawFd,
+}
+
+/// Plan `parts.phase` of a launch of `image` for the stub: the core's plan,
+/// with its regions pointing at fd numbers and the caller's fds placed.
 pub fn build(image: &Image, parts: &SpawnParts<'_>) -> Layout {
-    let with_image = parts.phase != Phase::WarmUp;
-    let (objects, files) = match parts.phase {
-        Phase::Finish { .. } => (&[][..], &[][..]),
-        _ => (image.objects(), image.files()),
-    };
+    let planned = plan(image, parts.phase);
+    let fds = place_fds(image, parts);
+    let regions: Vec<Region> = planned.regions.iter().map(|r| region(r, fds.first_object_fd)).collect();
+    let ops: Vec<Op> = planned.ops.iter().map(RestoreOp::to_op).collect();
+    let cwd_fd = fds.status_fd + 1;
+    let prestart = parts.prestart.as_ref().filter(|_| parts.phase.takes_request());
+    let header = header(&planned, parts, fds.status_fd, cwd_fd, prestart);
+    let args = prestart.map_or(&[][..], |p| p.args);
+    let mut plan = vec![0u8; plan_size(regions.len(), fds.moves.len(), ops.len(), args.len())];
+    encode_plan(header, &regions, &fds.moves, &ops, args, &mut plan);
+    Layout { placements: fds.placements, status_fd: fds.status_fd, cwd_fd, plan }
+}
+
+/// Files at 4.., objects after them, the caller's fds: stdio in place, the
+/// rest above every target (moved by the stub), then the status pipe.
+fn place_fds(image: &Image, parts: &SpawnParts<'_>) -> Fds {
+    let (objects, files) = if parts.phase.maps_image() { (image.objects(), image.files()) } else { (&[][..], &[][..]) };
     let first_object_fd = FIRST_FILE_FD + files.len() as RawFd;
     let mut placements = Vec::with_capacity(files.len() + objects.len() + parts.fds.len() + 2);
     for (i, f) in files.iter().enumerate() {
@@ -96,12 +108,10 @@ pub fn build(image: &Image, parts: &SpawnParts<'_>) -> Layout {
         placements.push((o.fd().as_raw_fd(), first_object_fd + i as RawFd));
     }
     let image_top = first_object_fd + objects.len() as RawFd;
-    let user_fds = if with_image { parts.fds } else { &[] };
+    let user_fds = if parts.phase.takes_request() { parts.fds } else { &[] };
     let max_target = user_fds.iter().map(|f| f.1).max().unwrap_or(0);
-    let base = image_top.max(max_target + 1);
-
+    let mut next = image_top.max(max_target + 1);
     let mut moves = Vec::new();
-    let mut next = base;
     for &(fd, target) in user_fds {
         if target < 3 {
             placements.push((fd, target));
@@ -112,52 +122,37 @@ pub fn build(image: &Image, parts: &SpawnParts<'_>) -> Layout {
         }
     }
     moves.sort_by_key(|m| m.to);
-    let status_fd = next;
-    let cwd_fd = status_fd + 1;
+    Fds { placements, moves, first_object_fd, status_fd: next }
+}
 
-    let regions: Vec<Region> = if matches!(parts.phase, Phase::Finish { .. }) {
-        Vec::new()
-    } else {
-        image
-            .regions()
-            .iter()
-            .map(|r| {
-                let (fd, offset, source) = match r.kind {
-                    RegionKind::File { file, offset } => (FIRST_FILE_FD + file as RawFd, offset, Source::Fd),
-                    RegionKind::Sealed { object, offset } => (first_object_fd + object as RawFd, offset, Source::Fd),
-                    RegionKind::Zero => (-1, 0, Source::Zero),
-                };
-                Region { vaddr: r.vaddr, len: r.len, offset, fd, prot: r.prot, source: source as u32, _reserved: 0 }
-            })
-            .collect()
+/// A region as the stub maps it: from the fd its file or object is placed at.
+fn region(r: &zygote_core::image::ImageRegion, first_object_fd: RawFd) -> Region {
+    let (fd, offset, source) = match r.kind {
+        RegionKind::File { file, offset } => (FIRST_FILE_FD + file as RawFd, offset, Source::Fd),
+        RegionKind::Sealed { object, offset } => (first_object_fd + object as RawFd, offset, Source::Fd),
+        RegionKind::Zero => (-1, 0, Source::Zero),
     };
-    let ops: Vec<Op> = match parts.phase {
-        Phase::Full => image.ops().iter().map(RestoreOp::to_op).collect(),
-        Phase::WarmUp => image.ops().iter().filter(|o| o.kind().at_warm_up()).map(RestoreOp::to_op).collect(),
-        Phase::Finish { .. } => {
-            let mut ops: Vec<Op> =
-                image.ops().iter().filter(|o| !o.kind().at_warm_up()).map(RestoreOp::to_op).collect();
-            if !ops.iter().any(|o| o.kind() == Some(OpKind::MmLayout)) {
-                // A static image: the launcher sets the mm bounds (its own
-                // describe its exec), so give it the code and data bounds.
-                ops.push(static_layout(image));
-            }
-            ops
-        }
-    };
+    Region { vaddr: r.vaddr, len: r.len, offset, fd, prot: r.prot, source: source as u32, _reserved: 0 }
+}
 
-    let e = image.entry();
-    let mut name = [0u8; 16];
-    let name_len = parts.name.len().min(15);
-    name[..name_len].copy_from_slice(&parts.name[..name_len]);
-    let prototype = !image.ops().is_empty();
+/// The plan header: the entry state, the name, and the fds the stub reports
+/// on, keeps the program at, and changes directory with.
+fn header(
+    planned: &SpawnPlan<'_>,
+    parts: &SpawnParts<'_>,
+    status_fd: RawFd,
+    cwd_fd: RawFd,
+    prestart: Option<&Prestart<'_>>,
+) -> Header {
+    let e = planned.entry;
+    let (name, name_len) = comm(parts.name);
     let exe_fd = match parts.phase {
-        _ if !(parts.set_exe && prototype) => -1,
-        Phase::Finish { exe_fd } => exe_fd,
+        _ if !(parts.set_exe && planned.prototype) => -1,
+        Phase::Finish => parts.kept_exe_fd,
         _ => FIRST_FILE_FD,
     };
-    let prestart = parts.prestart.as_ref().filter(|_| with_image);
-    let header = Header {
+    let takes_request = parts.phase.takes_request();
+    Header {
         entry: e.pc,
         rtld_fini: e.rtld_fini,
         at_phdr: e.at_phdr,
@@ -166,33 +161,16 @@ pub fn build(image: &Image, parts: &SpawnParts<'_>) -> Layout {
         at_entry: e.at_entry,
         at_base: e.at_base,
         sigmask: parts.sigmask,
-        status_fd: if with_image { status_fd } else { -1 },
+        status_fd: if takes_request { status_fd } else { -1 },
         name_len: name_len as u32,
         name,
         exe_fd,
         argc: prestart.map_or(0, |p| p.argc),
         envc: prestart.map_or(0, |p| p.envc),
         cwd_fd: if prestart.is_some() { cwd_fd } else { -1 },
-        flags: if with_image { 0 } else { FLAG_WARM_UP },
+        flags: if takes_request { 0 } else { FLAG_WARM_UP },
         ..Header::default()
-    };
-    let args = prestart.map_or(&[][..], |p| p.args);
-    let mut plan = vec![0u8; plan_size(regions.len(), moves.len(), ops.len(), args.len())];
-    encode_plan(header, &regions, &moves, &ops, args, &mut plan);
-    Layout { placements, status_fd, cwd_fd, plan }
-}
-
-/// `MmLayout` for an image without one: its first executable region as code,
-/// its first writable one as data. The launcher takes the brk it has.
-fn static_layout(image: &Image) -> Op {
-    const PROT_WRITE: u32 = 2;
-    const PROT_EXEC: u32 = 4;
-    let regions = image.regions();
-    let span = |want: u32| regions.iter().find(|r| r.prot & want != 0).map(|r| (r.vaddr, r.vaddr + r.len));
-    let first = regions.first().map_or((0, 0), |r| (r.vaddr, r.vaddr + r.len));
-    let code = span(PROT_EXEC).unwrap_or(first);
-    let data = span(PROT_WRITE).unwrap_or((code.1, code.1));
-    RestoreOp::MmLayout { start_code: code.0, end_code: code.1, start_data: data.0, end_data: data.1 }.to_op()
+    }
 }
 
 #[cfg(test)]
@@ -263,7 +241,16 @@ mod tests {
     }
 
     fn parts<'a>(fds: &'a [(RawFd, RawFd)], phase: Phase) -> SpawnParts<'a> {
-        SpawnParts { program: PROGRAM, fds, sigmask: 0x5a, name: b"prog", set_exe: false, prestart: None, phase }
+        SpawnParts {
+            program: PROGRAM,
+            fds,
+            sigmask: 0x5a,
+            name: b"prog",
+            set_exe: false,
+            prestart: None,
+            phase,
+            kept_exe_fd: if phase == Phase::Finish { 200 } else { -1 },
+        }
     }
 
     fn moves(plan: &Plan<'_>) -> Vec<(RawFd, RawFd)> {
@@ -365,7 +352,7 @@ mod tests {
         let args = b"prog\0-v\0A=1\0";
         let prestart = Prestart { args, argc: 2, envc: 1 };
         let fds = [(50, 1), (51, 3)];
-        let phase = Phase::Finish { exe_fd: 200 };
+        let phase = Phase::Finish;
         let layout = build(&img, &SpawnParts { prestart: Some(prestart), set_exe: true, ..parts(&fds, phase) });
         // No files or objects (the launcher mapped them): caller fds from 4.
         assert_eq!(layout.placements, [(50, 1), (51, 4)]);
@@ -383,7 +370,7 @@ mod tests {
     #[test]
     fn finish_of_a_static_image_gets_its_mm_layout() {
         let img = image(1, 1, Vec::new());
-        let layout = build(&img, &SpawnParts { set_exe: true, ..parts(&[], Phase::Finish { exe_fd: 200 }) });
+        let layout = build(&img, &SpawnParts { set_exe: true, ..parts(&[], Phase::Finish) });
         let plan = Plan::parse(&layout.plan).unwrap();
         // Not a prototype image: /proc/self/exe stays.
         assert_eq!(plan.header.exe_fd, -1);

@@ -115,6 +115,7 @@ impl Zygote {
                 set_exe: self.set_exe,
                 prestart: None,
                 phase: plan::Phase::Full,
+                kept_exe_fd: -1,
             },
         );
         let plan_fd = memfd::memfd_with("zygote-plan", &layout.plan).map_err(internal("plan memfd"))?;

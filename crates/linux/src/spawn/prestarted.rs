@@ -73,6 +73,7 @@ impl Zygote {
                     set_exe: self.set_exe,
                     prestart: None,
                     phase: plan::Phase::WarmUp,
+                    kept_exe_fd: -1,
                 },
             );
             let plan_fd = memfd::memfd_with("zygote-plan", &layout.plan).map_err(io::Error::from)?;
@@ -127,7 +128,8 @@ impl Zygote {
                 name,
                 set_exe: self.set_exe,
                 prestart: Some(prestart),
-                phase: plan::Phase::Finish { exe_fd: self.launchers.exe_fd() },
+                phase: plan::Phase::Finish,
+                kept_exe_fd: self.launchers.exe_fd(),
             },
         );
         let (status_r, status_w) =
