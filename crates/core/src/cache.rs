@@ -175,3 +175,73 @@ impl<K: Kernel> Cache<K> {
         self.lock().lru.iter().map(|(_, v)| v.clone()).collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_kernel::{MemKernel, image};
+
+    fn cache(max_entries: usize, max_bytes: u64) -> Cache<MemKernel> {
+        Cache::new(CacheConfig { max_entries, max_bytes })
+    }
+
+    fn put(c: &Cache<MemKernel>, tag: u8, bytes: usize) -> Arc<Image<MemKernel>> {
+        let img = image(tag, bytes);
+        let key = *img.key();
+        c.get_or_build(key, || Ok::<_, ()>(img)).expect("build")
+    }
+
+    #[test]
+    fn entry_and_byte_bounds_evict_least_recently_used() {
+        let c = cache(2, 1 << 20);
+        let a = put(&c, 1, 100);
+        put(&c, 2, 200);
+        assert!(c.get(a.key()).is_some(), "a is now the most recent");
+        put(&c, 3, 300); // evicts 2
+        let s = c.stats();
+        assert_eq!((s.entries, s.bytes, s.hits, s.misses, s.evictions, s.builds), (2, 400, 1, 3, 1, 3));
+        let keys: Vec<u8> = c.images().iter().map(|i| i.key().content.0[0]).collect();
+        assert_eq!(keys, [3, 1], "most recently used first");
+        // A byte bound below two entries keeps the most recent one only.
+        c.set_limits(CacheConfig { max_entries: 10, max_bytes: 350 });
+        assert_eq!((c.stats().entries, c.stats().bytes), (1, 300));
+        // Evicted images stay usable by whoever holds them.
+        assert_eq!(a.sealed_bytes(), 100);
+    }
+
+    #[test]
+    fn a_failed_build_caches_nothing_and_invalidate_needs_the_same_image() {
+        let c = cache(4, 1 << 20);
+        let key = *image(9, 10).key();
+        assert_eq!(c.get_or_build(key, || Err::<Image<MemKernel>, _>("no")).unwrap_err(), "no");
+        assert_eq!((c.stats().entries, c.stats().builds), (0, 0));
+        let first = put(&c, 9, 10);
+        let other = Arc::new(image(9, 10));
+        assert!(!c.invalidate(&key, &other), "another image under the same key stays");
+        assert!(c.invalidate(&key, &first));
+        assert!(c.get(&key).is_none());
+        assert!(c.remove(&key).is_none());
+    }
+
+    #[test]
+    fn concurrent_first_requests_build_once() {
+        let c = cache(4, 1 << 20);
+        let builds = std::sync::atomic::AtomicUsize::new(0);
+        let key = *image(5, 10).key();
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| {
+                    c.get_or_build(key, || {
+                        builds.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                        Ok::<_, ()>(image(5, 10))
+                    })
+                    .expect("build")
+                });
+            }
+        });
+        assert_eq!(builds.into_inner(), 1);
+        let s = c.stats();
+        assert_eq!((s.builds, s.hits + s.misses), (1, 8), "{s:?}");
+    }
+}

@@ -28,6 +28,9 @@ pub trait Kernel: Sized + Send + Sync + 'static {
     fn identify(file: &Self::File) -> io::Result<FileIdentity>;
     /// What the kernel says about the file a path names now.
     fn identify_path(path: &Path) -> io::Result<FileIdentity>;
+    /// Read `file` from `offset` until `buf` is full or the file ends; the
+    /// number of bytes read.
+    fn read_at(file: &Self::File, buf: &mut [u8], offset: u64) -> io::Result<usize>;
     /// Prepare a file for being held by a cached image for its lifetime (Linux
     /// moves the fd out of the low numbers a spawn assigns).
     fn keep(file: Self::File) -> Self::File {

@@ -21,6 +21,8 @@ pub mod image;
 pub mod kernel;
 pub mod metrics;
 pub mod plan;
+#[cfg(test)]
+mod test_kernel;
 
 pub use cache::{CacheConfig, CacheStats};
 pub use kernel::{Credentials, ExitStatus, Kernel};

@@ -60,6 +60,9 @@ impl zygote_core::Kernel for Linux {
     fn identify_path(path: &std::path::Path) -> std::io::Result<FileIdentity> {
         Ok(identity_from_stat(&rustix::fs::stat(path)?))
     }
+    fn read_at(file: &OwnedFd, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+        Ok(fd::pread_full(file, buf, offset)?)
+    }
     fn keep(file: OwnedFd) -> OwnedFd {
         process::high_fd(file)
     }

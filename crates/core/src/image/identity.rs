@@ -77,3 +77,70 @@ impl IdentityMemo {
         self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
+
+/// Largest program file zygote reads (and hashes, and prepares).
+pub const MAX_PROGRAM_BYTES: u64 = 1 << 30;
+
+/// A program file that cannot be read whole.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("not a regular file")]
+    NotRegular,
+    #[error("program file is {size} bytes, more than the {MAX_PROGRAM_BYTES}-byte limit")]
+    TooLarge { size: u64 },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Read a program file whole, with the identity it had when the read began
+/// (its size is checked first): the bytes an image is hashed and built from.
+pub fn read_program<K: crate::Kernel>(file: &K::File) -> Result<(FileIdentity, Vec<u8>), ReadError> {
+    let id = K::identify(file)?;
+    if id.mode & 0o170000 != 0o100000 {
+        return Err(ReadError::NotRegular);
+    }
+    if id.size > MAX_PROGRAM_BYTES {
+        return Err(ReadError::TooLarge { size: id.size });
+    }
+    let mut data = vec![0u8; id.size as usize];
+    let n = K::read_at(file, &mut data, 0)?;
+    data.truncate(n);
+    Ok((id, data))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_kernel::{MemFile, MemKernel};
+
+    #[test]
+    fn a_program_is_read_whole_after_its_checks() {
+        let f = MemFile::regular(b"\x7fELF and the rest");
+        let (id, data) = read_program::<MemKernel>(&f).expect("read");
+        assert_eq!((id, data.as_slice()), (f.identity, &b"\x7fELF and the rest"[..]));
+        let dir = MemFile { identity: FileIdentity { mode: 0o040755, ..f.identity }, ..MemFile::regular(b"") };
+        assert!(matches!(read_program::<MemKernel>(&dir), Err(ReadError::NotRegular)));
+        let huge =
+            MemFile { identity: FileIdentity { size: MAX_PROGRAM_BYTES + 1, ..f.identity }, ..MemFile::regular(b"") };
+        assert!(
+            matches!(read_program::<MemKernel>(&huge), Err(ReadError::TooLarge { size }) if size == MAX_PROGRAM_BYTES + 1)
+        );
+        // A file that shrank since its stat gives what is there.
+        let shrunk = MemFile { identity: FileIdentity { size: 100, ..f.identity }, ..MemFile::regular(b"abc") };
+        assert_eq!(read_program::<MemKernel>(&shrunk).expect("read").1, b"abc");
+    }
+
+    #[test]
+    fn the_memo_starts_over_when_full() {
+        let memo = IdentityMemo::default();
+        let id = |ino| FileIdentity { dev: 1, ino, size: 0, mtime: (0, 0), ctime: (0, 0), mode: 0o100644 };
+        let found = Identified { hash: ContentHash([1; 32]), dynamic: false };
+        for ino in 0..MEMO_LIMIT as u64 {
+            memo.insert(id(ino), found);
+        }
+        assert_eq!(memo.get(&id(0)), Some(found));
+        memo.insert(id(u64::MAX), found);
+        assert_eq!(memo.get(&id(0)), None, "full: it started over");
+        assert_eq!(memo.get(&id(u64::MAX)), Some(found));
+    }
+}

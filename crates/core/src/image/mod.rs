@@ -18,7 +18,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use identity::{ContentHash, FileIdentity, Identified, IdentityMemo};
+pub use identity::{ContentHash, FileIdentity, Identified, IdentityMemo, MAX_PROGRAM_BYTES, ReadError, read_program};
 
 use crate::elf::{ElfError, ProgramKind, reloc::RelocError};
 use crate::kernel::{Kernel, SealedObject};

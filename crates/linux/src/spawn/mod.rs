@@ -40,8 +40,7 @@ pub const MAX_PRESTART_ARGS: usize = 256 << 10;
 /// Most idle pre-started launchers a [`Zygote`] keeps by default (one per
 /// recently spawned image).
 pub const DEFAULT_PRESTARTED: usize = 4;
-/// Largest program file the relocating preparer reads (1 GiB).
-pub const MAX_PROGRAM_BYTES: u64 = 1 << 30;
+pub use zygote_core::image::MAX_PROGRAM_BYTES;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpawnError {

@@ -10,10 +10,10 @@ use std::time::Instant;
 
 use rustix::fs::Mode;
 use zygote_core::elf::ProgramKind;
-use zygote_core::image::{ContentHash, FileIdentity, Identified, ImageKey, MappedFile, relocate};
+use zygote_core::image::{ContentHash, FileIdentity, Identified, ImageKey, MappedFile, ReadError, relocate};
 
-use super::{MAX_PROGRAM_BYTES, SpawnError, Zygote, io_err, loader_env};
-use crate::{Image, prototype};
+use super::{SpawnError, Zygote, io_err, loader_env};
+use crate::{Image, Linux, prototype};
 
 impl Zygote {
     /// Identify and prepare a program file through the cache, for this
@@ -135,19 +135,13 @@ impl Zygote {
 
 /// Read a program file whole, checking its size first.
 fn read_program(file: &OwnedFd, path: &Path) -> Result<(FileIdentity, Vec<u8>), SpawnError> {
-    let id = crate::identity_of(file).map_err(io_err(path, "fstat"))?;
-    if id.mode & 0o170000 != 0o100000 {
-        return Err(SpawnError::Io {
+    zygote_core::image::read_program::<Linux>(file).map_err(|e| match e {
+        ReadError::TooLarge { size } => SpawnError::TooLarge { path: path.to_path_buf(), size },
+        ReadError::NotRegular => SpawnError::Io {
             path: path.to_path_buf(),
             what: "read",
             source: io::Error::from_raw_os_error(rustix::io::Errno::ACCESS.raw_os_error()),
-        });
-    }
-    if id.size > MAX_PROGRAM_BYTES {
-        return Err(SpawnError::TooLarge { path: path.to_path_buf(), size: id.size });
-    }
-    let mut data = vec![0u8; id.size as usize];
-    let n = crate::fd::pread_full(file, &mut data, 0).map_err(io_err(path, "read"))?;
-    data.truncate(n);
-    Ok((id, data))
+        },
+        ReadError::Io(source) => SpawnError::Io { path: path.to_path_buf(), what: "read", source },
+    })
 }
