@@ -49,6 +49,7 @@ fn live(c: &LiveChild, image: &Arc<Image>) -> LiveProcess {
     let child = c.guard.0.as_ref().expect("live child");
     LiveProcess {
         pid: child.pid(),
+        uid: 0,
         pidfd: Arc::new(child.pidfd().try_clone_to_owned().expect("dup pidfd")),
         image: image.clone(),
         started: std::time::Instant::now(),

@@ -16,6 +16,8 @@ use zygote_core::metrics::{KindUsage, MemoryUsage};
 #[derive(Clone, Debug)]
 pub struct LiveProcess {
     pub pid: i32,
+    /// The uid that asked for it (what a requester may see is scoped by it).
+    pub uid: u32,
     /// Proves, after a read of its procfs files, that the pid was not reused.
     pub pidfd: Arc<OwnedFd>,
     /// The image it was started from (regions, sealed objects, key). This

@@ -6,6 +6,7 @@ mod conn;
 mod connection;
 mod listener;
 mod requests;
+mod scope;
 mod spawn;
 mod stats;
 
@@ -80,6 +81,8 @@ struct State {
     counters: Counters,
     /// Processes started and not yet reaped, daemon-wide.
     live: Registry,
+    /// Which uids used which images (what each may see and evict).
+    image_users: scope::ImageUsers,
     /// Latency of the spawns served.
     spawn_latency: LatencyHistogram,
     shutdown: watch::Receiver<bool>,
@@ -109,6 +112,7 @@ impl State {
             own_restrictions,
             counters: Counters::default(),
             live: Registry::new(),
+            image_users: scope::ImageUsers::default(),
             spawn_latency: LatencyHistogram::new(),
             shutdown,
             conn_limits: ConnLimits::new(cfg.max_connections, cfg.max_connections_per_uid),

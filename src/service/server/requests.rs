@@ -10,6 +10,7 @@ use tokio::task::JoinSet;
 
 use super::conn::Conn;
 use super::connection::Session;
+use super::scope::Scope;
 use super::spawn::{peer_creds, spawn_counted};
 use super::stats::stats_blocking;
 use super::{State, code_for, error};
@@ -17,6 +18,7 @@ use crate::service::message::{ErrorCode, Request, Response};
 use crate::service::peer::Peer;
 use zygote_core::ExitStatus;
 use zygote_core::image::{ContentHash, ImageKey};
+use zygote_linux::{Image, SpawnError};
 
 /// Handle one request. `None` ends the connection.
 pub(super) async fn handle(
@@ -38,8 +40,8 @@ pub(super) async fn handle(
             Err(r) => r,
         },
         Request::Preload { name } => preload(state, peer, name, fds.remove(0)).await,
-        Request::Evict { key } => evict(state, key, fds).await,
-        Request::Stats => Response::Stats(stats_blocking(state.clone()).await),
+        Request::Evict { key } => evict(state, Scope::of(peer.uid, state.own_uid), key, fds).await,
+        Request::Stats => Response::Stats(stats_blocking(state.clone(), Scope::of(peer.uid, state.own_uid)).await),
         Request::Wait { pid } => return wait(conn, session, pid, waits).await,
     };
     conn.send(&reply, &[]).await.ok()
@@ -51,13 +53,17 @@ async fn preload(state: &Arc<State>, peer: &Peer, name: String, file: OwnedFd) -
     if let Err((code, message)) = check_readable(&file, &path) {
         return error(code, message);
     }
+    let (uid, named) = (peer.uid, path.clone());
     let (st, peer) = (state.clone(), peer.clone());
     let prepare = move || {
         let creds = peer_creds(&st, &peer);
         st.zygote.prepare_fd(file.as_fd(), &path, &zygote_linux::prototype::Environment { loader_env: &[], creds })
     };
     match tokio::task::spawn_blocking(prepare).await {
-        Ok(Ok(img)) => Response::Preloaded { key: img.key().to_string(), sealed_bytes: img.sealed_bytes() },
+        Ok(Ok(img)) => {
+            state.image_users.record(*img.key(), uid, &named);
+            Response::Preloaded { key: img.key().to_string(), sealed_bytes: img.sealed_bytes() }
+        }
         Ok(Err(e)) => error(code_for(&e), e.to_string()),
         Err(e) => error(ErrorCode::Internal, e.to_string()),
     }
@@ -94,28 +100,55 @@ async fn wait(conn: &Arc<Conn>, session: &Arc<Session>, pid: i32, waits: &mut Jo
     Some(())
 }
 
-async fn evict(state: &Arc<State>, key: String, mut fds: Vec<OwnedFd>) -> Response {
-    let hash = if key.is_empty() {
+/// Evict by key (as `Stats` shows it, static or prototype), or by program
+/// file (its static image, and every prototype image of that file), within
+/// what `scope` may evict.
+async fn evict(state: &Arc<State>, scope: Scope, key: String, mut fds: Vec<OwnedFd>) -> Response {
+    let targets: Vec<ImageKey> = if key.is_empty() {
         let file = fds.remove(0);
         if let Err((code, message)) = check_readable(&file, Path::new("<fd>")) {
             return error(code, message);
         }
         let z = state.zygote.clone();
-        match tokio::task::spawn_blocking(move || z.identify_fd(&file)).await {
-            Ok(Ok(h)) => h,
+        let found = tokio::task::spawn_blocking(move || {
+            let hash = z.identify_fd(&file)?;
+            let id = zygote_linux::identity_of(&file).map_err(|e| SpawnError::Io {
+                path: "<fd>".into(),
+                what: "fstat",
+                source: e.into(),
+            })?;
+            Ok::<_, SpawnError>((hash, (id.dev, id.ino)))
+        });
+        match found.await {
+            Ok(Ok((hash, file))) => images_of(state, |k, img| {
+                *k == ImageKey::relocate(hash) || (img.identity().dev, img.identity().ino) == file
+            }),
             Ok(Err(e)) => return error(code_for(&e), e.to_string()),
             Err(e) => return error(ErrorCode::Internal, e.to_string()),
         }
     } else {
         match parse_hash(&key) {
-            Some(h) => h,
+            Some(h) => images_of(state, |k, _| k.content == h),
             None => return error(ErrorCode::BadRequest, format!("{key:?} is not a 64-digit hex image key")),
         }
     };
-    let removed = state.zygote.cache().remove(&ImageKey::relocate(hash)).is_some();
+    let mut count = 0;
+    for k in targets.iter().filter(|k| state.image_users.may_evict(scope, k)) {
+        count += u64::from(state.zygote.cache().remove(k).is_some());
+    }
     // A launcher warmed up with the image would keep its memory alive.
     state.zygote.prune_launchers();
-    if removed { Response::Evicted { count: 1 } } else { error(ErrorCode::NotFound, format!("no cached image {hash}")) }
+    if count > 0 {
+        return Response::Evicted { count };
+    }
+    let what = if key.is_empty() { "that program".to_string() } else { key };
+    let whose = if scope == Scope::All { "" } else { " of yours (only images no other user used can be evicted)" };
+    error(ErrorCode::NotFound, format!("no cached image{whose} for {what}"))
+}
+
+/// The keys of the cached images that `matches`.
+fn images_of(state: &State, matches: impl Fn(&ImageKey, &Image) -> bool) -> Vec<ImageKey> {
+    state.zygote.cache().images().iter().filter(|i| matches(i.key(), i)).map(|i| *i.key()).collect()
 }
 
 fn parse_hash(s: &str) -> Option<ContentHash> {

@@ -73,13 +73,15 @@ async fn spawn(
         Ok(false) => return Err(error(ErrorCode::PermissionDenied, format!("{}: Permission denied", path.display()))),
         Err(e) => return Err(error(ErrorCode::BadExecutable, format!("{}: {e}", path.display()))),
     }
-    let detached = args.detach;
+    let (detached, uid, named) = (args.detach, peer.uid, PathBuf::from(OsString::from_vec(args.path.clone())));
     let (st, peer) = (state.clone(), peer.clone());
     let result = tokio::task::spawn_blocking(move || start_child(&st, &peer, args, path, exe, fds))
         .await
         .map_err(|e| error(ErrorCode::Internal, e.to_string()))?;
     let (child, image) = result.map_err(|(code, message)| error(code, message))?;
-    track(state, session, child, image, detached).map_err(|e| error(ErrorCode::Internal, format!("dup pidfd: {e}")))
+    state.image_users.record(*image.key(), uid, &named);
+    track(state, session, child, image, detached, uid)
+        .map_err(|e| error(ErrorCode::Internal, format!("dup pidfd: {e}")))
 }
 
 /// Prepare the image and start the child (on the blocking pool).
@@ -140,6 +142,7 @@ fn track(
     child: Child,
     image: Arc<Image>,
     detached: bool,
+    uid: u32,
 ) -> std::io::Result<Spawned> {
     let pid = child.pid();
     let key = child.image_key().to_string();
@@ -151,7 +154,7 @@ fn track(
         .unwrap_or_else(|e| e.into_inner())
         .insert(pid, SessionChild { status: rx, pidfd: pidfd.clone(), detached });
     state.counters.live_children.fetch_add(1, Ordering::Relaxed);
-    state.live.insert(LiveProcess { pid, pidfd: pidfd.clone(), image, started: Instant::now() });
+    state.live.insert(LiveProcess { pid, uid, pidfd: pidfd.clone(), image, started: Instant::now() });
     tokio::spawn(reap(state.clone(), child, tx));
     Ok((pid, key, pidfd))
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::State;
+use super::scope::Scope;
 use crate::service::message::{DaemonStats, LauncherStats};
 
 /// Serve the statistics as OpenMetrics on the loopback listener `http`.
@@ -15,15 +16,16 @@ pub(super) fn serve_metrics(state: &Arc<State>, http: tokio::net::TcpListener) {
     let st = state.clone();
     let body = move || {
         let st = st.clone();
-        async move { zygote_core::metrics::openmetrics::render(&stats_blocking(st).await) }
+        // The endpoint is daemon-wide: it is opt-in (metrics_port), on loopback.
+        async move { zygote_core::metrics::openmetrics::render(&stats_blocking(st, Scope::All).await) }
     };
     tokio::spawn(crate::service::http::serve(http, body, state.shutdown.clone()));
 }
 
 /// [`stats`] on the blocking pool (it reads every live process's smaps).
-pub(super) async fn stats_blocking(state: Arc<State>) -> DaemonStats {
+pub(super) async fn stats_blocking(state: Arc<State>, scope: Scope) -> DaemonStats {
     let fallback = state.clone();
-    tokio::task::spawn_blocking(move || stats(&state)).await.unwrap_or_else(|e| {
+    tokio::task::spawn_blocking(move || stats(&state, scope)).await.unwrap_or_else(|e| {
         tracing::warn!("stats: {e}");
         stats_counters(&fallback)
     })
@@ -49,9 +51,25 @@ fn stats_counters(state: &State) -> DaemonStats {
     }
 }
 
-/// Counters, latency, and every image with its live processes measured.
-fn stats(state: &State) -> DaemonStats {
-    let report = zygote_linux::account::report(&state.zygote.cache().images(), &state.live.snapshot());
+/// Counters, latency, and every image `scope` may see with its live
+/// processes (those `scope` may see) measured.
+fn stats(state: &State, scope: Scope) -> DaemonStats {
+    let images = state.zygote.cache().images();
+    let live = state.live.snapshot();
+    state.image_users.retain(|k| images.iter().chain(live.iter().map(|p| &p.image)).any(|i| i.key() == k));
+    let images: Vec<_> = images.into_iter().filter(|i| state.image_users.sees(scope, i.key())).collect();
+    let live: Vec<_> = live.into_iter().filter(|p| scope.sees_process(p.uid)).collect();
+    let mut report = zygote_linux::account::report(&images, &live);
+    if let Scope::User(uid) = scope {
+        // Each image under the path this user named for it.
+        let keys: Vec<_> = images.iter().chain(live.iter().map(|p| &p.image)).map(|i| *i.key()).collect();
+        for stats in &mut report.images {
+            let key = keys.iter().find(|k| k.to_string() == stats.key);
+            if let Some(p) = key.and_then(|k| state.image_users.path_of(k, uid)) {
+                stats.path = p.to_string_lossy().into_owned();
+            }
+        }
+    }
     DaemonStats {
         images: report.images,
         memory: Box::new(report.memory),
