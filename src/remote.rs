@@ -26,6 +26,11 @@ pub enum RemoteError {
     Open { path: PathBuf, source: std::io::Error },
     #[error("{0}")]
     Usage(String),
+    #[error(
+        "the daemon ended while pid {pid} ran; the program has ended now too, but only its parent (the daemon) \
+         could learn its exit status"
+    )]
+    DaemonGone { pid: i32 },
 }
 
 impl RemoteError {
@@ -35,6 +40,7 @@ impl RemoteError {
             RemoteError::Resolve(e) => e.exit_code(),
             RemoteError::Open { .. } => 126,
             RemoteError::Usage(_) => 2,
+            RemoteError::DaemonGone { .. } => 125,
         }
     }
 }
@@ -108,13 +114,37 @@ fn spawn_blocked(
         return Ok(0);
     }
     let pidfd = reply_fds.into_iter().next().ok_or_else(|| ClientError::Protocol("Spawned without a pidfd".into()))?;
-    client.send(&Request::Wait { pid }, &[])?;
-    // Our child lives in the daemon's process group: pass every signal on.
-    zygote_linux::process::relay_signals_until(client.socket(), pidfd.as_fd(), sigs, false).map_err(ClientError::Io)?;
-    match client.recv()? {
-        (Response::Exited { code: Some(c), .. }, _) => Ok(c),
-        (Response::Exited { signal: Some(s), .. }, _) => Ok(128 + s),
-        (other, _) => Err(ClientError::Protocol(format!("expected Exited, got {other:?}")).into()),
+    let exited = client.send(&Request::Wait { pid }, &[]).and_then(|()| {
+        // Our child lives in the daemon's process group: pass every signal on.
+        zygote_linux::process::relay_signals_until(client.socket(), pidfd.as_fd(), sigs, false)
+            .map_err(ClientError::Io)?;
+        client.recv()
+    });
+    match exited {
+        Ok((Response::Exited { code: Some(c), .. }, _)) => Ok(c),
+        Ok((Response::Exited { signal: Some(s), .. }, _)) => Ok(128 + s),
+        Ok((other, _)) => Err(ClientError::Protocol(format!("expected Exited, got {other:?}")).into()),
+        Err(e) if daemon_gone(&e) => {
+            // The daemon died (SIGKILL, a crash) before the program: the
+            // program lives on. Wait for it through the pidfd, still passing
+            // signals on; only its parent could learn how it ended.
+            zygote_linux::process::relay_signals_until(pidfd.as_fd(), pidfd.as_fd(), sigs, false)
+                .map_err(ClientError::Io)?;
+            Err(RemoteError::DaemonGone { pid })
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Did the connection end because the daemon went away?
+fn daemon_gone(e: &ClientError) -> bool {
+    use crate::service::frame::FrameError;
+    match e {
+        ClientError::Closed | ClientError::Frame(FrameError::Truncated) => true,
+        ClientError::Frame(FrameError::Io(io)) | ClientError::Io(io) => {
+            matches!(io.kind(), std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe)
+        }
+        _ => false,
     }
 }
 

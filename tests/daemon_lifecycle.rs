@@ -1,7 +1,9 @@
 //! Process lifecycle around the daemon: a client that dies while its process
 //! runs takes the process with it (no orphan, no zombie, no fd left in the
 //! daemon), unless it was started `--no-wait`; SIGTERM lets in-flight work
-//! finish, removes the socket and exits 0, and the socket can be reused.
+//! finish, removes the socket and exits 0, and the socket can be reused. A
+//! daemon killed with SIGKILL leaves its programs running; their `zygote
+//! spawn` clients wait for them and then say the status is unknown.
 
 mod common;
 
@@ -273,4 +275,52 @@ fn sigterm_lets_a_pending_wait_complete() {
     assert_eq!(lines.seen, vec![format!("started {pid}"), "done".to_string()], "the process ran to its end");
     drop(client);
     check_clean_exit_and_restart(daemon);
+}
+
+/// `kill -9` of the daemon: its programs are not its to take along (they run
+/// on, re-parented), and a `zygote spawn` client keeps waiting for its
+/// program through the pidfd it holds, then exits 125 saying the status is
+/// unknown (only the dead daemon, the parent, could have collected it).
+#[test]
+fn a_killed_daemon_leaves_its_programs_running_and_their_clients_wait() {
+    let daemon = Daemon::start(&socket_path("killed"), &[]);
+    let mut cmd = Command::new(zygote_bin());
+    cmd.arg("spawn").arg("--socket").arg(&daemon.socket).arg("--").arg(sleeper()).args(["sleep", "3000", "7"]);
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut cli = StdChildGuard(Some(cmd.spawn().expect("start zygote spawn")));
+    let child = cli.0.as_mut().expect("cli");
+    let mut lines = Lines::new(child.stdout.take().expect("stdout"));
+    let stderr = spawn_reader(child.stderr.take().expect("stderr"));
+    let cli_pid = child.id() as i32;
+    let pid = pid_in(&lines.next(DEADLINE).expect("the sleeper started"), "started ");
+    let _guard = PidGuard(pid);
+    // Once the client holds the pidfd from the daemon's reply, it can wait
+    // for the program without the daemon.
+    eventually("the client has the pidfd", DEADLINE, || {
+        let fds = fd_list_of(cli_pid);
+        if fds.iter().any(|l| l.contains("pidfd")) { Ok(()) } else { Err(format!("fds: {fds:?}")) }
+    });
+    kill_pid(daemon.pid(), libc::SIGKILL).expect("SIGKILL the daemon");
+    eventually("the daemon is gone", DEADLINE, || {
+        if proc_stat(daemon.pid()).is_none_or(|s| s.0 == 'Z') { Ok(()) } else { Err("still running".into()) }
+    });
+    // The program runs on (no longer the daemon's child), and so does its client.
+    // (Its threads end after its leader shows as a zombie; the program is
+    // re-parented when the last one has.)
+    eventually("the sleeper is re-parented", DEADLINE, || match proc_stat(pid) {
+        Some((_, ppid)) if ppid != daemon.pid() => Ok(()),
+        other => Err(format!("{other:?}")),
+    });
+    assert!(pid_running(pid), "the sleeper died with the daemon");
+    let c = cli.0.as_mut().expect("cli");
+    if let Some(st) = c.try_wait().expect("try_wait") {
+        let err = String::from_utf8_lossy(&collect(stderr, "client stderr")).into_owned();
+        panic!("the client left ({st:?}) before its program ended: {err}");
+    }
+    assert_eq!(lines.next(DEADLINE).as_deref(), Some("done"), "the sleeper finished its work");
+    let st = cli.0.take().expect("cli").wait().expect("wait for the client");
+    assert!(!pid_running(pid) || proc_stat(pid).is_some_and(|s| s.0 == 'Z'), "the client exited before its program");
+    let err = String::from_utf8_lossy(&collect(stderr, "client stderr")).into_owned();
+    assert_eq!(std_shell_code(st), 125, "client status; stderr: {err}");
+    assert!(err.contains("daemon ended") && err.contains("exit status"), "{err}");
 }

@@ -36,13 +36,9 @@ pub fn kill_pid(pid: i32, sig: i32) -> io::Result<()> {
 /// State letter (`R`, `S`, `Z`, ...) and parent pid of a process, from
 /// /proc/PID/stat; `None` if it does not exist (anymore).
 pub fn proc_stat(pid: i32) -> Option<(char, i32)> {
+    use zygote_linux::procfs::{stat_field, stat_state};
     let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // "pid (comm) S ppid ...": comm may contain spaces and parentheses.
-    let rest = &text[text.rfind(')')? + 1..];
-    let mut it = rest.split_whitespace();
-    let state = it.next()?.chars().next()?;
-    let ppid = it.next()?.parse().ok()?;
-    Some((state, ppid))
+    Some((stat_state(&text)?, stat_field(&text, 4) as i32))
 }
 
 /// Whether `pid` exists and is not a zombie.
