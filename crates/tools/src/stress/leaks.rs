@@ -40,6 +40,17 @@ fn daemon_fds(pid: i32) -> Result<(usize, usize, usize), StressError> {
     Ok((n, memfds, objects))
 }
 
+/// The daemon's VmRSS and VmHWM in bytes (0 when unreadable).
+fn daemon_memory(pid: i32) -> (u64, u64) {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib = |key| {
+        procfs::status_field(&status, key)
+            .and_then(|v| v.trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |k| k * 1024)
+    };
+    (kib("VmRSS"), kib("VmHWM"))
+}
+
 /// Pids of the daemon's children in state Z (from `/proc/*/stat`).
 fn zombies_of(ppid: i32) -> Vec<i32> {
     let Ok(dir) = fs::read_dir("/proc") else { return Vec::new() };
@@ -62,6 +73,7 @@ fn snapshot(monitor: &mut Client, pid: i32, costs: &Costs) -> Result<Snapshot, S
     let s = stats(monitor)?;
     let zombies = zombies_of(pid);
     let (fds, memfds, image_memfds) = daemon_fds(pid)?;
+    let (rss_bytes, peak_rss_bytes) = daemon_memory(pid);
     let mut snap = Snapshot {
         quiet: s.live_children == 0 && s.open_connections == 1 && zombies.is_empty(),
         idle_launchers: s.launchers.idle,
@@ -72,6 +84,8 @@ fn snapshot(monitor: &mut Client, pid: i32, costs: &Costs) -> Result<Snapshot, S
         live_children: s.live_children,
         open_connections: s.open_connections,
         cache: s.cache,
+        rss_bytes,
+        peak_rss_bytes,
         ..Snapshot::default()
     };
     for img in &s.images {

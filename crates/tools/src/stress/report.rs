@@ -6,6 +6,7 @@ use std::io::{self, Write};
 use serde::Serialize;
 
 use zygote_core::CacheStats;
+use zygote_core::metrics::human_bytes;
 
 use crate::report::Latency;
 
@@ -52,6 +53,9 @@ pub struct Snapshot {
     pub live_children: u64,
     pub open_connections: u64,
     pub cache: CacheStats,
+    /// The daemon's resident memory (VmRSS) and its peak (VmHWM), bytes.
+    pub rss_bytes: u64,
+    pub peak_rss_bytes: u64,
 }
 
 /// The leak check (docs/TOOLS.md).
@@ -175,7 +179,15 @@ impl StressReport {
         )?;
         writeln!(
             w,
-            "  zombies: {}; cache {} / {} entries, {} / {} bytes (storm max {} entries, {} bytes)",
+            "  daemon memory: rss {} -> {} (peak {})",
+            human_bytes(k.baseline.rss_bytes),
+            human_bytes(k.after.rss_bytes),
+            human_bytes(k.after.peak_rss_bytes)
+        )?;
+        writeln!(
+            w,
+            "  zombies: {} -> {}; cache {} / {} entries, {} / {} bytes (storm max {} entries, {} bytes)",
+            k.baseline.zombies.len(),
             k.after.zombies.len(),
             k.after.cache.entries,
             k.after.cache.max_entries,
