@@ -206,7 +206,7 @@ pub fn stats(socket: &Path, json: bool) -> Result<i32, RemoteError> {
 pub fn stats_as(socket: &Path, format: StatsFormat) -> Result<i32, RemoteError> {
     let mut client = Client::connect(socket)?;
     let stats: DaemonStats = match client.call(&Request::Stats, &[])? {
-        (Response::Stats(s), _) => s,
+        (Response::Stats(s), _) => *s,
         (other, _) => return Err(ClientError::Protocol(format!("expected Stats, got {other:?}")).into()),
     };
     match format {
@@ -234,8 +234,11 @@ pub fn stats_table(stats: &DaemonStats) -> String {
     use std::fmt::Write as _;
     let mut o = String::new();
     let c = &stats.cache;
-    let _ =
-        writeln!(o, "cache      {} / {} images, {} / {} sealed bytes", c.entries, c.max_entries, c.bytes, c.max_bytes);
+    let _ = writeln!(
+        o,
+        "cache      {} / {} images, {} / {} sealed bytes ({} more held by processes of evicted images)",
+        c.entries, c.max_entries, c.bytes, c.max_bytes, c.pinned_bytes
+    );
     let _ = writeln!(
         o,
         "lookups    {} hits, {} misses, {} evictions, {} builds ({:.1} ms building)",

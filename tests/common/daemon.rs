@@ -101,7 +101,7 @@ impl Daemon {
     /// `Request::Stats` on a fresh connection.
     pub fn stats(&self) -> DaemonStats {
         match self.client().call(&Request::Stats, &[]) {
-            Ok((Response::Stats(s), _)) => s,
+            Ok((Response::Stats(s), _)) => *s,
             other => panic!("Stats: {other:?}"),
         }
     }
@@ -157,7 +157,7 @@ impl Daemon {
         eventually("daemon quiet (no live children, no zombies, no stray connections)", SETTLE, || {
             let z = self.zombies();
             let s = match client.call(&Request::Stats, &[]) {
-                Ok((Response::Stats(s), _)) => s,
+                Ok((Response::Stats(s), _)) => *s,
                 other => panic!("Stats: {other:?}"),
             };
             if z.is_empty() && s.live_children == 0 && s.open_connections == open {

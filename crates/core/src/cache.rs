@@ -4,9 +4,11 @@
 //! Entries are `Arc<Image<K>>`. Eviction drops only the cache's reference: a spawn
 //! in flight holds its own `Arc` (the image is pinned until the stub has mapped
 //! it), and running processes hold their mappings, which outlive every fd.
+//! The byte bound counts those evicted-but-held images too (`pinned_bytes`):
+//! their sealed pages stay in memory as long as someone holds them.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use lru::LruCache;
 
@@ -39,6 +41,9 @@ pub struct CacheStats {
     pub evictions: u64,
     pub builds: u64,
     pub build_nanos: u64,
+    /// Sealed bytes of evicted images something still holds (live processes,
+    /// spawns in flight); counted against `max_bytes` with `bytes`.
+    pub pinned_bytes: u64,
 }
 
 struct Inner<K: Kernel> {
@@ -48,17 +53,38 @@ struct Inner<K: Kernel> {
     stats: CacheStats,
     /// One lock per key being built: the second asker waits for the first.
     building: HashMap<ImageKey, Arc<Mutex<()>>>,
+    /// Images evicted while someone may still hold them.
+    evicted: Vec<Weak<Image<K>>>,
 }
 
 impl<K: Kernel> Inner<K> {
     fn evict_to_bounds(&mut self) {
-        while self.lru.len() > self.cfg.max_entries || (self.bytes > self.cfg.max_bytes && !self.lru.is_empty()) {
+        let mut pinned = self.pinned_bytes();
+        while self.lru.len() > self.cfg.max_entries
+            || (self.bytes + pinned > self.cfg.max_bytes && !self.lru.is_empty())
+        {
             if let Some((key, img)) = self.lru.pop_lru() {
-                self.bytes -= img.sealed_bytes();
-                self.stats.evictions += 1;
                 tracing::debug!(%key, bytes = img.sealed_bytes(), "evicted image");
+                self.forget(&img);
+                // Held elsewhere, its bytes stay in memory: pinned now.
+                if Arc::strong_count(&img) > 1 {
+                    pinned += img.sealed_bytes();
+                }
             }
         }
+    }
+
+    /// Drop the cache's hold on `img`, remembering it while others hold it.
+    fn forget(&mut self, img: &Arc<Image<K>>) {
+        self.bytes -= img.sealed_bytes();
+        self.stats.evictions += 1;
+        self.evicted.push(Arc::downgrade(img));
+    }
+
+    /// Sealed bytes of evicted images still held (and forget the others).
+    fn pinned_bytes(&mut self) -> u64 {
+        self.evicted.retain(|w| w.strong_count() > 0);
+        self.evicted.iter().filter_map(Weak::upgrade).map(|i| i.sealed_bytes()).sum()
     }
 }
 
@@ -75,6 +101,7 @@ impl<K: Kernel> Cache<K> {
                 cfg,
                 stats: CacheStats::default(),
                 building: HashMap::new(),
+                evicted: Vec::new(),
             }),
         }
     }
@@ -125,7 +152,7 @@ impl<K: Kernel> Cache<K> {
         inner.stats.build_nanos += u64::try_from(img.build_time().as_nanos()).unwrap_or(u64::MAX);
         inner.bytes += img.sealed_bytes();
         if let Some(old) = inner.lru.put(key, img.clone()) {
-            inner.bytes -= old.sealed_bytes();
+            inner.forget(&old);
         }
         inner.evict_to_bounds();
         Ok(img)
@@ -136,8 +163,7 @@ impl<K: Kernel> Cache<K> {
         let mut inner = self.lock();
         if inner.lru.peek(key).is_some_and(|cur| Arc::ptr_eq(cur, img)) {
             if let Some(old) = inner.lru.pop(key) {
-                inner.bytes -= old.sealed_bytes();
-                inner.stats.evictions += 1;
+                inner.forget(&old);
             }
             return true;
         }
@@ -148,8 +174,7 @@ impl<K: Kernel> Cache<K> {
     pub fn remove(&self, key: &ImageKey) -> Option<Arc<Image<K>>> {
         let mut inner = self.lock();
         let old = inner.lru.pop(key)?;
-        inner.bytes -= old.sealed_bytes();
-        inner.stats.evictions += 1;
+        inner.forget(&old);
         Some(old)
     }
 
@@ -160,8 +185,10 @@ impl<K: Kernel> Cache<K> {
     }
 
     pub fn stats(&self) -> CacheStats {
-        let inner = self.lock();
+        let mut inner = self.lock();
+        let pinned_bytes = inner.pinned_bytes();
         CacheStats {
+            pinned_bytes,
             entries: inner.lru.len() as u64,
             bytes: inner.bytes,
             max_entries: inner.cfg.max_entries as u64,
@@ -202,9 +229,12 @@ mod tests {
         assert_eq!((s.entries, s.bytes, s.hits, s.misses, s.evictions, s.builds), (2, 400, 1, 3, 1, 3));
         let keys: Vec<u8> = c.images().iter().map(|i| i.key().content.0[0]).collect();
         assert_eq!(keys, [3, 1], "most recently used first");
-        // A byte bound below two entries keeps the most recent one only.
+        // A byte bound below both entries: the least recent (a, which the
+        // test still holds: its pages stay, pinned) goes first, and since
+        // that frees nothing, the other one too.
         c.set_limits(CacheConfig { max_entries: 10, max_bytes: 350 });
-        assert_eq!((c.stats().entries, c.stats().bytes), (1, 300));
+        let s = c.stats();
+        assert_eq!((s.entries, s.bytes, s.pinned_bytes), (0, 0, 100));
         // Evicted images stay usable by whoever holds them.
         assert_eq!(a.sealed_bytes(), 100);
     }
@@ -243,5 +273,21 @@ mod tests {
         assert_eq!(builds.into_inner(), 1);
         let s = c.stats();
         assert_eq!((s.builds, s.hits + s.misses), (1, 8), "{s:?}");
+    }
+
+    #[test]
+    fn evicted_images_still_held_count_against_the_byte_bound() {
+        let c = cache(10, 1000);
+        let held = put(&c, 1, 600);
+        assert!(c.remove(held.key()).is_some());
+        assert_eq!((c.stats().bytes, c.stats().pinned_bytes), (0, 600), "evicted, but its pages are held");
+        put(&c, 2, 300);
+        put(&c, 3, 300); // 600 pinned + 600 cached > 1000: the older goes
+        let s = c.stats();
+        assert_eq!((s.entries, s.bytes, s.pinned_bytes), (1, 300, 600), "{s:?}");
+        drop(held);
+        assert_eq!(c.stats().pinned_bytes, 0, "released: nothing pinned");
+        put(&c, 4, 600);
+        assert_eq!(c.stats().entries, 2, "the bound has room again");
     }
 }

@@ -204,7 +204,7 @@ pub enum Response {
         count: u64,
     },
     /// Answer to Stats.
-    Stats(DaemonStats),
+    Stats(Box<DaemonStats>),
     /// Answer to Wait: how the process ended (`code`, or `signal`).
     Exited {
         pid: i32,

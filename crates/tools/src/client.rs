@@ -62,7 +62,7 @@ pub fn recv_exited(client: &mut Client) -> Reply<Exit> {
 /// The daemon's statistics.
 pub fn stats(client: &mut Client) -> Result<DaemonStats, ClientError> {
     match client.call(&Request::Stats, &[]) {
-        Ok((Response::Stats(s), _)) => Ok(s),
+        Ok((Response::Stats(s), _)) => Ok(*s),
         Ok((other, _)) => Err(ClientError::Protocol(format!("expected Stats, got {other:?}"))),
         Err(e) => Err(e),
     }

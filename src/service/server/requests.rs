@@ -41,7 +41,9 @@ pub(super) async fn handle(
         },
         Request::Preload { name } => preload(state, peer, name, fds.remove(0)).await,
         Request::Evict { key } => evict(state, Scope::of(peer.uid, state.own_uid), key, fds).await,
-        Request::Stats => Response::Stats(stats_blocking(state.clone(), Scope::of(peer.uid, state.own_uid)).await),
+        Request::Stats => {
+            Response::Stats(Box::new(stats_blocking(state.clone(), Scope::of(peer.uid, state.own_uid)).await))
+        }
         Request::Wait { pid } => return wait(conn, session, pid, waits).await,
     };
     conn.send(&reply, &[]).await.ok()

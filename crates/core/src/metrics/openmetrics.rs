@@ -130,6 +130,11 @@ pub fn render(s: &DaemonStats) -> String {
     w.gauge("zygote_cache_max_entries", "Most images the cache holds.", c.max_entries);
     w.gauge("zygote_cache_bytes", "Sealed bytes held by the cached images.", c.bytes);
     w.gauge("zygote_cache_max_bytes", "Most sealed bytes the cache holds.", c.max_bytes);
+    w.gauge(
+        "zygote_cache_pinned_bytes",
+        "Sealed bytes of evicted images that live processes still hold (counted against max_bytes).",
+        c.pinned_bytes,
+    );
     w.counter("zygote_spawns", "Spawn requests that started a process.", s.spawns);
     w.counter("zygote_spawn_errors", "Spawn requests that failed.", s.spawn_errors);
     w.gauge("zygote_live_children", "Processes the daemon started and has not reaped.", s.live_children);
