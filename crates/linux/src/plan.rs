@@ -53,7 +53,8 @@ pub struct SpawnParts<'a> {
     /// Process name (comm).
     pub name: &'a [u8],
     /// Make `/proc/PID/exe` the program (the process may: it has
-    /// CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN). Only prototype images need it.
+    /// CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN), for every kind of image: a
+    /// program that re-execs `/proc/self/exe` must get itself, not the stub.
     pub set_exe: bool,
     /// For a pre-started launcher: the argv and envp it builds the stack from.
     pub prestart: Option<Prestart<'a>>,
@@ -132,7 +133,15 @@ pub fn build(image: &Image, parts: &SpawnParts<'_>) -> Layout {
             .collect()
     };
     let ops: Vec<Op> = match parts.phase {
-        Phase::Full => image.ops().iter().map(RestoreOp::to_op).collect(),
+        Phase::Full => {
+            let mut ops: Vec<Op> = image.ops().iter().map(RestoreOp::to_op).collect();
+            if parts.set_exe && image.ops().is_empty() {
+                // A static image: PR_SET_MM_MAP (which sets the exe file)
+                // needs its code and data bounds.
+                ops.push(static_layout(image));
+            }
+            ops
+        }
         Phase::WarmUp => image.ops().iter().filter(|o| o.kind().at_warm_up()).map(RestoreOp::to_op).collect(),
         Phase::Finish { .. } => {
             let mut ops: Vec<Op> =
@@ -150,9 +159,8 @@ pub fn build(image: &Image, parts: &SpawnParts<'_>) -> Layout {
     let mut name = [0u8; 16];
     let name_len = parts.name.len().min(15);
     name[..name_len].copy_from_slice(&parts.name[..name_len]);
-    let prototype = !image.ops().is_empty();
     let exe_fd = match parts.phase {
-        _ if !(parts.set_exe && prototype) => -1,
+        _ if !parts.set_exe => -1,
         Phase::Finish { exe_fd } => exe_fd,
         _ => FIRST_FILE_FD,
     };
@@ -351,7 +359,7 @@ mod tests {
         let h = plan.header;
         assert_eq!(h.flags, FLAG_WARM_UP);
         assert_eq!((h.status_fd, h.cwd_fd, h.argc, h.envc, h.args_len), (-1, -1, 0, 0, 0));
-        // A prototype image with set_exe: /proc/self/exe from the program file.
+        // With set_exe: /proc/self/exe from the program file.
         assert_eq!(h.exe_fd, 4);
         assert_eq!(h.region_count, 4);
         assert!(moves(&plan).is_empty());
@@ -385,8 +393,8 @@ mod tests {
         let img = image(1, 1, Vec::new());
         let layout = build(&img, &SpawnParts { set_exe: true, ..parts(&[], Phase::Finish { exe_fd: 200 }) });
         let plan = Plan::parse(&layout.plan).unwrap();
-        // Not a prototype image: /proc/self/exe stays.
-        assert_eq!(plan.header.exe_fd, -1);
+        // A static image gets its /proc/self/exe set too.
+        assert_eq!(plan.header.exe_fd, 200);
         assert_eq!(plan.header.op_count, 1);
         let mm = plan.op(0);
         assert_eq!(mm.kind(), Some(OpKind::MmLayout));
@@ -404,6 +412,13 @@ mod tests {
         let plan = Plan::parse(&layout.plan).unwrap();
         assert_eq!(plan.header.exe_fd, 4);
         assert_eq!(op_kinds(&plan), [OpKind::SetFs, OpKind::Canary]);
+
+        // A static image: its code and data bounds come along for PR_SET_MM_MAP.
+        let img = image(1, 1, Vec::new());
+        assert_eq!(Plan::parse(&build(&img, &parts(&[], Phase::Full)).plan).unwrap().header.op_count, 0);
+        let plan = build(&img, &SpawnParts { set_exe: true, ..parts(&[], Phase::Full) }).plan;
+        let plan = Plan::parse(&plan).unwrap();
+        assert_eq!((plan.header.exe_fd, op_kinds(&plan)), (4, vec![OpKind::MmLayout]));
     }
 
     #[test]
