@@ -238,6 +238,35 @@ fn request_cases() -> Vec<(&'static str, CaseFn)> {
             let _ = c.send_msg(&Request::Spawn(spawn_args(&f.echo, &[])), &fds);
             (c, Expect::ErrorKeep(ErrorCode::PermissionDenied))
         }),
+        ("Spawn in a missing working directory", |f, s| {
+            let c = handshake(s);
+            let exe = open(&f.echo);
+            let io = null_fds(3);
+            let fds = [exe.as_fd(), io[0].as_fd(), io[1].as_fd(), io[2].as_fd()];
+            let args = SpawnArgs { cwd: b"/nonexistent/zygote-cwd".to_vec(), ..spawn_args(&f.echo, &[]) };
+            let _ = c.send_msg(&Request::Spawn(args), &fds);
+            (c, Expect::ErrorKeep(ErrorCode::NotFound))
+        }),
+        ("Spawn with a working directory that is a file", |f, s| {
+            let c = handshake(s);
+            let exe = open(&f.echo);
+            let io = null_fds(3);
+            let fds = [exe.as_fd(), io[0].as_fd(), io[1].as_fd(), io[2].as_fd()];
+            let args = SpawnArgs { cwd: f.text.as_os_str().as_bytes().to_vec(), ..spawn_args(&f.echo, &[]) };
+            let _ = c.send_msg(&Request::Spawn(args), &fds);
+            (c, Expect::ErrorKeep(ErrorCode::NotFound))
+        }),
+        // The daemon's soft RLIMIT_NOFILE (the tests' own, at most 65535
+        // here) is what the program gets: dup2 to 65535 would fail.
+        ("Spawn with fd target 65535", |f, s| {
+            let c = handshake(s);
+            let exe = open(&f.echo);
+            let io = null_fds(4);
+            let fds = [exe.as_fd(), io[0].as_fd(), io[1].as_fd(), io[2].as_fd(), io[3].as_fd()];
+            let args = SpawnArgs { fds: vec![0, 1, 2, 65535], ..spawn_args(&f.echo, &[]) };
+            let _ = c.send_msg(&Request::Spawn(args), &fds);
+            (c, Expect::ErrorKeep(ErrorCode::BadRequest))
+        }),
         ("Wait for a pid this connection did not spawn", |_, s| {
             let c = handshake(s);
             let _ = c.send_msg(&Request::Wait { pid: 1 }, &[]);
@@ -304,6 +333,8 @@ fn real_spawn(daemon: &Daemon, echo: &Path, tag: &str) {
 
 #[test]
 fn each_bad_request_gets_an_error_or_a_disconnect_and_the_daemon_keeps_serving() {
+    let nofile = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+    assert!(nofile.is_some_and(|n| n <= 65535), "the fd target 65535 case needs a soft RLIMIT_NOFILE <= 65535");
     let fx = Fixture::new();
     let daemon = Daemon::start(&socket_path("bad"), &[]);
     // A client that stalls in the middle of a frame for the whole test must

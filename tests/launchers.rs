@@ -124,9 +124,12 @@ fn relative_cwd_is_the_zygotes() {
         let out = run_counted(&z, request(&prog, &[], &[], Some(Path::new("tests"))), round == 1, "relative cwd");
         assert!(out.stdout_str().contains(&want), "round {round}: want {want:?} in\n{out}");
     }
-    // A directory that does not exist is the spawn's error, as for exec.
+    // A directory that does not exist is the request's error (127, like a
+    // failed `cd`), naming the directory.
     let err = z.spawn(request(&prog, &[], &[], Some(Path::new("no/such/dir")))).expect_err("missing cwd");
-    assert!(err.to_string().contains("ChildCwd"), "{err}");
+    assert!(matches!(err, zygote_linux::SpawnError::Cwd { .. }), "{err:?}");
+    assert!(err.to_string().contains("no/such/dir"), "{err}");
+    assert_eq!(err.exit_code(), 127, "{err}");
 }
 
 /// /proc/PID/cmdline, environ, comm and cwd of a running launched process,

@@ -99,3 +99,36 @@ fn shebang_scripts() {
     let out = run_command(&mut Command::new(&nested));
     assert!(out.stdout_str().contains(&format!("argv[1]=<{}>", no_arg.display())), "{out}");
 }
+
+/// A script named by a relative path gets that path, as given, as its
+/// script argument (binfmt_script passes execve's filename), under `zygote
+/// run` and `zygote spawn`, with and without `--cwd`; so does a script whose
+/// `#!` names another script by a relative path.
+#[test]
+fn relative_script_paths_stay_as_given() {
+    let interp = build_spie_test(Variant::GlibcStaticPie);
+    let dir = unique_dir("rel-scripts");
+    write_file(&dir.join("rel.sh"), format!("#!{}\n", interp.display()).as_bytes(), 0o755);
+    write_file(&dir.join("nested-rel.sh"), b"#!./rel.sh\n", 0o755);
+    sync();
+    let daemon = Daemon::start(&socket_path("rel-scripts"), &[]);
+    let socket = daemon.socket.display().to_string();
+    let elsewhere = build_dir();
+    let cwd = dir.display().to_string();
+    for script in ["./rel.sh", "./nested-rel.sh"] {
+        let args = ["a", "exit=4"];
+        let direct = run_command(Command::new(script).args(args).current_dir(&dir));
+        assert!(direct.stdout_str().contains(&format!("<{script}>")), "direct run of {script}:\n{direct}");
+        assert!(direct.stdout_str().contains("failures=0"), "direct run of {script}:\n{direct}");
+        let cases: [(&str, &Path, Vec<&str>); 4] = [
+            ("zygote run", &dir, vec!["run", "--"]),
+            ("zygote run --cwd", elsewhere, vec!["run", "--cwd", &cwd, "--"]),
+            ("zygote spawn", &dir, vec!["spawn", "--socket", &socket, "--"]),
+            ("zygote spawn --cwd", elsewhere, vec!["spawn", "--socket", &socket, "--cwd", &cwd, "--"]),
+        ];
+        for (what, from, cli) in cases {
+            let via = run_command(Command::new(zygote_bin()).args(&cli).arg(script).args(args).current_dir(from));
+            assert_same(&format!("{what} {script}"), &via, &direct);
+        }
+    }
+}

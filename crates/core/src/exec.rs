@@ -91,10 +91,15 @@ fn check_executable(fs: &impl ExecFs, path: &Path) -> Result<(), ResolveError> {
     Ok(())
 }
 
-/// Find `program` as execvp does: a name with a slash is used as is (relative
-/// to `cwd` when given); otherwise each PATH entry is tried in order (an empty
+/// Find `program` as execvp does: a name with a slash is used as is (checked
+/// relative to `cwd` when given); otherwise each PATH entry is tried in order (an empty
 /// entry is the current directory), skipping entries that are missing, and
 /// reporting "Permission denied" if only non-executable candidates were found.
+///
+/// Returns the path as execvp would pass it to execve (`./x`, `bin/x`,
+/// `/usr/bin/x`): a relative one is relative to `cwd` (see
+/// [`follow_interpreters`], which keeps the name for a script's argv and
+/// opens the file in `cwd`).
 pub fn find_program(
     fs: &impl ExecFs,
     program: &OsStr,
@@ -109,16 +114,15 @@ pub fn find_program(
         return Err(ResolveError::NotFound { path: PathBuf::new() });
     }
     if program.as_bytes().contains(&b'/') {
-        let p = in_cwd(PathBuf::from(program));
-        check_executable(fs, &p)?;
-        return Ok(p);
+        check_executable(fs, &in_cwd(PathBuf::from(program)))?;
+        return Ok(PathBuf::from(program));
     }
     let path_var = path_var.unwrap_or(OsStr::new(DEFAULT_PATH));
     let mut denied = None;
     for dir in path_var.as_bytes().split(|&b| b == b':') {
         let dir = if dir.is_empty() { Path::new(".") } else { Path::new(OsStr::from_bytes(dir)) };
-        let candidate = in_cwd(dir.join(program));
-        match check_executable(fs, &candidate) {
+        let candidate = dir.join(program);
+        match check_executable(fs, &in_cwd(candidate.clone())) {
             Ok(()) => return Ok(candidate),
             Err(ResolveError::PermissionDenied { path } | ResolveError::IsDirectory { path }) => {
                 denied.get_or_insert(path);
@@ -177,17 +181,25 @@ fn read_head(fs: &impl ExecFs, path: &Path) -> Result<Vec<u8>, ResolveError> {
     })
 }
 
-/// Follow `#!` lines from `path` (already resolved and executable) to the ELF
-/// program that will really run, rewriting argv as the kernel does:
-/// `[interp, arg?, script, argv[1..]...]`.
+/// Follow `#!` lines from `path` (from [`find_program`]: executable, relative
+/// to `cwd` if relative) to the ELF program that will really run, rewriting
+/// argv as the kernel does: `[interp, arg?, script, argv[1..]...]`, where
+/// `script` is the name execve got (`path`, or the interpreter named by the
+/// `#!` line one level up), as given, while the files read and the program
+/// returned are taken in `cwd`.
 pub fn follow_interpreters(
     fs: &impl ExecFs,
     path: PathBuf,
     argv: Vec<OsString>,
     cwd: Option<&Path>,
 ) -> Result<Launch, ResolveError> {
-    let exec_path = path.clone();
-    let mut program = path;
+    let in_cwd = |p: &Path| match cwd {
+        Some(c) if p.is_relative() => c.join(p),
+        _ => p.to_path_buf(),
+    };
+    let exec_path = in_cwd(&path);
+    let mut program = exec_path.clone();
+    let mut name = path.into_os_string();
     let mut argv = argv;
     for _ in 0..=MAX_INTERP_DEPTH {
         let head = read_head(fs, &program)?;
@@ -198,10 +210,7 @@ pub fn follow_interpreters(
             }
             Some(Ok(sb)) => sb,
         };
-        let interp_path = match cwd {
-            Some(c) if Path::new(&sb.interp).is_relative() => c.join(&sb.interp),
-            _ => PathBuf::from(&sb.interp),
-        };
+        let interp_path = in_cwd(Path::new(&sb.interp));
         if let Err(e) = check_executable(fs, &interp_path) {
             let why = match e {
                 ResolveError::NotFound { .. } => "No such file or directory".to_string(),
@@ -218,10 +227,11 @@ pub fn follow_interpreters(
         let mut next = Vec::with_capacity(argv.len() + 2);
         next.push(sb.interp.clone());
         next.extend(sb.arg);
-        next.push(program.clone().into_os_string());
+        next.push(name);
         next.extend(argv.into_iter().skip(1));
         argv = next;
         program = interp_path;
+        name = sb.interp;
     }
     Err(ResolveError::TooDeep { script: exec_path })
 }
@@ -283,6 +293,7 @@ mod tests {
             ("/etc/passwd", Regular, 0o644, false, b"root"),
             ("/s/script", Regular, 0o755, true, b"#!/bin/sh -e\necho"),
             ("/s/nested", Regular, 0o755, true, b"#!/s/script\n"),
+            ("/s/rel-interp", Regular, 0o755, true, b"#!s/script\n"),
             ("/s/bad", Regular, 0o755, true, b"#!/no/such\n"),
             ("/s/loop", Regular, 0o755, true, b"#!/s/loop\n"),
             ("/work/rel", Regular, 0o755, true, b"\x7fELF"),
@@ -303,7 +314,7 @@ mod tests {
         assert!(matches!(find("/bin", None), Err(ResolveError::IsDirectory { .. })));
         assert!(matches!(find("/no/such", None), Err(ResolveError::NotFound { .. })));
         let rel = find_program(&fs, OsStr::new("./rel"), None, Some(Path::new("/work"))).unwrap();
-        assert_eq!(rel, PathBuf::from("/work/./rel"), "a relative name with a slash is taken in cwd");
+        assert_eq!(rel, PathBuf::from("./rel"), "a relative name with a slash stays as given");
     }
 
     #[test]
@@ -314,6 +325,13 @@ mod tests {
         assert_eq!(l.program, PathBuf::from("/bin/sh"));
         assert_eq!(l.exec_path, PathBuf::from("/s/nested"));
         assert_eq!(l.argv, argv(&["/bin/sh", "-e", "/s/script", "/s/nested", "x"]));
+        // The script's name stays as given (binfmt_script passes execve's
+        // filename); the files are read in cwd. So does a relative `#!`.
+        let l = follow_interpreters(&fs, "./nested".into(), argv(&["./nested", "x"]), Some(Path::new("/s"))).unwrap();
+        assert_eq!((l.program, l.exec_path), (PathBuf::from("/bin/sh"), PathBuf::from("/s/./nested")));
+        assert_eq!(l.argv, argv(&["/bin/sh", "-e", "/s/script", "./nested", "x"]));
+        let l = follow_interpreters(&fs, "s/rel-interp".into(), argv(&["r"]), Some(Path::new("/"))).unwrap();
+        assert_eq!(l.argv, argv(&["/bin/sh", "-e", "s/script", "s/rel-interp"]));
         let e = follow_interpreters(&fs, "/s/bad".into(), argv(&["bad"]), None).unwrap_err();
         assert!(matches!(&e, ResolveError::BadInterpreter { why, .. } if why == "No such file or directory"), "{e}");
         let e = follow_interpreters(&fs, "/s/loop".into(), argv(&["loop"]), None).unwrap_err();

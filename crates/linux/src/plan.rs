@@ -41,7 +41,8 @@ pub struct SpawnParts<'a> {
     /// Process name (comm).
     pub name: &'a [u8],
     /// Make `/proc/PID/exe` the program (the process may: it has
-    /// CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN). Only prototype images need it.
+    /// CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN), for every kind of image: a
+    /// program that re-execs `/proc/self/exe` must get itself, not the stub.
     pub set_exe: bool,
     /// For a pre-started launcher: the argv and envp it builds the stack from.
     pub prestart: Option<Prestart<'a>>,
@@ -84,7 +85,12 @@ pub fn build(image: &Image, parts: &SpawnParts<'_>) -> Layout {
     let planned = plan(image, parts.phase);
     let fds = place_fds(image, parts);
     let regions: Vec<Region> = planned.regions.iter().map(|r| region(r, fds.first_object_fd)).collect();
-    let ops: Vec<Op> = planned.ops.iter().map(RestoreOp::to_op).collect();
+    let mut ops: Vec<Op> = planned.ops.iter().map(RestoreOp::to_op).collect();
+    if parts.phase == Phase::Full && parts.set_exe && !planned.prototype {
+        // A static image: PR_SET_MM_MAP (which sets the exe file) needs its
+        // code and data bounds.
+        ops.push(zygote_core::plan::static_layout(image.regions()).to_op());
+    }
     let cwd_fd = fds.status_fd + 1;
     let prestart = parts.prestart.as_ref().filter(|_| parts.phase.takes_request());
     let header = header(&planned, parts, fds.status_fd, cwd_fd, prestart);
@@ -147,7 +153,7 @@ fn header(
     let e = planned.entry;
     let (name, name_len) = comm(parts.name);
     let exe_fd = match parts.phase {
-        _ if !(parts.set_exe && planned.prototype) => -1,
+        _ if !parts.set_exe => -1,
         Phase::Finish => parts.kept_exe_fd,
         _ => FIRST_FILE_FD,
     };
@@ -372,8 +378,8 @@ mod tests {
         let img = image(1, 1, Vec::new());
         let layout = build(&img, &SpawnParts { set_exe: true, ..parts(&[], Phase::Finish) });
         let plan = Plan::parse(&layout.plan).unwrap();
-        // Not a prototype image: /proc/self/exe stays.
-        assert_eq!(plan.header.exe_fd, -1);
+        // A static image gets its /proc/self/exe set too.
+        assert_eq!(plan.header.exe_fd, 200);
         assert_eq!(plan.header.op_count, 1);
         let mm = plan.op(0);
         assert_eq!(mm.kind(), Some(OpKind::MmLayout));
@@ -391,6 +397,13 @@ mod tests {
         let plan = Plan::parse(&layout.plan).unwrap();
         assert_eq!(plan.header.exe_fd, 4);
         assert_eq!(op_kinds(&plan), [OpKind::SetFs, OpKind::Canary]);
+
+        // A static image: its code and data bounds come along for PR_SET_MM_MAP.
+        let img = image(1, 1, Vec::new());
+        assert_eq!(Plan::parse(&build(&img, &parts(&[], Phase::Full)).plan).unwrap().header.op_count, 0);
+        let plan = build(&img, &SpawnParts { set_exe: true, ..parts(&[], Phase::Full) }).plan;
+        let plan = Plan::parse(&plan).unwrap();
+        assert_eq!((plan.header.exe_fd, op_kinds(&plan)), (4, vec![OpKind::MmLayout]));
     }
 
     #[test]

@@ -303,6 +303,11 @@ pub struct ChildRestrictions {
 }
 
 impl ChildRestrictions {
+    /// The soft RLIMIT_NOFILE the program gets.
+    pub fn nofile(&self) -> u64 {
+        self.rlimits[libc::RLIMIT_NOFILE as usize].0
+    }
+
     /// Must the program be exec'd itself, instead of started from its image?
     pub fn needs_plain_exec(&self) -> bool {
         self.plain_exec

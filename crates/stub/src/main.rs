@@ -11,7 +11,11 @@
 compile_error!("the zygote stub supports Linux x86_64 only");
 
 mod prestart;
+mod report;
 mod restore;
+
+pub(crate) use report::fail;
+use report::{no_plan, plan_fail};
 
 use core::arch::{asm, global_asm};
 use zygote_plan::{
@@ -273,34 +277,6 @@ const AT_BASE: u64 = 7;
 const AT_ENTRY: u64 = 9;
 const AT_EXECFN: u64 = 31;
 
-/// Report a failure and exit.
-pub(crate) fn fail(status_fd: i32, stage: Stage, index: u32, errno: i32, detail: u32, addr: u64) -> ! {
-    let rec = StatusRecord { stage: stage as u32, index, errno, detail, addr };
-    if status_fd >= 0 {
-        sys::write_all(status_fd, &rec.encode());
-    } else {
-        let mut line = *b"zygote-stub: failed at stage 00, errno 000\n";
-        put2(&mut line[29..31], stage as u32);
-        put3(&mut line[39..42], errno.unsigned_abs());
-        sys::write_all(2, &line);
-    }
-    sys::exit_group(STUB_FAILURE_EXIT)
-}
-
-fn put2(out: &mut [u8], v: u32) {
-    out[0] = b'0' + (v / 10 % 10) as u8;
-    out[1] = b'0' + (v % 10) as u8;
-}
-fn put3(out: &mut [u8], v: u32) {
-    out[0] = b'0' + (v / 100 % 10) as u8;
-    put2(&mut out[1..3], v);
-}
-
-fn plan_fail(status_fd: i32, e: PlanError) -> ! {
-    let (code, extra) = StatusRecord::plan_error(e);
-    fail(status_fd, Stage::Plan, extra, 0, code, 0)
-}
-
 /// The stub's entry. `sp` is the kernel's initial stack pointer (&argc).
 extern "C" fn stub_main(sp: *mut u64) -> ! {
     // SAFETY: `sp` is the initial stack pointer the kernel gave _start.
@@ -325,11 +301,15 @@ pub(crate) fn map_plan(status_fd: i32) -> (usize, usize) {
     let mut hb = [0u8; Header::SIZE];
     let n = sys::pread(PLAN_FD, &mut hb, 0);
     if n != Header::SIZE as isize {
+        if status_fd < 0 {
+            no_plan();
+        }
         let errno = if n < 0 { -n as i32 } else { 0 };
         fail(status_fd, Stage::Plan, 0, errno, StatusRecord::plan_error(PlanError::Truncated).0, 0);
     }
     let header = match Header::decode(&hb) {
         Ok(h) => h,
+        Err(_) if status_fd < 0 => no_plan(),
         Err(e) => plan_fail(status_fd, e),
     };
     let status_fd = header.status_fd;

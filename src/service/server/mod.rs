@@ -134,6 +134,8 @@ fn code_for(e: &SpawnError) -> ErrorCode {
         SpawnError::Resolve(_) => ErrorCode::PermissionDenied,
         SpawnError::Image(_) | SpawnError::TooLarge { .. } | SpawnError::Io { .. } => ErrorCode::BadExecutable,
         SpawnError::Request(_) => ErrorCode::BadRequest,
+        SpawnError::Cwd { source, .. } if zygote_linux::spawn::cwd_missing(source) => ErrorCode::NotFound,
+        SpawnError::Cwd { .. } => ErrorCode::PermissionDenied,
         SpawnError::Denied { .. } | SpawnError::Restriction { .. } => ErrorCode::PermissionDenied,
         SpawnError::Launcher { .. } | SpawnError::Internal { .. } => ErrorCode::Internal,
     }

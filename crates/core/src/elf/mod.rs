@@ -60,7 +60,10 @@ pub enum ElfError {
     /// Program header `index`, which is at file offset `offset`.
     #[error("program header {index} ({ptype}, at offset {offset:#x}): {field} {why}")]
     BadSegment { index: usize, offset: u64, ptype: PType, field: &'static str, why: String },
-    #[error("is a shared library (ET_DYN without an interpreter and not a PIE: {why}), not a program")]
+    /// ET_DYN without an interpreter that is not a static PIE: the kernel
+    /// runs it as it is (no relocation, no libraries), so zygote runs it by
+    /// plain exec rather than imaging it.
+    #[error("is an ET_DYN without an interpreter that is not a static PIE ({why}): it runs by plain exec")]
     SharedLibrary { why: &'static str },
     #[error("is a relocatable object (e_type ET_REL), not a program")]
     Relocatable,
@@ -370,7 +373,7 @@ pub fn decode(data: &[u8]) -> Result<ElfInfo, ElfError> {
     };
     refuse_unsupported(data, interp, exec_stack)?;
     let dynamic = dynamic.map(|ph| decode_dynamic(data, &ph).map(|d| (ph, d))).transpose()?;
-    let kind = classify(header.etype, dynamic.as_ref())?;
+    let kind = classify(data, &segments, &header, dynamic.as_ref())?;
     if let Some(t) = tls
         && t.filesz > 0
         && !segments.iter().any(|s| s.file_contains(t.vaddr, t.filesz))
@@ -605,27 +608,57 @@ fn refuse_unsupported(data: &[u8], interp: Option<Ph>, exec_stack: Option<Ph>) -
     Ok(())
 }
 
-/// ET_EXEC is a static program; ET_DYN must be a PIE (DF_1_PIE) that needs
-/// no libraries.
-fn classify(etype: u16, dynamic: Option<&(Ph, Dynamic)>) -> Result<ProgramKind, ElfError> {
-    if etype == elf::ET_EXEC {
+/// ET_EXEC is a static program. An ET_DYN without an interpreter is what the
+/// kernel loads at a random bias and enters without relocating anything: a
+/// static PIE (DF_1_PIE), one in all but the flag (only relative relocations,
+/// which its start-up applies), or one with nothing to relocate (no
+/// PT_DYNAMIC). Anything else (libraries to load, symbol relocations) is
+/// [`ElfError::SharedLibrary`]: it runs by plain exec.
+fn classify(
+    data: &[u8],
+    segments: &[Segment],
+    header: &Header,
+    dynamic: Option<&(Ph, Dynamic)>,
+) -> Result<ProgramKind, ElfError> {
+    if header.etype == elf::ET_EXEC {
         return Ok(ProgramKind::Static);
     }
-    let Some((ph, dynamic)) = dynamic else {
-        return Err(ElfError::SharedLibrary { why: "no PT_DYNAMIC" });
+    let Some((_, dynamic)) = dynamic else {
+        return Ok(ProgramKind::StaticPie);
     };
-    let flags1 = dynamic.get(elf::DT_FLAGS_1).unwrap_or(0);
-    if flags1 & u64::from(elf::DF_1_PIE) == 0 {
-        return Err(ElfError::SharedLibrary { why: "DT_FLAGS_1 lacks DF_1_PIE" });
+    if dynamic.entry(elf::DT_NEEDED).is_some() {
+        return Err(ElfError::SharedLibrary { why: "DT_NEEDED without PT_INTERP: nobody would load its libraries" });
     }
-    if let Some(needed) = dynamic.entry(elf::DT_NEEDED) {
-        return Err(ElfError::DynamicSection {
-            index: ph.index,
-            offset: ph.offset + (needed.vaddr - dynamic.vaddr),
-            why: "DT_NEEDED without PT_INTERP: nobody would load its libraries".into(),
-        });
+    let flags1 = dynamic.get(elf::DT_FLAGS_1).unwrap_or(0);
+    if flags1 & u64::from(elf::DF_1_PIE) == 0 && !only_relative(data, segments, header.machine, dynamic) {
+        return Err(ElfError::SharedLibrary { why: "no DF_1_PIE in DT_FLAGS_1, and relocations other than relative" });
     }
     Ok(ProgramKind::StaticPie)
+}
+
+/// Are all of DT_RELA, DT_REL and DT_JMPREL relative (or IRELATIVE)
+/// relocations, each table inside a PT_LOAD's file bytes? (DT_RELR is
+/// relative by definition.)
+fn only_relative(data: &[u8], segments: &[Segment], machine: Machine, dynamic: &Dynamic) -> bool {
+    let relative = [machine.r_relative(), machine.r_irelative()];
+    let jmprel_ent = if dynamic.get(elf::DT_PLTREL) == Some(u64::from(elf::DT_REL)) { 16 } else { 24 };
+    let tables = [
+        (elf::DT_RELA, elf::DT_RELASZ, 24),
+        (elf::DT_REL, elf::DT_RELSZ, 16),
+        (elf::DT_JMPREL, elf::DT_PLTRELSZ, jmprel_ent),
+    ];
+    tables.into_iter().all(|(ptr, size, entsize)| {
+        let Some(vaddr) = dynamic.get(ptr) else { return true };
+        let len = dynamic.get(size).unwrap_or(0);
+        let Some(s) = segments.iter().find(|s| s.file_contains(vaddr, len)) else { return false };
+        let start = (s.offset + (vaddr - s.vaddr)) as usize;
+        let Some(bytes) = data.get(start..start + len as usize) else { return false };
+        bytes.chunks(entsize).all(|e| {
+            let Some(info) = e.get(8..16) else { return false };
+            let info = u64::from_le_bytes(info.try_into().unwrap_or_default());
+            info >> 32 == 0 && relative.contains(&((info & 0xffff_ffff) as u32))
+        })
+    })
 }
 
 /// The entries of PT_DYNAMIC `ph`, up to DT_NULL.

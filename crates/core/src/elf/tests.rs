@@ -364,17 +364,39 @@ fn dynamic_section_defects() {
     s.phdrs[2].memsz = 0x40;
     s.dynamic.push((u64::from(elf::DT_NEEDED), 1));
     let err = decode_spec(&s).expect_err("DT_NEEDED without PT_INTERP");
-    assert!(matches!(&err, ElfError::DynamicSection { index: 2, offset, .. } if *offset == DYN_OFF + 32), "{err:?}");
-    assert!(err.to_string().contains("DT_NEEDED"), "{err}");
+    assert!(matches!(&err, ElfError::SharedLibrary { why } if why.contains("DT_NEEDED")), "{err:?}");
 }
 
+/// The kernel runs any ET_DYN without an interpreter: one that needs no
+/// symbol resolved is imaged as a static PIE whatever DT_FLAGS_1 says (or
+/// without a PT_DYNAMIC at all); anything else runs by plain exec.
 #[test]
-fn shared_libraries_are_refused() {
+fn et_dyn_without_an_interpreter() {
+    let kind = |b: &[u8]| decode(b).map(|i| i.kind);
     let mut s = static_pie();
     s.dynamic[0] = (u64::from(elf::DT_FLAGS_1), 0);
-    assert_eq!(check_spec(&s), Err(ElfError::SharedLibrary { why: "DT_FLAGS_1 lacks DF_1_PIE" }));
+    assert_eq!(kind(&build(&s)), Ok(ProgramKind::StaticPie), "no DF_1_PIE, nothing to relocate");
     s.phdrs.retain(|p| p.ptype != elf::PT_DYNAMIC);
-    assert_eq!(check_spec(&s), Err(ElfError::SharedLibrary { why: "no PT_DYNAMIC" }));
+    assert_eq!(kind(&build(&s)), Ok(ProgramKind::StaticPie), "no PT_DYNAMIC");
+
+    // DT_RELA at 0x2080 (file offset 0x1080): one relative, one symbol relocation.
+    let mut s = static_pie();
+    s.phdrs[2].filesz = 0x40;
+    s.phdrs[2].memsz = 0x40;
+    s.dynamic =
+        vec![(u64::from(elf::DT_RELA), 0x2080), (u64::from(elf::DT_RELASZ), 24), (u64::from(elf::DT_FLAGS_1), 0)];
+    let mut b = build(&s);
+    let relative = u64::from(Machine::host().r_relative());
+    b[0x1080..0x1088].copy_from_slice(&0x2000u64.to_le_bytes());
+    b[0x1088..0x1090].copy_from_slice(&relative.to_le_bytes());
+    b[0x1098..0x10a0].copy_from_slice(&0x2008u64.to_le_bytes());
+    b[0x10a0..0x10a8].copy_from_slice(&(1u64 << 32 | 1).to_le_bytes());
+    assert_eq!(kind(&b), Ok(ProgramKind::StaticPie), "only a relative relocation");
+    b[0x1010 + 8..0x1010 + 16].copy_from_slice(&48u64.to_le_bytes());
+    let why = "no DF_1_PIE in DT_FLAGS_1, and relocations other than relative";
+    assert_eq!(kind(&b), Err(ElfError::SharedLibrary { why }), "a symbol relocation");
+    b[0x1020 + 8..0x1020 + 16].copy_from_slice(&u64::from(elf::DF_1_PIE).to_le_bytes());
+    assert_eq!(kind(&b), Ok(ProgramKind::StaticPie), "flagged a PIE: its start-up resolves the rest");
 }
 
 #[test]

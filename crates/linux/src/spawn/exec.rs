@@ -76,7 +76,7 @@ impl Zygote {
         let _map = tracing::debug_span!("map", pid).entered();
         if let Some(rec) = read_status(&status_r) {
             let _ = child.wait();
-            return Err(launcher_error(rec, start.launch));
+            return Err(launcher_error(rec, start.launch, start.opts.cwd));
         }
         Ok(child)
     }

@@ -56,6 +56,11 @@ pub enum SpawnError {
     Request(String),
     #[error("{path}: Permission denied ({why})")]
     Denied { path: PathBuf, why: &'static str },
+    /// The working directory the request names cannot be entered (as the
+    /// requester): like `cd` failing, a missing one is "not found" (127),
+    /// one that may not be entered "cannot execute" (126).
+    #[error("cannot change to the working directory {cwd}: {source}")]
+    Cwd { cwd: PathBuf, source: io::Error },
     #[error("{path}: cannot give the program the requester's restrictions (step {step}): {source}")]
     Restriction { path: PathBuf, step: u32, source: io::Error },
     #[error("{path}: the launcher failed ({stage}, item {index}, address {addr:#x}): {source}")]
@@ -79,10 +84,16 @@ impl SpawnError {
     pub fn exit_code(&self) -> i32 {
         match self {
             SpawnError::Resolve(e) => e.exit_code(),
+            SpawnError::Cwd { source, .. } if cwd_missing(source) => 127,
             SpawnError::Internal { .. } | SpawnError::Launcher { .. } => 125,
             _ => 126,
         }
     }
+}
+
+/// Does a failed `chdir` mean the directory is not there (ENOENT, ENOTDIR)?
+pub fn cwd_missing(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR))
 }
 
 fn io_err<'a>(path: &'a Path, what: &'static str) -> impl FnOnce(rustix::io::Errno) -> SpawnError + 'a {

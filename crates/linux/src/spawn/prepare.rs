@@ -9,8 +9,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use rustix::fs::Mode;
-use zygote_core::elf::ProgramKind;
-use zygote_core::image::{ContentHash, FileIdentity, Identified, ImageKey, MappedFile, ReadError, relocate};
+use zygote_core::elf::{ElfError, ProgramKind};
+use zygote_core::image::{
+    ContentHash, FileIdentity, Identified, ImageError, ImageKey, MappedFile, ReadError, relocate,
+};
 
 use super::{SpawnError, Zygote, io_err, loader_env};
 use crate::{Image, Linux, prototype};
@@ -117,17 +119,25 @@ impl Zygote {
         // The cache runs the build at most once (FnOnce): it may take the file.
         self.cache.get_or_build(key, || {
             let _span = tracing::debug_span!("prepare", %key).entered();
-            if !found.dynamic {
-                return Ok::<_, SpawnError>(relocate::prepare(path, file, id, &data, key, started)?);
-            }
             let keep = file.try_clone().map_err(|e| SpawnError::Internal { what: "dup", source: e })?;
+            let refused = |kind, reason: String| {
+                tracing::info!(path = %path.display(), "{reason}; it will run by plain exec");
+                let mapped = MappedFile { path: path.to_path_buf(), file: keep, identity: id };
+                Image::refused(key, mapped, kind, reason, started.elapsed())
+            };
+            if !found.dynamic {
+                // An ET_DYN the kernel would run but that is no static PIE
+                // (a shared library with an entry point) runs by plain exec.
+                return match relocate::prepare(path, file, id, &data, key, started) {
+                    Err(e @ ImageError::Elf { source: ElfError::SharedLibrary { .. }, .. }) => {
+                        Ok(refused(ProgramKind::StaticPie, e.to_string()))
+                    }
+                    r => Ok::<_, SpawnError>(r?),
+                };
+            }
             Ok(match prototype::prepare(path, file, id, key, env, started)? {
                 prototype::Prepared::Image(img) => *img,
-                prototype::Prepared::Refused(refusal) => {
-                    tracing::info!("{refusal}; it will run by plain exec");
-                    let mapped = MappedFile { path: path.to_path_buf(), file: keep, identity: id };
-                    Image::refused(key, mapped, ProgramKind::Dynamic, refusal.reason, started.elapsed())
-                }
+                prototype::Prepared::Refused(refusal) => refused(ProgramKind::Dynamic, refusal.reason),
             })
         })
     }

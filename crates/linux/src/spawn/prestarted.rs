@@ -102,7 +102,7 @@ impl Zygote {
             return Ok(None);
         }
         let Some(args) = prestart_args(launch, opts.env)? else { return Ok(None) };
-        let cwd = open_cwd(opts, launch)?;
+        let cwd = open_cwd(opts)?;
         let Some(handover) = self.handover(start, &args, cwd, max)? else { return Ok(None) };
         self.launch_prestarted(start, handover)
     }
@@ -193,7 +193,7 @@ impl Zygote {
         }
         // Last references: released here, while the program runs.
         drop((h.plan_fd, h.cwd, ctl));
-        self.prestarted_verdict(child, status, start.launch)
+        self.prestarted_verdict(child, status, start.launch, start.opts.cwd)
     }
 
     /// The launched child, or why it failed (`None`: a launcher could not
@@ -203,6 +203,7 @@ impl Zygote {
         mut child: Child,
         status: Option<StatusRecord>,
         launch: &Launch,
+        cwd: Option<&Path>,
     ) -> Result<Option<Child>, SpawnError> {
         let Some(rec) = status else {
             self.prestarted_spawns.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -219,7 +220,7 @@ impl Zygote {
             self.launchers.set_capacity(0);
             return Ok(None);
         }
-        Err(launcher_error(rec, launch))
+        Err(launcher_error(rec, launch, cwd))
     }
 }
 
@@ -240,19 +241,12 @@ fn prestart_args(launch: &Launch, env: &[std::ffi::OsString]) -> Result<Option<V
 
 /// The working directory, as an fd: a relative path means relative to our
 /// directory now, not the launcher's.
-fn open_cwd(opts: &StartOptions<'_>, launch: &Launch) -> Result<OwnedFd, SpawnError> {
+fn open_cwd(opts: &StartOptions<'_>) -> Result<OwnedFd, SpawnError> {
     let dir = opts.cwd.unwrap_or(Path::new("."));
     rustix::fs::open(
         dir,
         rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
         Mode::empty(),
     )
-    .map_err(|e| SpawnError::Launcher {
-        path: launch.program.clone(),
-        stage: format!("{:?}", Stage::ChildCwd),
-        index: 0,
-        addr: 0,
-        source: e.into(),
-        collision: false,
-    })
+    .map_err(|e| SpawnError::Cwd { cwd: dir.to_path_buf(), source: e.into() })
 }

@@ -71,6 +71,7 @@ impl Zygote {
     /// client resolved the program and opened it).
     pub fn start(&self, image: &Arc<Image>, launch: &Launch, opts: &StartOptions<'_>) -> Result<Child, SpawnError> {
         check_fd_targets(opts.fds)?;
+        self.check_fd_limit(opts)?;
         let program = ProgramFile::check(opts.program, &launch.program)?;
         if image.kind() == ProgramKind::Dynamic
             && (image.identity().dev, image.identity().ino) != (program.identity.dev, program.identity.ino)
@@ -93,6 +94,22 @@ impl Zygote {
                 }
                 r => return r,
             }
+        }
+    }
+
+    /// A target at or above the program's soft RLIMIT_NOFILE is a bad
+    /// request: `dup2` to it fails (EBADF) for the requester too.
+    fn check_fd_limit(&self, opts: &StartOptions<'_>) -> Result<(), SpawnError> {
+        let limit = match opts.restrict {
+            Some(r) => Some(r.nofile()),
+            None => self.nofile.or_else(|| rustix::process::getrlimit(rustix::process::Resource::Nofile).current),
+        }
+        .unwrap_or(u64::MAX);
+        match opts.fds.iter().find(|&&(_, t)| t as u64 >= limit) {
+            Some((_, t)) => Err(SpawnError::Request(format!(
+                "fd target {t} is not below the program's RLIMIT_NOFILE soft limit {limit} (dup2 would fail: EBADF)"
+            ))),
+            None => Ok(()),
         }
     }
 
@@ -124,10 +141,16 @@ impl Zygote {
 }
 
 /// The error for a failure record from the stub or the pre-exec child.
-pub(super) fn launcher_error(rec: StatusRecord, launch: &Launch) -> SpawnError {
-    if Stage::from_u32(rec.stage) == Some(Stage::ChildRestrict) {
-        let source = io::Error::from_raw_os_error(rec.errno);
-        return SpawnError::Restriction { path: launch.program.clone(), step: rec.index, source };
+pub(super) fn launcher_error(rec: StatusRecord, launch: &Launch, cwd: Option<&Path>) -> SpawnError {
+    let source = || io::Error::from_raw_os_error(rec.errno);
+    match Stage::from_u32(rec.stage) {
+        Some(Stage::ChildRestrict) => {
+            return SpawnError::Restriction { path: launch.program.clone(), step: rec.index, source: source() };
+        }
+        Some(Stage::ChildCwd) => {
+            return SpawnError::Cwd { cwd: cwd.unwrap_or(Path::new(".")).to_path_buf(), source: source() };
+        }
+        _ => {}
     }
     let stage = Stage::from_u32(rec.stage).map_or_else(|| format!("stage {}", rec.stage), |s| format!("{s:?}"));
     let collision =
