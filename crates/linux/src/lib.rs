@@ -32,7 +32,7 @@ use rustix::io::Errno;
 use zygote_core::image::FileIdentity;
 
 pub use memfd::SealedObject;
-pub use spawn::{Child, SpawnError, SpawnRequest, StartOptions, Zygote};
+pub use spawn::{Child, Requester, SpawnError, SpawnRequest, StartOptions, Zygote};
 pub use zygote_core::ExitStatus;
 
 /// The Linux kernel as zygote-core sees it.

@@ -3,7 +3,7 @@
 //! track it (the connection's session, the live registry, its reaper).
 
 use std::ffi::OsString;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,7 +21,7 @@ use zygote_core::exec::Launch;
 use zygote_core::{Credentials, ExitStatus};
 use zygote_linux::account::LiveProcess;
 use zygote_linux::restrictions::{ChildRestrictions, RestrictionError, Restrictions};
-use zygote_linux::{Child, Image, SpawnError, StartOptions};
+use zygote_linux::{Child, Image, Requester, SpawnError, SpawnRequest};
 
 /// A started child as the client hears of it: pid, image key, pidfd.
 type Spawned = (i32, String, Arc<OwnedFd>);
@@ -97,40 +97,39 @@ fn start_child(
     // What execve would keep of the requester's: the program gets it too
     // (read from /proc here, on the blocking pool, not on the reactor).
     let restrict = caller_restrictions(st, peer)?;
-    let z = &st.zygote;
-    let env: Vec<OsString> = args.environ.into_iter().map(OsString::from_vec).collect();
+    let req = request_of(args, &path, fds).map_err(failed)?;
+    let launch = Launch { program: path.clone(), argv: req.argv().to_vec(), exec_path: path };
     // A root daemon runs another allowed user's programs as that user; a
     // daemon that is not root can only run them with its own credentials.
-    let creds = peer_creds(st, peer);
-    let loader_env = zygote_linux::spawn::loader_env(&env);
-    let proto_env = zygote_linux::prototype::Environment { loader_env: &loader_env, creds };
-    let image = z.prepare_fd(exe.as_fd(), &path, &proto_env).map_err(failed)?;
-    let launch = Launch {
-        program: path.clone(),
-        argv: args.argv.into_iter().map(OsString::from_vec).collect(),
-        exec_path: path,
-    };
-    let cwd = (!args.cwd.is_empty()).then(|| PathBuf::from(OsString::from_vec(args.cwd)));
-    let mut placed: Vec<(RawFd, RawFd)> = fds.iter().map(|f| f.as_raw_fd()).zip(args.fds.iter().copied()).collect();
-    // Stdio the requester did not pass is /dev/null, never the daemon's own.
-    let null = zygote_linux::dev_null().map_err(|source| failed(SpawnError::Internal { what: "/dev/null", source }))?;
+    let who = Requester { creds: peer_creds(st, peer), restrict: restrict.as_ref() };
+    st.zygote.start_request(&req, &launch, exe.as_fd(), who).map_err(failed)
+}
+
+/// The wire form of a spawn (resolved by the client) as a [`SpawnRequest`]:
+/// argv and environ exactly as sent, the fds at their targets (refused when
+/// out of range or given twice), and /dev/null for stdio the requester did
+/// not pass (never the daemon's own).
+fn request_of(args: SpawnArgs, path: &std::path::Path, fds: Vec<OwnedFd>) -> Result<SpawnRequest, SpawnError> {
+    let mut argv = args.argv.into_iter().map(OsString::from_vec);
+    let argv0 = argv.next().unwrap_or_default();
+    let mut placed: Vec<(OwnedFd, RawFd)> = fds.into_iter().zip(args.fds).collect();
+    let null = zygote_linux::dev_null().map_err(|source| SpawnError::Internal { what: "/dev/null", source })?;
     for t in 0..3 {
         if !placed.iter().any(|p| p.1 == t) {
-            placed.push((null.as_raw_fd(), t));
+            let fd = null.try_clone().map_err(|source| SpawnError::Internal { what: "dup /dev/null", source })?;
+            placed.push((fd, t));
         }
     }
-    let opts = StartOptions {
-        program: exe.as_fd(),
-        env: &env,
-        cwd: cwd.as_deref(),
-        name: Some(&args.name),
-        fds: &placed,
-        creds,
-        restrict: restrict.as_ref(),
-    };
-    let child = z.start(&image, &launch, &opts);
-    drop((fds, exe));
-    Ok((child.map_err(failed)?, image))
+    let mut req = SpawnRequest::new(path)
+        .argv0(argv0)
+        .args(argv)
+        .environ(args.environ.into_iter().map(OsString::from_vec).collect())
+        .name(OsString::from_vec(args.name))
+        .fds_checked(placed)?;
+    if !args.cwd.is_empty() {
+        req = req.cwd(PathBuf::from(OsString::from_vec(args.cwd)));
+    }
+    Ok(req)
 }
 
 /// Remember a started child: in the connection's session (for Wait, and to

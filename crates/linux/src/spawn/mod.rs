@@ -11,7 +11,7 @@ mod start;
 
 use std::ffi::{OsStr, OsString};
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -21,7 +21,9 @@ use zygote_core::image::{IdentityMemo, ImageError};
 
 use crate::launcher::LauncherPool;
 use crate::process;
-use crate::{Cache, Stub, prototype};
+use std::sync::Arc;
+
+use crate::{Cache, Image, Stub, prototype};
 use prestarted::LauncherTag;
 
 pub use crate::ExitStatus;
@@ -201,28 +203,48 @@ impl Zygote {
         Ok(crate::exec::follow_interpreters(found, req.argv.clone(), cwd)?)
     }
 
-    /// Start a process.
+    /// Start a process: resolve the request here, open the program, and
+    /// start it as this process's user.
     pub fn spawn(&self, req: SpawnRequest) -> Result<Child, SpawnError> {
         let env = req.environment();
         let launch = self.resolve(&req, &env)?;
         let path = &launch.program;
         let file = rustix::fs::open(path, rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC, Mode::empty())
             .map_err(io_err(path, "open"))?;
-        let image = self.prepare_fd(
-            file.as_fd(),
-            path,
-            &prototype::Environment { loader_env: &loader_env(&env), creds: None },
-        )?;
+        Ok(self.start_request(&req, &launch, file.as_fd(), Requester::default())?.0)
+    }
+
+    /// Prepare and start `req`, resolved (elsewhere: the daemon's requester
+    /// did it) to `launch`, from `program`, the requester's open file; as
+    /// `who`. The child, and the image it was started from.
+    pub fn start_request(
+        &self,
+        req: &SpawnRequest,
+        launch: &Launch,
+        program: BorrowedFd<'_>,
+        who: Requester<'_>,
+    ) -> Result<(Child, Arc<Image>), SpawnError> {
+        let env = req.environment();
+        let proto_env = prototype::Environment { loader_env: &loader_env(&env), creds: who.creds };
+        let image = self.prepare_fd(program, &launch.program, &proto_env)?;
         let fds: Vec<(RawFd, RawFd)> = req.fds.iter().map(|(fd, t)| (fd.as_raw_fd(), *t)).collect();
         let opts = StartOptions {
-            program: file.as_fd(),
+            program,
             env: &env,
             cwd: req.cwd.as_deref(),
             name: req.name.as_deref().map(OsStr::as_bytes),
             fds: &fds,
-            creds: None,
-            restrict: None,
+            creds: who.creds,
+            restrict: who.restrict,
         };
-        self.start(&image, &launch, &opts)
+        Ok((self.start(&image, launch, &opts)?, image))
     }
+}
+
+/// Who a request runs as, and under which restrictions (a daemon's
+/// requester); the default: this process's own.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Requester<'a> {
+    pub creds: Option<Credentials<'a>>,
+    pub restrict: Option<&'a crate::restrictions::ChildRestrictions>,
 }

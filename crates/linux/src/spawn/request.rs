@@ -3,7 +3,7 @@
 //! what a caller may ask for.
 
 use std::ffi::{OsStr, OsString};
-use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
 use zygote_core::Credentials;
@@ -18,6 +18,8 @@ pub struct SpawnRequest {
     pub(super) argv: Vec<OsString>,
     env_inherit: bool,
     env_set: Vec<(OsString, OsString)>,
+    /// Exact `KEY=VALUE` entries (a resolved request: the daemon's).
+    env_exact: Option<Vec<OsString>>,
     pub(super) cwd: Option<PathBuf>,
     pub(super) name: Option<OsString>,
     pub(super) fds: Vec<(OwnedFd, RawFd)>,
@@ -31,6 +33,7 @@ impl SpawnRequest {
             program,
             env_inherit: true,
             env_set: Vec::new(),
+            env_exact: None,
             cwd: None,
             name: None,
             fds: Vec::new(),
@@ -93,8 +96,27 @@ impl SpawnRequest {
         &self.fds
     }
 
+    /// Exactly these `KEY=VALUE` entries, in this order (duplicates kept, as
+    /// execve would pass them): for a request resolved elsewhere.
+    pub fn environ(mut self, entries: Vec<OsString>) -> Self {
+        self.env_exact = Some(entries);
+        self
+    }
+
+    /// Give the child these fds at these targets, refusing targets out of
+    /// range or given twice (a caller's mistake, not something to resolve).
+    pub fn fds_checked(mut self, fds: Vec<(OwnedFd, RawFd)>) -> Result<Self, SpawnError> {
+        let raw: Vec<(RawFd, RawFd)> = fds.iter().map(|(fd, t)| (fd.as_raw_fd(), *t)).collect();
+        check_fd_targets(&raw)?;
+        self.fds = fds;
+        Ok(self)
+    }
+
     /// The final environment, as `KEY=VALUE` strings.
     pub fn environment(&self) -> Vec<OsString> {
+        if let Some(exact) = &self.env_exact {
+            return exact.clone();
+        }
         let mut env: Vec<(OsString, OsString)> =
             if self.env_inherit { std::env::vars_os().collect() } else { Vec::new() };
         for (k, v) in &self.env_set {
