@@ -168,6 +168,13 @@ mod tests {
         h.envc = 3;
         encode_plan(h, &regions, &fds, &[], args, &mut buf);
         assert_eq!(Plan::parse(&buf).unwrap_err(), PlanError::BadLayout);
+        // Found by fuzz/plan: no block, but an offset past the end, which
+        // `Plan::args` sliced at.
+        let mut buf = vec![0u8; plan_size(2, 2, 0, 0)];
+        encode_plan(Header { argc: 0, envc: 0, ..h }, &regions, &fds, &[], &[], &mut buf);
+        assert_eq!(Plan::parse(&buf).unwrap().args(), b"");
+        buf[140..144].copy_from_slice(&0x5a00_0000u32.to_le_bytes());
+        assert_eq!(Plan::parse(&buf).unwrap_err(), PlanError::BadLayout);
     }
 
     #[test]

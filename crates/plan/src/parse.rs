@@ -100,7 +100,8 @@ impl<'a> Plan<'a> {
 /// The args block is inside the plan and holds exactly `argc + envc` strings.
 fn args_ok(bytes: &[u8], h: &Header) -> bool {
     if h.args_len == 0 {
-        return h.argc == 0 && h.envc == 0;
+        // No block: no strings, and no offset for `Plan::args` to slice at.
+        return h.argc == 0 && h.envc == 0 && h.args_off == 0;
     }
     let (off, len) = (h.args_off as usize, h.args_len as usize);
     let Some(block) = off.checked_add(len).and_then(|end| bytes.get(off..end)) else { return false };

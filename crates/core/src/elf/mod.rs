@@ -478,7 +478,7 @@ fn scan_program_headers(data: &[u8], header: &Header) -> Result<Scan, ElfError> 
                     scan.segments.push(segment);
                 }
             }
-            elf::PT_GNU_RELRO => scan.relro = Some((ph.vaddr, ph.memsz)),
+            elf::PT_GNU_RELRO => scan.relro = Some(check_relro(&ph)?),
             elf::PT_TLS => scan.tls = Some(check_tls(ph)?),
             elf::PT_DYNAMIC => scan.dynamic = Some(ph),
             elf::PT_INTERP => scan.interp = Some(ph),
@@ -539,6 +539,14 @@ fn check_load(ph: &Ph) -> Result<Option<Segment>, ElfError> {
         return Ok(None);
     }
     Ok(Some(Segment { index, vaddr, memsz: ph.memsz, offset, filesz: ph.filesz, flags: ph.flags, align }))
+}
+
+/// PT_GNU_RELRO as (vaddr, memsz), inside user space.
+fn check_relro(ph: &Ph) -> Result<(u64, u64), ElfError> {
+    if ph.vaddr.checked_add(ph.memsz).is_none_or(|end| end > USER_TOP) {
+        return Err(ph.bad("p_memsz", format!("{:#x} at p_vaddr {:#x} leaves user space", ph.memsz, ph.vaddr)));
+    }
+    Ok((ph.vaddr, ph.memsz))
 }
 
 fn check_tls(ph: Ph) -> Result<Ph, ElfError> {
@@ -664,6 +672,10 @@ fn only_relative(data: &[u8], segments: &[Segment], machine: Machine, dynamic: &
 /// The entries of PT_DYNAMIC `ph`, up to DT_NULL.
 fn decode_dynamic(data: &[u8], ph: &Ph) -> Result<Dynamic, ElfError> {
     let e = LE;
+    if ph.vaddr.checked_add(ph.filesz).is_none_or(|end| end > USER_TOP) {
+        let why = format!("p_vaddr {:#x} + p_filesz {:#x} leaves user space", ph.vaddr, ph.filesz);
+        return Err(ElfError::DynamicSection { index: ph.index, offset: ph.offset, why });
+    }
     let bytes = ph.bytes(data);
     let entsize = size_of::<elf::Dyn64<LE>>();
     let (dyns, _) = pod::slice_from_bytes::<elf::Dyn64<LE>>(bytes, bytes.len() / entsize).map_err(|()| {

@@ -365,6 +365,21 @@ fn dynamic_section_defects() {
     s.dynamic.push((u64::from(elf::DT_NEEDED), 1));
     let err = decode_spec(&s).expect_err("DT_NEEDED without PT_INTERP");
     assert!(matches!(&err, ElfError::SharedLibrary { why } if why.contains("DT_NEEDED")), "{err:?}");
+
+    // Found by fuzz/elf_decode: entry addresses past the top of the address
+    // space overflowed (a panic with overflow checks).
+    let mut s = static_pie();
+    s.phdrs[2].vaddr = u64::MAX - 8;
+    let err = decode_spec(&s).expect_err("PT_DYNAMIC past the address space");
+    assert!(matches!(&err, ElfError::DynamicSection { index: 2, offset: DYN_OFF, .. }), "{err:?}");
+}
+
+#[test]
+fn relro_past_the_address_space() {
+    // Found by fuzz/elf_prepare: the preparer's RELRO split overflowed.
+    let mut s = static_pie();
+    s.phdrs[3].memsz = u64::MAX - 0x1000;
+    expect_bad_segment(&s, 3, "p_memsz", "leaves user space");
 }
 
 /// The kernel runs any ET_DYN without an interpreter: one that needs no

@@ -97,7 +97,9 @@ impl Target for Copies<'_> {
 }
 
 /// Choose the load bias: 0 for fixed-address programs; for a static PIE a
-/// random address in [`BIAS_WINDOW`], aligned to the largest p_align.
+/// random address in [`BIAS_WINDOW`], aligned to the largest p_align. The
+/// bias is modular, like glibc's `l_addr`: a PIE linked above the window gets
+/// a "negative" one, so it is only ever added with wrapping arithmetic.
 fn choose_bias<K: Kernel>(path: &Path, info: &ElfInfo) -> Result<u64, ImageError> {
     if info.kind == ProgramKind::Static {
         return Ok(0);
@@ -107,7 +109,7 @@ fn choose_bias<K: Kernel>(path: &Path, info: &ElfInfo) -> Result<u64, ImageError
     let slots = (BIAS_WINDOW.1 - BIAS_WINDOW.0 - span) / align;
     let r = K::random_u64().map_err(|source| ImageError::Random { path: path.to_path_buf(), source })?;
     let base = BIAS_WINDOW.0 + (r % slots.max(1)) * align;
-    Ok(base - info.start())
+    Ok(base.wrapping_sub(info.start()))
 }
 
 /// A table named by a (pointer tag, size tag) pair, as file bytes.
@@ -238,12 +240,12 @@ pub fn prepare<K: Kernel>(
         push_regions::<K>(path, s, info.relro, mem.copies[i].take(), bias, &mut objects, &mut regions)?;
     }
     let entry = EntryState {
-        pc: bias + info.entry,
+        pc: bias.wrapping_add(info.entry),
         rtld_fini: 0,
-        at_phdr: bias + info.phdr_vaddr,
+        at_phdr: bias.wrapping_add(info.phdr_vaddr),
         at_phnum: info.phnum,
         at_phent: info.phentsize,
-        at_entry: bias + info.entry,
+        at_entry: bias.wrapping_add(info.entry),
         at_base: 0,
     };
     Ok(Image::new(ImageParts {
@@ -304,7 +306,8 @@ fn push_regions<K: Kernel>(
                 RegionKind::Sealed { object, offset } => RegionKind::Sealed { object, offset: offset + skip },
                 RegionKind::Zero => RegionKind::Zero,
             };
-            regions.push(ImageRegion { vaddr: bias + from, len: to - from, prot, kind, segment: s.index, relro });
+            let vaddr = bias.wrapping_add(from);
+            regions.push(ImageRegion { vaddr, len: to - from, prot, kind, segment: s.index, relro });
         };
         match split {
             Some(end) => {
@@ -319,7 +322,7 @@ fn push_regions<K: Kernel>(
     let zero_start = if s.filesz > 0 { file_end } else { start };
     if mem_end > zero_start {
         regions.push(ImageRegion {
-            vaddr: bias + zero_start,
+            vaddr: bias.wrapping_add(zero_start),
             len: mem_end - zero_start,
             prot,
             kind: RegionKind::Zero,
