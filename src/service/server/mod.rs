@@ -153,6 +153,7 @@ pub fn run(opts: ServerOptions) -> Result<(), ServerError> {
     if uid != 0 && opts.config.allowed_uids.iter().any(|&u| u != uid) {
         return Err(ServerError::ForeignUsers { uids: opts.config.allowed_uids.clone(), uid });
     }
+    zygote_linux::process::fixed_mmap_threshold();
     let activated = listener::systemd_listener();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

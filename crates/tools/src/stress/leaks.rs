@@ -168,6 +168,14 @@ pub(super) fn leak_problems(base: &Snapshot, end: &Snapshot, storm_max: (u64, u6
     if memfd_growth > allowed_memfd {
         p.push(format!("the daemon's memfds grew by {memfd_growth}; its cached images account for {allowed_memfd}"));
     }
+    // Memory the storm left behind in the daemon (its heap: sealed objects
+    // are memfds, outside its RSS): a bound, not an exact account.
+    if end.rss_bytes > base.rss_bytes + RSS_GROWTH_BOUND {
+        p.push(format!(
+            "the daemon's resident memory grew from {} to {} bytes (bound: {RSS_GROWTH_BOUND} bytes of growth)",
+            base.rss_bytes, end.rss_bytes
+        ));
+    }
     let max_entries = base.cache.max_entries.max(end.cache.max_entries);
     let max_bytes = base.cache.max_bytes.max(end.cache.max_bytes);
     if storm_max.0 > max_entries {
@@ -178,6 +186,9 @@ pub(super) fn leak_problems(base: &Snapshot, end: &Snapshot, storm_max: (u64, u6
     }
     p
 }
+
+/// How much the daemon's resident memory may grow over a storm.
+pub(super) const RSS_GROWTH_BOUND: u64 = 128 << 20;
 
 /// (fd growth, growth the cached images and idle launchers account for).
 pub(super) fn growth(base: &Snapshot, end: &Snapshot) -> (i64, i64) {
