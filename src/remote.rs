@@ -64,9 +64,7 @@ pub fn spawn(socket: &Path, req: &SpawnRequest, no_wait: bool) -> Result<i32, Re
         Some(d) => here()?.join(d),
         None => here()?,
     };
-    let path_var = env.iter().find_map(|kv| kv.as_bytes().strip_prefix(b"PATH=")).map(OsStr::from_bytes);
-    let found = resolve::find_program(req.program(), path_var, Some(&cwd))?;
-    let launch = resolve::follow_interpreters(found, req.argv().to_vec(), Some(&cwd))?;
+    let launch = resolve::resolve(req.program(), req.argv().to_vec(), &env, Some(&cwd))?;
     let exe = open(&launch.program)?;
     let name = match req.process_name() {
         Some(n) => bytes(n),

@@ -43,6 +43,21 @@ pub fn find_program(program: &OsStr, path_var: Option<&OsStr>, cwd: Option<&Path
     exec::find_program(&HostFs, program, path_var, cwd)
 }
 
+/// What `argv` (with `program`, its first word as named) runs on this host:
+/// the program found as execvp finds it in `env`'s PATH, relative to `cwd`,
+/// then its `#!` lines followed.
+pub fn resolve(
+    program: &OsStr,
+    argv: Vec<OsString>,
+    env: &[OsString],
+    cwd: Option<&Path>,
+) -> Result<Launch, ResolveError> {
+    use std::os::unix::ffi::OsStrExt;
+    let path_var = env.iter().find_map(|kv| kv.as_bytes().strip_prefix(b"PATH=")).map(OsStr::from_bytes);
+    let found = find_program(program, path_var, cwd)?;
+    follow_interpreters(found, argv, cwd)
+}
+
 /// Follow `#!` lines on this host (see [`zygote_core::exec::follow_interpreters`]).
 pub fn follow_interpreters(path: PathBuf, argv: Vec<OsString>, cwd: Option<&Path>) -> Result<Launch, ResolveError> {
     exec::follow_interpreters(&HostFs, path, argv, cwd)

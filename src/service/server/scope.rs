@@ -44,7 +44,12 @@ impl ImageUsers {
 
     /// `uid` used the image `key`, naming `path`.
     pub(super) fn record(&self, key: ImageKey, uid: u32, path: &Path) {
-        self.lock().entry(key).or_default().insert(uid, path.to_path_buf());
+        let mut map = self.lock();
+        let users = map.entry(key).or_default();
+        // Every spawn records: allocate only when the path is new.
+        if users.get(&uid).is_none_or(|p| p != path) {
+            users.insert(uid, path.to_path_buf());
+        }
     }
 
     /// The path `uid` last named for the image `key`.

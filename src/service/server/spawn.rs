@@ -73,7 +73,7 @@ async fn spawn(
         Ok(false) => return Err(error(ErrorCode::PermissionDenied, format!("{}: Permission denied", path.display()))),
         Err(e) => return Err(error(ErrorCode::BadExecutable, format!("{}: {e}", path.display()))),
     }
-    let (detached, uid, named) = (args.detach, peer.uid, PathBuf::from(OsString::from_vec(args.path.clone())));
+    let (detached, uid, named) = (args.detach, peer.uid, path.clone());
     let (st, peer) = (state.clone(), peer.clone());
     let result = tokio::task::spawn_blocking(move || start_child(&st, &peer, args, path, exe, fds))
         .await

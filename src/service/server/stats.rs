@@ -1,8 +1,11 @@
 //! The daemon's statistics: counters, spawn latency, and every cached image
 //! with its live processes measured from smaps (for Stats and OpenMetrics).
 
+use std::collections::HashMap;
 use std::sync::Arc;
+
 use std::sync::atomic::Ordering;
+use zygote_core::image::ImageKey;
 
 use super::State;
 use super::scope::Scope;
@@ -62,10 +65,10 @@ fn stats(state: &State, scope: Scope) -> DaemonStats {
     let mut report = zygote_linux::account::report(&images, &live);
     if let Scope::User(uid) = scope {
         // Each image under the path this user named for it.
-        let keys: Vec<_> = images.iter().chain(live.iter().map(|p| &p.image)).map(|i| *i.key()).collect();
+        let keys: HashMap<String, ImageKey> =
+            images.iter().chain(live.iter().map(|p| &p.image)).map(|i| (i.key().to_string(), *i.key())).collect();
         for stats in &mut report.images {
-            let key = keys.iter().find(|k| k.to_string() == stats.key);
-            if let Some(p) = key.and_then(|k| state.image_users.path_of(k, uid)) {
+            if let Some(p) = keys.get(&stats.key).and_then(|k| state.image_users.path_of(k, uid)) {
                 stats.path = p.to_string_lossy().into_owned();
             }
         }

@@ -197,10 +197,7 @@ impl Zygote {
 
     /// Resolve the request's program (PATH, `#!`) to what will run.
     pub fn resolve(&self, req: &SpawnRequest, env: &[OsString]) -> Result<Launch, SpawnError> {
-        let path_var = env.iter().find_map(|kv| kv.as_bytes().strip_prefix(b"PATH=")).map(OsStr::from_bytes);
-        let cwd = req.cwd.as_deref();
-        let found = crate::exec::find_program(&req.program, path_var, cwd)?;
-        Ok(crate::exec::follow_interpreters(found, req.argv.clone(), cwd)?)
+        Ok(crate::exec::resolve(&req.program, req.argv.clone(), env, req.cwd.as_deref())?)
     }
 
     /// Start a process: resolve the request here, open the program, and
