@@ -18,7 +18,7 @@ use crate::service::message::{ErrorCode, Request, Response};
 use crate::service::peer::Peer;
 use zygote_core::ExitStatus;
 use zygote_core::image::{ContentHash, ImageKey};
-use zygote_linux::{Image, SpawnError};
+use zygote_linux::Image;
 
 /// Handle one request. `None` ends the connection.
 pub(super) async fn handle(
@@ -112,18 +112,9 @@ async fn evict(state: &Arc<State>, scope: Scope, key: String, mut fds: Vec<Owned
             return error(code, message);
         }
         let z = state.zygote.clone();
-        let found = tokio::task::spawn_blocking(move || {
-            let hash = z.identify_fd(&file)?;
-            let id = zygote_linux::identity_of(&file).map_err(|e| SpawnError::Io {
-                path: "<fd>".into(),
-                what: "fstat",
-                source: e.into(),
-            })?;
-            Ok::<_, SpawnError>((hash, (id.dev, id.ino)))
-        });
-        match found.await {
-            Ok(Ok((hash, file))) => images_of(state, |k, img| {
-                *k == ImageKey::relocate(hash) || (img.identity().dev, img.identity().ino) == file
+        match tokio::task::spawn_blocking(move || z.identify_fd(&file)).await {
+            Ok(Ok((hash, id))) => images_of(state, |k, img| {
+                *k == ImageKey::relocate(hash) || (img.identity().dev, img.identity().ino) == (id.dev, id.ino)
             }),
             Ok(Err(e)) => return error(code_for(&e), e.to_string()),
             Err(e) => return error(ErrorCode::Internal, e.to_string()),

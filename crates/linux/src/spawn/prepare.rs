@@ -64,17 +64,18 @@ impl Zygote {
         self.build(file, path, env)
     }
 
-    /// The content hash of an open file: from the memo, or by reading it.
-    pub fn identify_fd(&self, file: &OwnedFd) -> Result<ContentHash, SpawnError> {
+    /// The content hash of an open file (from the memo, or by reading it),
+    /// with the identity it was computed for.
+    pub fn identify_fd(&self, file: &OwnedFd) -> Result<(ContentHash, FileIdentity), SpawnError> {
         let path = Path::new("<fd>");
         let id = crate::identity_of(file).map_err(io_err(path, "fstat"))?;
         if let Some(i) = self.memo.get(&id) {
-            return Ok(i.hash);
+            return Ok((i.hash, id));
         }
         let (id, data) = read_program(file, path)?;
         let found = Identified { hash: ContentHash::of(&data), dynamic: prototype::interpreter(&data).is_some() };
         self.memo.insert(id, found);
-        Ok(found.hash)
+        Ok((found.hash, id))
     }
 
     /// A static image depends on the program's bytes only, so every file with
