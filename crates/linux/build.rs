@@ -1,5 +1,6 @@
-//! Builds the no_std stub (workspace member `zygote-stub`) with its own link
-//! flags and places it in OUT_DIR, from where `src/lib.rs` (`STUB`) embeds it
+//! Builds the no_std launchers (workspace member `zygote-stub`: the daemon's
+//! stub and the thin exec client) with their own link flags and places them
+//! in OUT_DIR, from where `src/lib.rs` (`STUB`, `EXEC_CLIENT`) embeds them
 //! with `include_bytes!`, so the zygote binary needs no install path.
 use std::env;
 use std::path::PathBuf;
@@ -54,6 +55,8 @@ fn main() {
     }
     let status = cmd.status().expect("failed to run cargo to build the stub");
     assert!(status.success(), "building zygote-stub failed: {status}");
-    let built = target_dir.join(target).join("stub").join("zygote-stub");
-    std::fs::copy(&built, out.join("zygote-stub")).unwrap_or_else(|e| panic!("copy {}: {e}", built.display()));
+    for bin in ["zygote-stub", "zygote-exec"] {
+        let built = target_dir.join(target).join("stub").join(bin);
+        std::fs::copy(&built, out.join(bin)).unwrap_or_else(|e| panic!("copy {}: {e}", built.display()));
+    }
 }

@@ -87,6 +87,10 @@ pub fn identity_from_stat(st: &rustix::fs::Stat) -> FileIdentity {
 
 /// The stub binary, built by build.rs and embedded here.
 pub static STUB: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/zygote-stub"));
+/// The thin exec client (`zygote-exec`), which `zygote install-links`
+/// writes out: the caller-side path (docs/ARCHITECTURE.md, "Caller-side
+/// spawning").
+pub static EXEC_CLIENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/zygote-exec"));
 
 /// The stub, held in a sealed executable memfd and exec'd with execveat.
 #[derive(Debug)]

@@ -51,6 +51,7 @@ pub const HANDOVER_REPLICATE: u32 = 0xffff_fffe;
 /// Exit status of a stub that failed before jumping to the program.
 pub const STUB_FAILURE_EXIT: i32 = 127;
 
+pub mod image;
 mod ops;
 mod parse;
 mod records;

@@ -297,7 +297,7 @@ pub fn wait_and_launch(stack: &Stack, ctl: i32) -> ! {
         // /proc/self/exe) just below the control fd; drop the rest.
         // SAFETY: the plan on PLAN_FD is the spawner's, for this process (the
         // spawner alone starts launchers and sends hand-overs).
-        unsafe { map_image(&plan, stack, status_fd) };
+        unsafe { map_image(&plan, stack, status_fd, |fd| fd) };
         thread = Thread::of(&plan);
         if h.exe_fd >= 0 {
             sys::dup3(h.exe_fd, ctl - 1);

@@ -1,5 +1,7 @@
 //! How the stub reports a failure: a [`StatusRecord`] on the status fd, or
-//! a line on stderr when there is none, then exit [`STUB_FAILURE_EXIT`].
+//! a line on stderr when there is none, then exit [`STUB_FAILURE_EXIT`]. The
+//! thin exec client instead execs the program (`client::fall_back`): before
+//! the jump nothing it did outlives an exec.
 
 use zygote_plan::{PlanError, STUB_FAILURE_EXIT, Stage, StatusRecord};
 
@@ -7,6 +9,7 @@ use crate::sys;
 
 /// Report a failure and exit.
 pub(crate) fn fail(status_fd: i32, stage: Stage, index: u32, errno: i32, detail: u32, addr: u64) -> ! {
+    crate::client::fall_back_if_armed(stage as u32, errno);
     let rec = StatusRecord { stage: stage as u32, index, errno, detail, addr };
     if status_fd >= 0 {
         sys::write_all(status_fd, &rec.encode());

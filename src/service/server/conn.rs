@@ -23,9 +23,13 @@ impl Conn {
     }
 
     pub(super) async fn send<T: serde::Serialize>(&self, msg: &T, fds: &[BorrowedFd<'_>]) -> std::io::Result<()> {
-        let body = frame::encode(msg);
+        self.send_bytes(&frame::encode(msg), fds).await
+    }
+
+    /// Send a frame with this body (JSON, or an image reply).
+    pub(super) async fn send_bytes(&self, body: &[u8], fds: &[BorrowedFd<'_>]) -> std::io::Result<()> {
         let _w = self.write_lock.lock().await;
-        let mut w = FrameWriter::new(&body, fds);
+        let mut w = FrameWriter::new(body, fds);
         while !w.done() {
             let mut guard = self.fd.writable().await?;
             match w.write_once(self.fd.get_ref().as_fd()) {

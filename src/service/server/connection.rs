@@ -9,11 +9,13 @@ use std::sync::{Arc, Mutex};
 use tokio::task::JoinSet;
 
 use super::conn::{Conn, RecvError};
+use super::image;
 use super::requests::handle;
 use super::{State, StatusRx, error};
 use crate::service::limits::{ConnPermit, ConnReader};
 use crate::service::message::{ErrorCode, Hello, PROTOCOL_VERSION, Request, Welcome};
 use crate::service::peer::Peer;
+use zygote_plan::image::ImageRequest;
 
 /// A child spawned on a connection.
 pub(super) struct SessionChild {
@@ -80,11 +82,15 @@ fn kill_attached(session: &Session) {
 }
 
 /// Expect a Hello of our protocol version, answer Welcome. `None`: the
-/// connection ends.
-async fn handshake(state: &State, conn: &Conn, reader: &mut ConnReader) -> Option<()> {
+/// connection ends (also after an image request, which takes its place).
+async fn handshake(state: &Arc<State>, conn: &Conn, peer: &Peer, reader: &mut ConnReader) -> Option<()> {
     // The Hello is due within the frame timeout of the connect.
     let hello = conn.recv(reader, &state.limits, state.frame_timeout).await;
     let hello: Hello = match hello {
+        Ok(Some(f)) if ImageRequest::is_request(&f.body) => {
+            image::serve(state, conn, peer, &f.body, f.fds).await;
+            return None;
+        }
         Ok(Some(f)) => match serde_json::from_slice(&f.body) {
             Ok(h) => h,
             Err(e) => {
@@ -112,7 +118,7 @@ async fn serve_conn(state: &Arc<State>, conn: &Arc<Conn>, peer: &Peer, session: 
     let mut reader = ConnReader::new(&state.buffers, state.frame_timeout);
     let limits = state.limits;
     let mut shutdown = state.shutdown.clone();
-    handshake(state, conn, &mut reader).await?;
+    handshake(state, conn, peer, &mut reader).await?;
     let mut waits = JoinSet::new();
     let mut draining = *shutdown.borrow();
     loop {

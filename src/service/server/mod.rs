@@ -4,6 +4,7 @@
 
 mod conn;
 mod connection;
+mod image;
 mod listener;
 mod requests;
 mod scope;
@@ -94,6 +95,10 @@ struct State {
     idle_timeout: Option<Duration>,
     /// A frame (or the handshake) must be complete this long after it began.
     frame_timeout: Option<Duration>,
+    /// Image requests of caller-side clients.
+    images: image::ImageCounters,
+    /// Builds their misses started.
+    background: image::Background,
 }
 
 impl State {
@@ -119,6 +124,8 @@ impl State {
             buffers: BufferBudget::new(cfg.max_buffered_bytes),
             idle_timeout: timeout_ms(cfg.idle_timeout_ms),
             frame_timeout: timeout_ms(cfg.frame_timeout_ms),
+            images: Default::default(),
+            background: Default::default(),
         }
     }
 }

@@ -50,6 +50,7 @@ fn stats_counters(state: &State) -> DaemonStats {
             spawns: state.zygote.prestarted_spawns(),
         }),
         spawn_latency: state.spawn_latency.snapshot(),
+        image_requests: state.images.snapshot(),
         ..DaemonStats::default()
     }
 }

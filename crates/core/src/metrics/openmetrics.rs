@@ -143,6 +143,13 @@ pub fn render(s: &DaemonStats) -> String {
     w.gauge("zygote_launchers_idle", "Pre-started launchers waiting, each with an image mapped.", s.launchers.idle);
     w.gauge("zygote_launchers_capacity", "Most pre-started launchers kept.", s.launchers.capacity);
     w.counter("zygote_launcher_spawns", "Spawns served by a pre-started launcher.", s.launchers.spawns);
+    let name = "zygote_image_requests";
+    w.family(name, "counter", "Image requests of caller-side clients, by answer.");
+    let r = &s.image_requests;
+    for (answer, v) in [("served", r.served), ("exec", r.exec), ("miss", r.misses), ("error", r.errors)] {
+        w.sample(&format!("{name}_total"), &[("answer", answer)], v);
+    }
+    w.counter("zygote_image_builds", "Image builds started by caller-side cache misses.", r.builds);
 
     let name = "zygote_spawn_latency_seconds";
     w.family(name, "histogram", "Spawn latency: request arrival to the image mapped in the new process.");

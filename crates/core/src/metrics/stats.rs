@@ -34,6 +34,25 @@ pub struct DaemonStats {
     /// Bytes that sharing saves, summed over `images` (see [`MemoryUsage::saved`]).
     #[serde(default)]
     pub saved_bytes: u64,
+    /// Image requests of caller-side clients (thin exec clients).
+    #[serde(default)]
+    pub image_requests: ImageRequestStats,
+}
+
+/// Image requests of caller-side clients, by answer, and the builds that
+/// their misses started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageRequestStats {
+    /// Served: the client mapped the image and became the program.
+    pub served: u64,
+    /// Told to exec the file (set-ID, file capabilities, refused images, ...).
+    pub exec: u64,
+    /// Not cached: the client exec'd, a build started.
+    pub misses: u64,
+    /// Bad requests.
+    pub errors: u64,
+    /// Background builds started.
+    pub builds: u64,
 }
 
 /// Pre-started launchers: stubs exec'd ahead of their spawn, each with a

@@ -39,14 +39,8 @@ use zygote_core::image::{
     RelocSummary,
 };
 
-/// Loader-relevant environment: these change what the dynamic linker does,
-/// so they are part of the image key and passed to the prototype.
-/// Besides `LD_*` and `GLIBC_TUNABLES`, glibc's start-up reads the legacy
-/// `MALLOC_*_` settings (MALLOC_CHECK_, MALLOC_PERTURB_, MALLOC_TOP_PAD_,
-/// MALLOC_MMAP_THRESHOLD_, MALLOC_ARENA_MAX, ...) before the entry point.
-pub fn is_loader_env(kv: &[u8]) -> bool {
-    kv.starts_with(b"LD_") || kv.starts_with(b"GLIBC_TUNABLES=") || kv.starts_with(b"MALLOC_")
-}
+/// Loader-relevant environment (part of a prototype's key).
+pub use zygote_plan::image::is_loader_env;
 
 const SYS_CLONE: u64 = 56;
 const SYS_FORK: u64 = 57;

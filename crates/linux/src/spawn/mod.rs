@@ -7,6 +7,7 @@ mod exec;
 mod prepare;
 mod prestarted;
 mod request;
+mod serve;
 mod start;
 
 use std::ffi::{OsStr, OsString};
@@ -29,6 +30,7 @@ use prestarted::LauncherTag;
 pub use crate::ExitStatus;
 pub use child::Child;
 pub use request::{SpawnRequest, StartOptions};
+pub use serve::{ClientSide, ImageAnswer, attached_fds};
 pub use zygote_core::Credentials;
 pub use zygote_core::exec::{Launch, ResolveError};
 

@@ -92,7 +92,7 @@ impl Zygote {
     }
 
     /// A cached image for a file identity seen before, if still valid.
-    fn lookup(&self, id: &FileIdentity, env: &prototype::Environment<'_>) -> Option<Arc<Image>> {
+    pub(super) fn lookup(&self, id: &FileIdentity, env: &prototype::Environment<'_>) -> Option<Arc<Image>> {
         let key = self.key_for(self.memo.get(id)?, id, env);
         let img = self.cache.get(&key)?;
         // A static image maps only sealed objects and the requester's own

@@ -23,11 +23,11 @@ pub(super) struct ProgramFile {
     pub(super) identity: FileIdentity,
     /// Set-user-ID, set-group-ID or with file capabilities: only the kernel's
     /// exec may start it (with the privileges execve would give).
-    privileged: bool,
+    pub(super) privileged: bool,
 }
 
 impl ProgramFile {
-    fn check(fd: BorrowedFd<'_>, path: &Path) -> Result<Self, SpawnError> {
+    pub(super) fn check(fd: BorrowedFd<'_>, path: &Path) -> Result<Self, SpawnError> {
         let identity = crate::identity_of(fd).map_err(io_err(path, "fstat"))?;
         if identity.mode & 0o170000 != 0o100000 {
             return Err(SpawnError::Denied { path: path.to_path_buf(), why: "not a regular file" });

@@ -1,0 +1,416 @@
+//! The exchange with the daemon: open the program (the proof of read
+//! access), find the daemon's socket, connect with a short timeout, check
+//! that the server is this user's or root's (SO_PEERCRED) before sending
+//! anything, send the request with the program file, take the reply and the
+//! fds it attaches. Every fd here is close-on-exec, so an exec instead of
+//! the image leaves none behind.
+
+use zygote_plan::MAX_PLAN_SIZE;
+use zygote_plan::image::{
+    FLAG_SET_EXE, FRAME_HEADER_SIZE, ImageReply, ImageRequest, ImageStatus, MAX_REPLY_FDS, MAX_REQUEST_ENV,
+    frame_header, is_loader_env, parse_frame_header,
+};
+
+use super::Env;
+use super::resolve::CPath;
+use crate::sys;
+
+/// How long the daemon may take to accept, read and answer (each step).
+const TIMEOUT_MS: i64 = 500;
+const AF_UNIX: usize = 1;
+const SOCK_STREAM_CLOEXEC: usize = 1 | 0o2000000;
+const SOL_SOCKET: usize = 1;
+const SO_PEERCRED: usize = 17;
+const SO_RCVTIMEO: usize = 20;
+const SO_SNDTIMEO: usize = 21;
+const SCM_RIGHTS: u32 = 1;
+const MSG_WAITALL: usize = 0x100;
+const MSG_NOSIGNAL: usize = 0x4000;
+const MSG_CMSG_CLOEXEC: usize = 0x4000_0000;
+const MSG_CTRUNC: i32 = 0x8;
+const EINTR: isize = -4;
+const CAP_SYS_ADMIN: u32 = 21;
+const CAP_CHECKPOINT_RESTORE: u32 = 40;
+
+/// An image the daemon served: the reply (with its plan) mapped here, the
+/// fds it attached, the program file and the connection.
+pub(crate) struct Served {
+    pub(crate) program: i32,
+    pub(crate) set_exe: bool,
+    sock: i32,
+    buf: usize,
+    buf_len: usize,
+    plan: (usize, usize),
+    attached: [i32; MAX_REPLY_FDS],
+    count: usize,
+}
+
+impl Served {
+    /// The reply's plan.
+    ///
+    /// # Safety
+    /// Only until [`Served::release`], which unmaps it.
+    pub(crate) unsafe fn plan_bytes(&self) -> &'static [u8] {
+        // SAFETY: `buf` holds the whole reply body (read by `request`), and
+        // `plan` lies within it; the caller stops using it before release.
+        unsafe { core::slice::from_raw_parts((self.buf + self.plan.0) as *const u8, self.plan.1) }
+    }
+
+    pub(crate) fn attached(&self) -> &[i32] {
+        &self.attached[..self.count]
+    }
+
+    /// Close everything but `keep` (the program file, when it is to become
+    /// `/proc/self/exe`) and unmap the reply.
+    pub(crate) fn release(self, keep: i32) {
+        for &fd in self.attached() {
+            sys::close(fd);
+        }
+        sys::close(self.sock);
+        if keep != self.program {
+            sys::close(self.program);
+        }
+        // SAFETY: the reply mapping, no longer used (the caller's promise
+        // for `plan_bytes`).
+        unsafe { sys::munmap(self.buf, self.buf_len) };
+    }
+}
+
+/// Ask the daemon for `path`'s image. `Err`: why it is not served.
+pub(crate) fn request(env: &Env, path: &CPath) -> Result<Served, &'static str> {
+    // SAFETY: a NUL-terminated path and integers.
+    let program = unsafe {
+        sys::syscall3(sys::SYS_OPENAT, sys::AT_FDCWD as usize, path.as_ptr() as usize, sys::O_RDONLY_CLOEXEC)
+    };
+    if program < 0 {
+        return Err("the program cannot be opened for reading");
+    }
+    let program = program as i32;
+    let sock = connect(env)?;
+    let set_exe = may_set_exe();
+    send_request(sock, program, env, path, set_exe)?;
+    let mut served = receive(sock)?;
+    served.program = program;
+    served.set_exe = set_exe;
+    Ok(served)
+}
+
+/// Connect to the daemon's socket and check who serves it.
+fn connect(env: &Env) -> Result<i32, &'static str> {
+    let mut addr = [0u8; 110];
+    addr[0] = AF_UNIX as u8;
+    let len = socket_path(env, &mut addr[2..]).ok_or("the socket path is too long")?;
+    // SAFETY: integers only.
+    let sock = unsafe { sys::syscall3(sys::SYS_SOCKET, AF_UNIX, SOCK_STREAM_CLOEXEC, 0) };
+    if sock < 0 {
+        return Err("no socket");
+    }
+    let sock = sock as i32;
+    let tv = [TIMEOUT_MS / 1000, (TIMEOUT_MS % 1000) * 1000];
+    for opt in [SO_RCVTIMEO, SO_SNDTIMEO] {
+        // SAFETY: the kernel reads a 16-byte struct timeval from `tv`.
+        unsafe { sys::syscall6(sys::SYS_SETSOCKOPT, sock as usize, SOL_SOCKET, opt, tv.as_ptr() as usize, 16, 0) };
+    }
+    // SAFETY: the kernel reads `2 + len + 1` bytes of sockaddr_un from `addr`.
+    let r = unsafe { sys::syscall3(sys::SYS_CONNECT, sock as usize, addr.as_ptr() as usize, 2 + len + 1) };
+    if r < 0 {
+        return Err("no daemon at the socket");
+    }
+    let mut cred = [0u32; 3];
+    let mut cred_len: u32 = 12;
+    // SAFETY: the kernel writes at most `cred_len` (12) bytes of struct
+    // ucred to `cred` and the length to `cred_len`, both live locals.
+    let r = unsafe {
+        sys::syscall6(
+            sys::SYS_GETSOCKOPT,
+            sock as usize,
+            SOL_SOCKET,
+            SO_PEERCRED,
+            cred.as_mut_ptr() as usize,
+            &mut cred_len as *mut u32 as usize,
+            0,
+        )
+    };
+    if r < 0 || (cred[1] != 0 && cred[1] != sys::getuid()) {
+        return Err("the socket is served by another user");
+    }
+    Ok(sock)
+}
+
+/// `ZYGOTE_SOCKET`, else `$XDG_RUNTIME_DIR/zygote/zygote.sock`, else
+/// `/tmp/zygote-$UID/zygote.sock`, into `out` with a NUL; its length.
+fn socket_path(env: &Env, out: &mut [u8]) -> Option<usize> {
+    let mut uid_buf = [0u8; 10];
+    let parts: [&[u8]; 3] = match (env.get(b"ZYGOTE_SOCKET"), env.get(b"XDG_RUNTIME_DIR")) {
+        (Some(s), _) if !s.is_empty() => [s, b"", b""],
+        (_, Some(d)) if !d.is_empty() => [d, b"/zygote/zygote.sock", b""],
+        _ => [b"/tmp/zygote-", decimal(sys::getuid(), &mut uid_buf), b"/zygote.sock"],
+    };
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    if len + 1 > out.len() {
+        return None;
+    }
+    let mut n = 0;
+    for p in parts {
+        out[n..n + p.len()].copy_from_slice(p);
+        n += p.len();
+    }
+    out[n] = 0;
+    Some(n)
+}
+
+fn decimal(mut v: u32, buf: &mut [u8; 10]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            return &buf[i..];
+        }
+    }
+}
+
+/// May this process make `/proc/self/exe` the program (CAP_SYS_ADMIN or
+/// CAP_CHECKPOINT_RESTORE in its effective set)?
+fn may_set_exe() -> bool {
+    let mut header = [0x2008_0522u32, 0]; // _LINUX_CAPABILITY_VERSION_3, this process
+    let mut data = [0u32; 6]; // two {effective, permitted, inheritable}
+    // SAFETY: the kernel reads the 8-byte header and writes two 12-byte
+    // data structs, both live locals of those sizes.
+    let r = unsafe { sys::syscall3(sys::SYS_CAPGET, header.as_mut_ptr() as usize, data.as_mut_ptr() as usize, 0) };
+    let has = |cap: u32| data[(cap / 32) as usize * 3] & (1 << (cap % 32)) != 0;
+    r == 0 && (has(CAP_SYS_ADMIN) || has(CAP_CHECKPOINT_RESTORE))
+}
+
+/// Send the request frame with the program file attached.
+fn send_request(sock: i32, program: i32, env: &Env, path: &CPath, set_exe: bool) -> Result<(), &'static str> {
+    let env_len: usize = env.entries().filter(|kv| is_loader_env(kv)).map(|kv| kv.len() + 1).sum();
+    if env_len > MAX_REQUEST_ENV {
+        return Err("the loader environment is too large");
+    }
+    let head_len = ImageRequest::FIXED + path.as_bytes().len();
+    let len = FRAME_HEADER_SIZE + head_len + env_len;
+    let buf = sys::mmap_anon(len);
+    if buf < 0 {
+        return Err("no memory for the request");
+    }
+    // SAFETY: a fresh mapping of `len` bytes, ours alone until unmapped below.
+    let bytes = unsafe { core::slice::from_raw_parts_mut(buf as *mut u8, len) };
+    let (head, body) = bytes.split_at_mut(FRAME_HEADER_SIZE);
+    let (fixed, env_bytes) = body.split_at_mut(head_len);
+    let (mut n, mut count) = (0, 0);
+    for kv in env.entries().filter(|kv| is_loader_env(kv)) {
+        env_bytes[n..n + kv.len()].copy_from_slice(kv);
+        env_bytes[n + kv.len()] = 0;
+        n += kv.len() + 1;
+        count += 1;
+    }
+    let req = ImageRequest {
+        flags: if set_exe { FLAG_SET_EXE } else { 0 },
+        personality: sys::personality(),
+        path: path.as_bytes(),
+        env: env_bytes,
+        env_count: count,
+    };
+    // The env entries are in place already.
+    req.encode_head(fixed);
+    head.copy_from_slice(&frame_header(len - FRAME_HEADER_SIZE, 1));
+    let r = send_all(sock, bytes, program);
+    // SAFETY: the request buffer, no longer used.
+    unsafe { sys::munmap(buf as usize, len) };
+    r
+}
+
+#[repr(C)]
+struct MsgHdr {
+    name: usize,
+    name_len: u32,
+    _pad: u32,
+    iov: usize,
+    iov_len: usize,
+    control: usize,
+    control_len: usize,
+    flags: i32,
+    _pad2: i32,
+}
+
+#[repr(C)]
+struct IoVec {
+    base: usize,
+    len: usize,
+}
+
+/// Send `bytes`, with `fd` attached to the first part.
+fn send_all(sock: i32, bytes: &[u8], fd: i32) -> Result<(), &'static str> {
+    // cmsghdr { len: u64 = CMSG_LEN(4), level: i32, type: i32 }, then the fd.
+    let control: [u64; 3] = [20, SOL_SOCKET as u64 | (SCM_RIGHTS as u64) << 32, fd as u32 as u64];
+    let mut sent = 0;
+    while sent < bytes.len() {
+        let iov = IoVec { base: bytes[sent..].as_ptr() as usize, len: bytes.len() - sent };
+        let first = sent == 0;
+        let msg = MsgHdr {
+            name: 0,
+            name_len: 0,
+            _pad: 0,
+            iov: &iov as *const IoVec as usize,
+            iov_len: 1,
+            control: if first { control.as_ptr() as usize } else { 0 },
+            control_len: if first { 24 } else { 0 },
+            flags: 0,
+            _pad2: 0,
+        };
+        // SAFETY: `msg` and what it points at (one iovec over `bytes`, the
+        // control buffer) are live locals the kernel only reads.
+        let r = unsafe { sys::syscall3(sys::SYS_SENDMSG, sock as usize, &msg as *const MsgHdr as usize, MSG_NOSIGNAL) };
+        if r == EINTR {
+            continue;
+        }
+        if r <= 0 {
+            return Err("the daemon did not take the request in time");
+        }
+        sent += r as usize;
+    }
+    Ok(())
+}
+
+/// Read the reply frame: header (with the fds), then the body into a fresh
+/// mapping.
+fn receive(sock: i32) -> Result<Served, &'static str> {
+    let mut head = [0u8; FRAME_HEADER_SIZE];
+    let mut control = [0u64; 128];
+    let iov = IoVec { base: head.as_mut_ptr() as usize, len: head.len() };
+    let mut msg = MsgHdr {
+        name: 0,
+        name_len: 0,
+        _pad: 0,
+        iov: &iov as *const IoVec as usize,
+        iov_len: 1,
+        control: control.as_mut_ptr() as usize,
+        control_len: core::mem::size_of_val(&control),
+        flags: 0,
+        _pad2: 0,
+    };
+    let r = loop {
+        // SAFETY: the kernel writes at most 16 bytes into `head` (the iovec)
+        // and at most `control_len` bytes into `control`, both live locals,
+        // and updates `msg`, exclusively borrowed.
+        let r = unsafe {
+            sys::syscall3(
+                sys::SYS_RECVMSG,
+                sock as usize,
+                &mut msg as *mut MsgHdr as usize,
+                MSG_WAITALL | MSG_CMSG_CLOEXEC,
+            )
+        };
+        if r != EINTR {
+            break r;
+        }
+    };
+    let mut served = Served {
+        program: -1,
+        set_exe: false,
+        sock,
+        buf: 0,
+        buf_len: 0,
+        plan: (0, 0),
+        attached: [-1; MAX_REPLY_FDS],
+        count: 0,
+    };
+    take_fds(&control, msg.control_len, &mut served);
+    let fail = |s: &Served, why| {
+        for &fd in s.attached() {
+            sys::close(fd);
+        }
+        Err(why)
+    };
+    if r != FRAME_HEADER_SIZE as isize || msg.flags & MSG_CTRUNC != 0 {
+        return fail(&served, "no answer from the daemon in time");
+    }
+    let Some((len, fds)) = parse_frame_header(&head) else { return fail(&served, "a bad answer") };
+    if len as u64 > MAX_PLAN_SIZE + (1 << 20) || fds as usize != served.count {
+        return fail(&served, "a bad answer");
+    }
+    let len = len as usize;
+    let buf = sys::mmap_anon(len.max(1));
+    if buf < 0 {
+        return fail(&served, "no memory for the answer");
+    }
+    (served.buf, served.buf_len) = (buf as usize, len.max(1));
+    // SAFETY: a fresh mapping of `len` bytes, ours alone.
+    let body = unsafe { core::slice::from_raw_parts_mut(buf as *mut u8, len) };
+    if !read_all(sock, body) {
+        // SAFETY: the mapping just made, unused.
+        unsafe { sys::munmap(served.buf, served.buf_len) };
+        return fail(&served, "the answer was cut short");
+    }
+    let reply = match ImageReply::decode(body) {
+        Ok(r) => r,
+        Err(_) => {
+            // SAFETY: as above.
+            unsafe { sys::munmap(served.buf, served.buf_len) };
+            return fail(&served, "a bad answer");
+        }
+    };
+    let why = match reply.status {
+        ImageStatus::Image if reply.fd_count as usize == served.count => {
+            served.plan = (reply.plan.as_ptr() as usize - buf as usize, reply.plan.len());
+            return Ok(served);
+        }
+        ImageStatus::Image => "a bad answer",
+        ImageStatus::Exec => "the daemon says the program needs exec",
+        ImageStatus::Miss => "not cached yet (the daemon builds it now)",
+        ImageStatus::Error => "the daemon refused the request",
+    };
+    // SAFETY: as above.
+    unsafe { sys::munmap(served.buf, served.buf_len) };
+    fail(&served, why)
+}
+
+/// The fds of the SCM_RIGHTS messages in `control`.
+fn take_fds(control: &[u64; 128], len: usize, served: &mut Served) {
+    let bytes = len.min(core::mem::size_of_val(control));
+    let mut off = 0;
+    while off + 16 <= bytes {
+        let w = off / 8;
+        let cmsg_len = control[w] as usize;
+        let (level, ty) = (control[w + 1] as u32, (control[w + 1] >> 32) as u32);
+        if cmsg_len < 16 || off + cmsg_len > bytes {
+            break;
+        }
+        if level == SOL_SOCKET as u32 && ty == SCM_RIGHTS {
+            for i in 0..(cmsg_len - 16) / 4 {
+                let at = off + 16 + 4 * i;
+                let word = control[at / 8];
+                let fd = if at % 8 == 0 { word as u32 } else { (word >> 32) as u32 } as i32;
+                if served.count < MAX_REPLY_FDS {
+                    served.attached[served.count] = fd;
+                    served.count += 1;
+                } else {
+                    sys::close(fd);
+                }
+            }
+        }
+        off += (cmsg_len + 7) & !7;
+    }
+}
+
+/// Fill `buf` from the socket (within the receive timeout).
+fn read_all(sock: i32, buf: &mut [u8]) -> bool {
+    let mut got = 0;
+    while got < buf.len() {
+        // SAFETY: the kernel writes at most `buf.len() - got` bytes into the
+        // exclusively borrowed rest of `buf`.
+        let r = unsafe {
+            sys::syscall6(sys::SYS_READ, sock as usize, buf[got..].as_mut_ptr() as usize, buf.len() - got, 0, 0, 0)
+        };
+        if r == EINTR {
+            continue;
+        }
+        if r <= 0 {
+            return false;
+        }
+        got += r as usize;
+    }
+    true
+}

@@ -1,0 +1,259 @@
+//! The thin exec client (`zygote-exec`). The caller starts it with execve
+//! like any program; it asks the daemon for the image of the program it was
+//! run for, maps that image into itself and jumps to the program's entry. So
+//! the program is the process the caller started: its parent, pid, process
+//! group, session, terminal, cgroup, namespaces, limits, credentials and
+//! signal state are what execve gives it. Whenever the image is not served
+//! (no daemon, a slow one, a refusal, a cache miss, any failure before the
+//! jump) it execs the program itself, with the same argv and environment:
+//! nothing it did before the jump outlives an exec.
+//!
+//! Invocations (docs/ARCHITECTURE.md, "Caller-side spawning"):
+//! - `zygote-exec PROGRAM [ARGS...]`: PROGRAM found as execvp finds it; the
+//!   program's argv is `PROGRAM ARGS...`.
+//! - through a link with another name (`gcc -> zygote-exec`, masquerade):
+//!   the program of that name on PATH after every entry that is this client
+//!   itself, as ccache does; argv unchanged.
+
+mod daemon;
+mod resolve;
+
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use zygote_plan::image::ImageReply;
+use zygote_plan::{Plan, Stage};
+
+use crate::{Stack, fail, map_image, patch_auxv, restore, set_name, sys};
+use resolve::CPath;
+
+/// The client's own file name: invoked as this, it takes the program from
+/// its first argument.
+pub const CLIENT_NAME: &[u8] = b"zygote-exec";
+/// Exit status when the program cannot be found (as a shell's).
+const NOT_FOUND: i32 = 127;
+/// Exit status when it is found but cannot be executed.
+const CANNOT_EXECUTE: i32 = 126;
+
+// The exec the client falls back to (set once argv is final): pointers into
+// the initial stack and `client_main`'s frame, which never returns.
+static FALLBACK_PATH: AtomicUsize = AtomicUsize::new(0);
+static FALLBACK_ARGV: AtomicUsize = AtomicUsize::new(0);
+static FALLBACK_ENVP: AtomicUsize = AtomicUsize::new(0);
+/// `ZYGOTE_EXEC_DEBUG` is set: say on stderr why the program is exec'd.
+static DEBUG: AtomicBool = AtomicBool::new(false);
+
+/// The thin client's entry (called by `_start` only).
+///
+/// # Safety
+/// `sp` must be the kernel's initial stack pointer (&argc) of this exec.
+pub unsafe extern "C" fn client_main(sp: *mut u64) -> ! {
+    // SAFETY: `sp` is the initial stack pointer the kernel gave _start.
+    let mut stack = unsafe { Stack::from_sp(sp) };
+    let argv0 = arg(&stack, 0).unwrap_or_default();
+    let own = basename(argv0) == CLIENT_NAME;
+    let (name, skip_self) = if own {
+        match arg(&stack, 1) {
+            Some(b"--help" | b"-h") => usage(0),
+            Some(name) if !name.is_empty() => {
+                stack.drop_first_arg();
+                (name, None)
+            }
+            _ => usage(2),
+        }
+    } else {
+        (basename(argv0), resolve::own_identity())
+    };
+    let env = Env(stack.envp());
+    DEBUG.store(env.get(b"ZYGOTE_EXEC_DEBUG").is_some_and(|v| !v.is_empty() && v != b"0"), Ordering::Relaxed);
+    let mut path = CPath::new();
+    if let Err(errno) = resolve::find(name, env.get(b"PATH"), skip_self, &mut path) {
+        not_found(name, errno, skip_self.is_some());
+    }
+    FALLBACK_PATH.store(path.as_ptr() as usize, Ordering::Relaxed);
+    FALLBACK_ARGV.store(stack.argv() as usize, Ordering::Relaxed);
+    FALLBACK_ENVP.store(stack.envp() as usize, Ordering::Relaxed);
+    // From here on every failure execs the program.
+    match daemon::request(&env, &path) {
+        Ok(served) => become_program(served, &stack),
+        Err(why) => fall_back(why),
+    }
+}
+
+/// Map the served image, make this process the program's, jump.
+fn become_program(served: daemon::Served, stack: &Stack) -> ! {
+    // SAFETY: the reply buffer is mapped until `served.release`, after the
+    // last use of the plan.
+    let plan = match Plan::parse(unsafe { served.plan_bytes() }) {
+        Ok(p) => p,
+        Err(_) => fall_back("the daemon's plan does not parse"),
+    };
+    let h = plan.header;
+    if h.fd_count != 0 {
+        fall_back("the daemon's plan moves fds");
+    }
+    let (program, attached) = (served.program, served.attached());
+    let local = |fd| ImageReply::local_fd(fd, program, attached).unwrap_or(-1);
+    // SAFETY: the daemon built the plan for this process's kernel and image
+    // (its regions avoid this executable's image; a collision with the stack
+    // or vDSO fails with EEXIST and falls back), and nothing of ours lives
+    // in the places its ops write.
+    unsafe { map_image(&plan, stack, -1, local) };
+    patch_auxv(&h, stack, -1);
+    let mm = restore::mm_map(&plan, stack);
+    if let Some(m) = &mm {
+        let r = restore::set_mm(m);
+        if r < 0 {
+            fail(-1, Stage::Op, 0, -r as i32, 0, m.start_brk);
+        }
+    }
+    set_name(&plan);
+    let (entry, rtld_fini) = (h.entry, h.rtld_fini);
+    let exe = if served.set_exe && h.exe_fd >= 0 && mm.is_some() { program } else { -1 };
+    // The plan is dead from here: `release` unmaps it.
+    served.release(exe);
+    FALLBACK_PATH.store(0, Ordering::Relaxed);
+    // SAFETY: `map_image` mapped the program's image with its entry at
+    // `entry`, and `stack` is its initial stack; `m` describes this process
+    // and `exe` is the open program file. Nothing of ours is used after.
+    unsafe {
+        if let (Some(m), true) = (mm, exe >= 0) {
+            crate::set_exe_and_jump(m, exe, entry, stack.sp(), rtld_fini);
+        }
+        crate::jump(entry, stack.sp(), rtld_fini)
+    }
+}
+
+/// Called by every failure report: exec the program when the client has one
+/// (returns when it has not: then the failure is reported as the stub's).
+pub(crate) fn fall_back_if_armed(stage: u32, errno: i32) {
+    if FALLBACK_PATH.load(Ordering::Relaxed) != 0 {
+        if DEBUG.load(Ordering::Relaxed) {
+            let mut line = *b"zygote-exec: mapping the image failed at stage 00, errno 000\n";
+            put_dec(&mut line[47..49], stage);
+            put_dec(&mut line[57..60], errno.unsigned_abs());
+            sys::write_all(2, &line);
+        }
+        fall_back("");
+    }
+}
+
+/// Exec the program (the image was not served, or mapping it failed).
+fn fall_back(why: &str) -> ! {
+    let path = FALLBACK_PATH.load(Ordering::Relaxed);
+    if DEBUG.load(Ordering::Relaxed) && !why.is_empty() {
+        say(&[b"exec instead: ", why.as_bytes()]);
+    }
+    let (argv, envp) = (FALLBACK_ARGV.load(Ordering::Relaxed), FALLBACK_ENVP.load(Ordering::Relaxed));
+    // SAFETY: `path` is the NUL-terminated resolved path in `client_main`'s
+    // frame (it never returns); argv and envp are the NULL-terminated arrays
+    // of the initial stack. execve returns only on failure.
+    let r = unsafe { sys::syscall3(sys::SYS_EXECVE, path, argv, envp) };
+    // SAFETY: as above, a NUL-terminated string.
+    let p = unsafe { core::slice::from_raw_parts(path as *const u8, restore::cstrlen(path as *const u8)) };
+    let errno = (-r) as i32;
+    say(&[p, b": ", errno_text(errno)]);
+    sys::exit_group(if errno == 2 { NOT_FOUND } else { CANNOT_EXECUTE })
+}
+
+fn not_found(name: &[u8], errno: i32, masquerade: bool) -> ! {
+    if masquerade {
+        say(&[name, b": not found on PATH (after the entries that are zygote-exec itself)"]);
+    } else {
+        say(&[name, b": ", errno_text(errno)]);
+    }
+    sys::exit_group(if errno == 13 { CANNOT_EXECUTE } else { NOT_FOUND })
+}
+
+fn usage(code: i32) -> ! {
+    let text: &[u8] = b"usage: zygote-exec PROGRAM [ARGS...]\n\
+        Runs PROGRAM (found as execvp finds it) from the zygote daemon's cached image, as this\n\
+        process: or execs it when the daemon does not serve the image. Invoked through a link of\n\
+        another name (zygote install-links), runs the program of that name found on PATH after\n\
+        the link's own entries. ZYGOTE_SOCKET overrides the daemon's socket; ZYGOTE_EXEC_DEBUG=1\n\
+        says on stderr why a program is exec'd.\n";
+    sys::write_all(if code == 0 { 1 } else { 2 }, text);
+    sys::exit_group(code)
+}
+
+/// One stderr line: `zygote-exec: ` and the parts.
+fn say(parts: &[&[u8]]) {
+    let mut line = [0u8; 512];
+    let mut n = 0;
+    for p in [&b"zygote-exec: "[..]].iter().chain(parts).chain([&b"\n"[..]].iter()) {
+        let take = p.len().min(line.len() - 1 - n);
+        line[n..n + take].copy_from_slice(&p[..take]);
+        n += take;
+    }
+    if line[n - 1] != b'\n' {
+        line[n] = b'\n';
+        n += 1;
+    }
+    sys::write_all(2, &line[..n]);
+}
+
+fn errno_text(errno: i32) -> &'static [u8] {
+    match errno {
+        2 => b"No such file or directory",
+        8 => b"Exec format error",
+        13 => b"Permission denied",
+        20 => b"Not a directory",
+        26 => b"Text file busy",
+        36 => b"File name too long",
+        40 => b"Too many levels of symbolic links",
+        _ => b"cannot execute",
+    }
+}
+
+fn put_dec(out: &mut [u8], mut v: u32) {
+    for c in out.iter_mut().rev() {
+        *c = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+}
+
+/// Argument `i` of the initial stack, without its NUL.
+fn arg(stack: &Stack, i: usize) -> Option<&'static [u8]> {
+    if i >= stack.argc() {
+        return None;
+    }
+    // SAFETY: by the Stack invariant argv has argc NUL-terminated strings,
+    // which stay in place (the program gets them unchanged).
+    unsafe { Some(cstr(*stack.argv().add(i) as *const u8)) }
+}
+
+/// # Safety
+/// `p` points at a NUL-terminated string that stays unchanged while used.
+unsafe fn cstr(p: *const u8) -> &'static [u8] {
+    // SAFETY: the caller's contract.
+    unsafe { core::slice::from_raw_parts(p, restore::cstrlen(p)) }
+}
+
+fn basename(path: &[u8]) -> &[u8] {
+    path.rsplit(|&c| c == b'/').next().unwrap_or(path)
+}
+
+/// The environment on the initial stack.
+pub(crate) struct Env(*mut u64);
+
+impl Env {
+    /// The value of `name`, if set.
+    pub(crate) fn get(&self, name: &[u8]) -> Option<&'static [u8]> {
+        self.entries().find_map(|kv| kv.strip_prefix(name).and_then(|rest| rest.strip_prefix(b"=")))
+    }
+
+    /// Every `KEY=VALUE` entry.
+    pub(crate) fn entries(&self) -> impl Iterator<Item = &'static [u8]> + '_ {
+        let mut i = 0;
+        core::iter::from_fn(move || {
+            // SAFETY: envp is a NULL-terminated array of NUL-terminated
+            // strings on the initial stack (the Stack invariant).
+            let p = unsafe { *self.0.add(i) };
+            if p == 0 {
+                return None;
+            }
+            i += 1;
+            // SAFETY: as above.
+            Some(unsafe { cstr(p as *const u8) })
+        })
+    }
+}

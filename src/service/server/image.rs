@@ -1,0 +1,203 @@
+//! Image requests from thin exec clients (the caller-side path): one binary
+//! frame instead of the Hello, one binary reply, then the connection ends.
+//! The reply serves the cached image of the file the client passed, as the
+//! client's user, or tells it to exec the file: on a miss the image is built
+//! in the background (a few builds at a time, one per file), so a first run
+//! never waits for a build. A served client is the program's own process:
+//! it is counted among the image's live processes (for the memory figures)
+//! until it exits.
+
+use std::collections::HashSet;
+use std::ffi::OsStr;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio::sync::Semaphore;
+use zygote_core::metrics::stats::ImageRequestStats;
+use zygote_linux::account::LiveProcess;
+use zygote_linux::prototype::Environment;
+use zygote_linux::spawn::{ClientSide, ImageAnswer, attached_fds};
+use zygote_plan::image::{FLAG_SET_EXE, ImageReply, ImageRequest, ImageStatus};
+
+use super::State;
+use super::conn::Conn;
+use super::requests::check_readable;
+use super::spawn::peer_creds;
+use crate::service::peer::Peer;
+
+/// Background builds at once.
+const BUILDS_AT_ONCE: usize = 2;
+/// Most caller-side processes followed for the memory figures at once (each
+/// costs the daemon a pidfd).
+const MAX_FOLLOWED: u64 = 4096;
+
+/// Image requests so far, and the builds they started.
+#[derive(Default)]
+pub(super) struct ImageCounters {
+    served: AtomicU64,
+    exec: AtomicU64,
+    misses: AtomicU64,
+    errors: AtomicU64,
+    builds: AtomicU64,
+    followed: AtomicU64,
+}
+
+/// Builds started by misses: a few at once, one per file.
+pub(super) struct Background {
+    permits: Arc<Semaphore>,
+    building: Mutex<HashSet<(u64, u64)>>,
+}
+
+impl Default for Background {
+    fn default() -> Self {
+        Background { permits: Arc::new(Semaphore::new(BUILDS_AT_ONCE)), building: Mutex::new(HashSet::new()) }
+    }
+}
+
+impl ImageCounters {
+    pub(super) fn snapshot(&self) -> ImageRequestStats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        ImageRequestStats {
+            served: get(&self.served),
+            exec: get(&self.exec),
+            misses: get(&self.misses),
+            errors: get(&self.errors),
+            builds: get(&self.builds),
+        }
+    }
+}
+
+/// Answer the image request in `body` (the connection's first frame).
+pub(super) async fn serve(state: &Arc<State>, conn: &Conn, peer: &Peer, body: &[u8], fds: Vec<OwnedFd>) {
+    let answer = answer(state, peer, body, fds).await;
+    let (status, message, plan, image) = match &answer {
+        Answer::Image { plan, image } => (ImageStatus::Image, "", &plan[..], Some(image)),
+        Answer::Other(status, why) => (*status, *why, &[][..], None),
+    };
+    let fds = image.map(|i| attached_fds(i)).unwrap_or_default();
+    let reply = ImageReply { status, fd_count: fds.len() as u32, message: message.as_bytes(), plan };
+    let mut bytes = vec![0u8; reply.encoded_len()];
+    reply.encode(&mut bytes);
+    let counter = match status {
+        ImageStatus::Image => &state.images.served,
+        ImageStatus::Exec => &state.images.exec,
+        ImageStatus::Miss => &state.images.misses,
+        ImageStatus::Error => &state.images.errors,
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+    if let Err(e) = conn.send_bytes(&bytes, &fds).await {
+        tracing::debug!("image reply: {e}");
+        return;
+    }
+    if let Some(image) = image {
+        follow(state, peer, image.clone());
+    }
+}
+
+enum Answer {
+    Image { plan: Vec<u8>, image: Arc<zygote_linux::Image> },
+    Other(ImageStatus, &'static str),
+}
+
+async fn answer(state: &Arc<State>, peer: &Peer, body: &[u8], mut fds: Vec<OwnedFd>) -> Answer {
+    let Ok(req) = ImageRequest::decode(body) else {
+        return Answer::Other(ImageStatus::Error, "an undecodable image request");
+    };
+    if fds.len() != 1 {
+        return Answer::Other(ImageStatus::Error, "an image request takes the program's fd only");
+    }
+    let file = fds.remove(0);
+    let path = PathBuf::from(OsStr::from_bytes(req.path));
+    if check_readable(&file, &path).is_err() {
+        return Answer::Other(ImageStatus::Exec, "the fd was not opened for reading");
+    }
+    match peer.may_execute(&file) {
+        Ok(true) => {}
+        _ => return Answer::Other(ImageStatus::Exec, "the program may not be executed by the requester"),
+    }
+    let loader_env: Vec<Vec<u8>> = req.env_entries().map(<[u8]>::to_vec).collect();
+    let (personality, set_exe) = (req.personality, req.flags & FLAG_SET_EXE != 0);
+    let own_personality = state.own_restrictions.personality;
+    let (st, who) = (state.clone(), peer.clone());
+    let looked = tokio::task::spawn_blocking(move || {
+        let name = path.file_name().map(OsStrExt::as_bytes).unwrap_or_default();
+        let client = ClientSide { personality, set_exe, name };
+        let env = Environment { loader_env: &loader_env, creds: peer_creds(&st, &who) };
+        let answer = st.zygote.serve_image(file.as_fd(), &path, &env, client, own_personality);
+        (answer, file, path, loader_env)
+    })
+    .await;
+    let Ok((answer, file, path, loader_env)) = looked else {
+        return Answer::Other(ImageStatus::Error, "the daemon failed");
+    };
+    match answer {
+        Ok(ImageAnswer::Image { image, plan }) => {
+            state.image_users.record(*image.key(), peer.uid, &path);
+            Answer::Image { plan, image }
+        }
+        Ok(ImageAnswer::Exec(why)) => Answer::Other(ImageStatus::Exec, why),
+        Ok(ImageAnswer::Miss) => {
+            build_in_background(state, peer, file, path, loader_env);
+            Answer::Other(ImageStatus::Miss, "not cached yet")
+        }
+        Err(e) => {
+            tracing::debug!("image request: {e}");
+            Answer::Other(ImageStatus::Exec, "the program file is refused")
+        }
+    }
+}
+
+/// Build `file`'s image for the peer on the blocking pool, unless this file
+/// is being built already or enough builds run.
+fn build_in_background(state: &Arc<State>, peer: &Peer, file: OwnedFd, path: PathBuf, loader_env: Vec<Vec<u8>>) {
+    let Ok(id) = zygote_linux::identity_of(&file) else { return };
+    let key = (id.dev, id.ino);
+    let Ok(permit) = state.background.permits.clone().try_acquire_owned() else { return };
+    if !state.background.building.lock().unwrap_or_else(|e| e.into_inner()).insert(key) {
+        return;
+    }
+    state.images.builds.fetch_add(1, Ordering::Relaxed);
+    let (st, who) = (state.clone(), peer.clone());
+    tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        let env = Environment { loader_env: &loader_env, creds: peer_creds(&st, &who) };
+        match st.zygote.prepare_fd(file.as_fd(), &path, &env) {
+            Ok(img) => {
+                st.image_users.record(*img.key(), who.uid, &path);
+                let ms = started.elapsed().as_millis() as u64;
+                tracing::info!(path = %path.display(), key = %img.key(), ms, "built for a caller-side client");
+            }
+            Err(e) => tracing::info!("building {} for a caller-side client: {e}", Path::new(&path).display()),
+        }
+        st.background.building.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
+        drop(permit);
+    });
+}
+
+/// Count the served client (now the program) among the image's live
+/// processes until it exits.
+fn follow(state: &Arc<State>, peer: &Peer, image: Arc<zygote_linux::Image>) {
+    let Some(pidfd) = peer.pidfd.clone() else { return };
+    if state.images.followed.fetch_add(1, Ordering::Relaxed) >= MAX_FOLLOWED {
+        state.images.followed.fetch_sub(1, Ordering::Relaxed);
+        return;
+    }
+    let Ok(watch) = pidfd.try_clone().map(zygote_linux::process::async_fd) else {
+        state.images.followed.fetch_sub(1, Ordering::Relaxed);
+        return;
+    };
+    let (pid, uid) = (peer.pid, peer.uid);
+    state.live.insert(LiveProcess { pid, uid, pidfd, image, started: Instant::now() });
+    let st = state.clone();
+    tokio::spawn(async move {
+        if let Ok(afd) = watch {
+            let _ = afd.readable().await;
+        }
+        st.live.remove(pid);
+        st.images.followed.fetch_sub(1, Ordering::Relaxed);
+    });
+}
