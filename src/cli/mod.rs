@@ -3,6 +3,7 @@
 
 mod daemon;
 mod inspect;
+mod links;
 mod remote;
 mod run;
 #[cfg(feature = "tools")]
@@ -44,6 +45,8 @@ enum Command {
     Spawn(remote::SpawnArgs),
     /// Prepare programs into the daemon's cache.
     Preload(remote::PreloadArgs),
+    /// Install the thin exec client into DIR with links named after programs (masquerade).
+    InstallLinks(links::LinksArgs),
     /// Drop a program (or an image by its hash) from the daemon's cache.
     Evict(remote::EvictArgs),
     /// Show the daemon's cache and spawn statistics.
@@ -91,7 +94,8 @@ from_exit_code!(
 
 #[derive(Args)]
 struct SocketArg {
-    /// Daemon socket (default: $XDG_RUNTIME_DIR/zygote/zygote.sock, or /tmp/zygote-$UID/zygote.sock).
+    /// Daemon socket (default: $ZYGOTE_SOCKET, else $XDG_RUNTIME_DIR/zygote/zygote.sock, else
+    /// /tmp/zygote-$UID/zygote.sock).
     #[arg(long)]
     socket: Option<PathBuf>,
 }
@@ -201,6 +205,7 @@ pub fn main() -> ExitCode {
                 Command::BenchDaemon(a) => tools::bench_daemon(a),
                 Command::Spawn(a) => remote::spawn(a),
                 Command::Preload(a) => remote::preload(a),
+                Command::InstallLinks(a) => links::install_links(a),
                 Command::Evict(a) => remote::evict(a),
                 Command::Stats(a) => remote::stats(a),
                 #[cfg(feature = "tools")]

@@ -322,7 +322,7 @@ pub fn wait_and_launch(stack: &Stack, ctl: i32) -> ! {
             fail(status_fd, Stage::ChildCwd, 0, -r as i32, 0, 0);
         }
     }
-    let (new, below) = build_stack(stack, &plan, status_fd);
+    let (new, below) = build_stack(stack, plan.args(), plan.header.argc as usize, plan.header.envc as usize, status_fd);
     let l = Launch { stack: new, base, size };
     // SAFETY: `below` is 16-byte aligned, beneath the new initial stack and
     // beneath nothing live (our frames, with `l`, are above the new stack).
@@ -345,11 +345,13 @@ pub fn wait_and_launch(stack: &Stack, ctl: i32) -> ! {
 
 /// Write the program's initial stack (argc, argv, envp, auxv and the strings
 /// they point to, 16 fresh AT_RANDOM bytes, the AT_PLATFORM string) below
-/// our frames. Returns it and the stack pointer for the stub to go on with.
-fn build_stack(stack: &Stack, plan: &Plan<'_>, status_fd: i32) -> (Stack, usize) {
-    let h = plan.header;
-    let args = plan.args();
-    let (argc, envc) = (h.argc as usize, h.envc as usize);
+/// our frames, from `args`: `argc` then `envc` NUL-terminated strings
+/// (anything else fails). Returns it and the stack pointer for the stub to
+/// go on with.
+pub(crate) fn build_stack(stack: &Stack, args: &[u8], argc: usize, envc: usize, status_fd: i32) -> (Stack, usize) {
+    if args.iter().filter(|&&c| c == 0).count() != argc + envc || args.last().is_some_and(|&c| c != 0) {
+        fail(status_fd, Stage::Handover, 0, EINVAL, 0, 0);
+    }
     let rsp: usize;
     // SAFETY: reads the stack pointer.
     unsafe { asm!("mov {}, rsp", out(reg) rsp, options(nomem, nostack, preserves_flags)) };
@@ -376,7 +378,7 @@ fn build_stack(stack: &Stack, plan: &Plan<'_>, status_fd: i32) -> (Stack, usize)
     // the kernel's auxv and AT_PLATFORM string, above `hi`. getrandom writes
     // at most the `16 - got` bytes left of the 16 at `random`, inside [sp, hi).
     // The args block holds exactly argc + envc NUL-terminated strings
-    // (checked by `Plan::parse`), so the `cstrlen` walks stay inside `strings`.
+    // (checked above), so the `cstrlen` walks stay inside `strings`.
     // The result satisfies `Stack::new`: argc, argv, envp and auxv are laid out
     // from `sp` as the kernel does.
     unsafe {

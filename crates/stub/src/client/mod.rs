@@ -11,6 +11,8 @@
 //! Invocations (docs/ARCHITECTURE.md, "Caller-side spawning"):
 //! - `zygote-exec PROGRAM [ARGS...]`: PROGRAM found as execvp finds it; the
 //!   program's argv is `PROGRAM ARGS...`.
+//! - `zygote-exec -p PATH ARGV0 [ARGS...]`: the file PATH (no search), with
+//!   argv `ARGV0 ARGS...` (what the client library and `zygote spawn` use).
 //! - through a link with another name (`gcc -> zygote-exec`, masquerade):
 //!   the program of that name on PATH after every entry that is this client
 //!   itself, as ccache does; argv unchanged.
@@ -51,32 +53,116 @@ pub unsafe extern "C" fn client_main(sp: *mut u64) -> ! {
     let mut stack = unsafe { Stack::from_sp(sp) };
     let argv0 = arg(&stack, 0).unwrap_or_default();
     let own = basename(argv0) == CLIENT_NAME;
-    let (name, skip_self) = if own {
+    let mut path = CPath::new();
+    let (name, exact, skip_self) = if own {
         match arg(&stack, 1) {
             Some(b"--help" | b"-h") => usage(0),
+            // `-p PATH ARGV0 ARGS...`: run PATH (as execve, no search) with
+            // the argv that follows (as `exec -a` in a shell).
+            Some(b"-p") => match (arg(&stack, 2), arg(&stack, 3)) {
+                (Some(file), Some(_)) if !file.is_empty() => {
+                    for _ in 0..3 {
+                        stack.drop_first_arg();
+                    }
+                    (file, true, None)
+                }
+                _ => usage(2),
+            },
             Some(name) if !name.is_empty() => {
                 stack.drop_first_arg();
-                (name, None)
+                (name, false, None)
             }
             _ => usage(2),
         }
     } else {
-        (basename(argv0), resolve::own_identity())
+        (basename(argv0), false, resolve::own_identity())
     };
     let env = Env(stack.envp());
     DEBUG.store(env.get(b"ZYGOTE_EXEC_DEBUG").is_some_and(|v| !v.is_empty() && v != b"0"), Ordering::Relaxed);
-    let mut path = CPath::new();
-    if let Err(errno) = resolve::find(name, env.get(b"PATH"), skip_self, &mut path) {
-        not_found(name, errno, skip_self.is_some());
+    let found = if exact {
+        resolve::exact(name, &mut path)
+    } else {
+        resolve::find(name, env.get(b"PATH"), skip_self, &mut path)
+    };
+    if let Err(errno) = found {
+        not_found(name, errno, !own);
     }
+    if own {
+        let go = Continue { stack, path: &path };
+        continue_main(&go)
+    }
+    // Masquerade: the program's argv[0] becomes the path it was found at
+    // (as ccache runs compilers), so that a program looking for itself
+    // through argv[0] and PATH finds itself, not the link. The stack is
+    // rebuilt below this frame, and the client goes on beneath it.
+    let (new, below) = with_argv0(&stack, &env, path.as_bytes());
+    let go = Continue { stack: new, path: &path };
+    // SAFETY: `below` is 16-byte aligned, beneath the new initial stack and
+    // beneath nothing live (this frame, with `go` and `path`, is above it and
+    // never returns); `continue_main` takes `&Continue` in rdi and never
+    // returns.
+    unsafe {
+        core::arch::asm!(
+            "mov rsp, {sp}",
+            "call {f}",
+            "ud2",
+            sp = in(reg) below,
+            f = sym continue_main,
+            in("rdi") &go as *const Continue,
+            options(noreturn),
+        );
+    }
+}
+
+/// What the client goes on with once its argv is final.
+struct Continue<'a> {
+    stack: Stack,
+    path: &'a CPath,
+}
+
+/// Ask for the image and become the program, or exec it.
+extern "C" fn continue_main(go: &Continue<'_>) -> ! {
+    let (stack, path) = (&go.stack, go.path);
     FALLBACK_PATH.store(path.as_ptr() as usize, Ordering::Relaxed);
     FALLBACK_ARGV.store(stack.argv() as usize, Ordering::Relaxed);
     FALLBACK_ENVP.store(stack.envp() as usize, Ordering::Relaxed);
     // From here on every failure execs the program.
-    match daemon::request(&env, &path) {
-        Ok(served) => become_program(served, &stack),
+    match daemon::request(&Env(stack.envp()), path) {
+        Ok(served) => become_program(served, stack),
         Err(why) => fall_back(why),
     }
+}
+
+/// A copy of the initial stack with `argv0` for argv[0], built below this
+/// frame (see `prestart::build_stack`); the new stack and where to go on.
+fn with_argv0(stack: &Stack, env: &Env, argv0: &[u8]) -> (Stack, usize) {
+    let args = (1..stack.argc()).filter_map(|i| arg(stack, i));
+    let len = argv0.len() + 1 + args.clone().chain(env.entries()).map(|a| a.len() + 1).sum::<usize>();
+    let buf = sys::mmap_anon(len);
+    if buf < 0 {
+        let errno = (-buf) as i32;
+        say(&[b"no memory for the arguments: ", errno_text(errno)]);
+        sys::exit_group(CANNOT_EXECUTE);
+    }
+    // SAFETY: a fresh mapping of `len` bytes, ours alone until unmapped below.
+    let block = unsafe { core::slice::from_raw_parts_mut(buf as *mut u8, len) };
+    let (mut n, mut envc) = (0, 0);
+    let mut put = |s: &[u8]| {
+        block[n..n + s.len()].copy_from_slice(s);
+        block[n + s.len()] = 0;
+        n += s.len() + 1;
+    };
+    put(argv0);
+    args.for_each(&mut put);
+    env.entries().for_each(|e| {
+        envc += 1;
+        put(e)
+    });
+    let argc = stack.argc().max(1);
+    let built = crate::prestart::build_stack(stack, block, argc, envc, -1);
+    // SAFETY: the block was copied onto the new stack; nothing points into it.
+    unsafe { sys::munmap(buf as usize, len) };
+    built
 }
 
 /// Map the served image, make this process the program's, jump.
@@ -165,12 +251,13 @@ fn not_found(name: &[u8], errno: i32, masquerade: bool) -> ! {
 }
 
 fn usage(code: i32) -> ! {
-    let text: &[u8] = b"usage: zygote-exec PROGRAM [ARGS...]\n\
+    let text: &[u8] = b"usage: zygote-exec PROGRAM [ARGS...]\n       zygote-exec -p PATH ARGV0 [ARGS...]\n\n\
         Runs PROGRAM (found as execvp finds it) from the zygote daemon's cached image, as this\n\
-        process: or execs it when the daemon does not serve the image. Invoked through a link of\n\
-        another name (zygote install-links), runs the program of that name found on PATH after\n\
-        the link's own entries. ZYGOTE_SOCKET overrides the daemon's socket; ZYGOTE_EXEC_DEBUG=1\n\
-        says on stderr why a program is exec'd.\n";
+        process, or execs it when the daemon does not serve the image. With -p: the file PATH,\n\
+        with the argv ARGV0 ARGS. Invoked through a link of another name (zygote install-links):\n\
+        the program of that name found on PATH after the entries that are this client.\n\n\
+        ZYGOTE_SOCKET overrides the daemon's socket; ZYGOTE_EXEC_DEBUG=1 says on stderr why a\n\
+        program is exec'd instead.\n";
     sys::write_all(if code == 0 { 1 } else { 2 }, text);
     sys::exit_group(code)
 }

@@ -94,11 +94,16 @@ fn executable(path: &CPath) -> Result<(), i32> {
     if r < 0 { Err(-r as i32) } else { Ok(()) }
 }
 
+/// `path` as given (execve's rule: no search).
+pub(crate) fn exact(path: &[u8], out: &mut CPath) -> Result<(), i32> {
+    if out.set(&[path]) { Ok(()) } else { Err(ENAMETOOLONG) }
+}
+
 /// Resolve `name` into `out`. The errno when nothing is found: EACCES when
 /// a candidate was there but not executable, else ENOENT.
 pub(crate) fn find(name: &[u8], path_var: Option<&[u8]>, skip: Option<FileId>, out: &mut CPath) -> Result<(), i32> {
     if name.contains(&b'/') {
-        return if out.set(&[name]) { Ok(()) } else { Err(ENAMETOOLONG) };
+        return exact(name, out);
     }
     let mut seen = ENOENT;
     for dir in path_var.unwrap_or(DEFAULT_PATH).split(|&c| c == b':') {
