@@ -102,7 +102,7 @@ impl Dir {
             self.copy(Path::new(zygote_bin()), "zygote", 0o755);
         }
         let mut cmd = Command::new(exe);
-        cmd.arg("spawn").arg("--socket").arg(self.socket()).arg("--").arg(prog);
+        cmd.arg("spawn").arg("--daemon-side").arg("--socket").arg(self.socket()).arg("--").arg(prog);
         run_as(&mut cmd, uid, setup)
     }
 }

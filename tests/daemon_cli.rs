@@ -17,7 +17,14 @@ fn cat() -> PathBuf {
 
 /// `zygote spawn --socket S -- ARGS...` as a command prefix.
 fn spawn_prefix(daemon: &Daemon) -> Vec<String> {
-    vec![zygote_bin().to_string(), "spawn".into(), "--socket".into(), daemon.socket.display().to_string(), "--".into()]
+    vec![
+        zygote_bin().to_string(),
+        "spawn".into(),
+        "--daemon-side".into(),
+        "--socket".into(),
+        daemon.socket.display().to_string(),
+        "--".into(),
+    ]
 }
 
 /// Run `script` in bash with `$@` = `cmd`; the script decides the status.
@@ -91,7 +98,14 @@ fn exit_status_is_the_programs_or_128_plus_the_signal() {
     {
         let direct = direct_run(&signal, &[how], &[], false);
         let remote = run_command(
-            Command::new(zygote_bin()).arg("spawn").arg("--socket").arg(&daemon.socket).arg("--").arg(&signal).arg(how),
+            Command::new(zygote_bin())
+                .arg("spawn")
+                .arg("--daemon-side")
+                .arg("--socket")
+                .arg(&daemon.socket)
+                .arg("--")
+                .arg(&signal)
+                .arg(how),
         );
         assert_eq!(remote.code, 128 + sig, "`zygote spawn -- signal {how}`:\n{remote}");
         assert_eq!((remote.code, &remote.stdout), (direct.code, &direct.stdout), "signal {how}: remote vs direct");
@@ -100,7 +114,14 @@ fn exit_status_is_the_programs_or_128_plus_the_signal() {
     for code in ["0", "1", "42", "255"] {
         let direct = direct_run(&exit, &[code], &[], false);
         let remote = run_command(
-            Command::new(zygote_bin()).arg("spawn").arg("--socket").arg(&daemon.socket).arg("--").arg(&exit).arg(code),
+            Command::new(zygote_bin())
+                .arg("spawn")
+                .arg("--daemon-side")
+                .arg("--socket")
+                .arg(&daemon.socket)
+                .arg("--")
+                .arg(&exit)
+                .arg(code),
         );
         assert_eq!(remote, direct, "`zygote spawn -- exit {code}`");
         assert_eq!(remote.code.to_string(), code);
@@ -116,7 +137,7 @@ fn signals_to_the_client_reach_the_program() {
     let prog = static_pie("daemon_sleep.c");
     for (sig, want) in [(libc::SIGTERM, 42), (libc::SIGINT, 128 + libc::SIGINT), (libc::SIGHUP, 128 + libc::SIGHUP)] {
         let mut cmd = Command::new(zygote_bin());
-        cmd.arg("spawn").arg("--socket").arg(&daemon.socket).arg("--").arg(&prog).arg("term");
+        cmd.arg("spawn").arg("--daemon-side").arg("--socket").arg(&daemon.socket).arg("--").arg(&prog).arg("term");
         let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
         let mut lines = Lines::new(child.stdout.take().expect("stdout"));
         let stderr = spawn_reader(child.stderr.take().expect("stderr"));
@@ -155,8 +176,15 @@ fn stats_json_has_the_documented_keys() {
     let daemon = Daemon::start(&socket_path("json"), &[]);
     let echo = static_pie("daemon_echo.c");
     let exit = static_pie("daemon_exit.c");
-    let out =
-        run_command(Command::new(zygote_bin()).arg("spawn").arg("--socket").arg(&daemon.socket).arg("--").arg(&echo));
+    let out = run_command(
+        Command::new(zygote_bin())
+            .arg("spawn")
+            .arg("--daemon-side")
+            .arg("--socket")
+            .arg(&daemon.socket)
+            .arg("--")
+            .arg(&echo),
+    );
     assert_eq!(out.code, 0, "{out}");
     let pre = zyg(&daemon, "preload", &[exit.as_os_str()]);
     assert_eq!(pre.code, 0, "{pre}");
@@ -193,7 +221,9 @@ fn without_a_daemon_the_client_says_how_to_start_one() {
     let dir = unique_dir("nodaemon");
     let socket = dir.join("none.sock");
     let echo = static_pie("daemon_echo.c");
-    let spawn = run_command(Command::new(zygote_bin()).arg("spawn").arg("--socket").arg(&socket).arg("--").arg(&echo));
+    let spawn = run_command(
+        Command::new(zygote_bin()).arg("spawn").arg("--daemon-side").arg("--socket").arg(&socket).arg("--").arg(&echo),
+    );
     let stats = run_command(Command::new(zygote_bin()).arg("stats").arg("--socket").arg(&socket));
     for (what, out) in [("spawn", spawn), ("stats", stats)] {
         assert_ne!(out.code, 0, "`zygote {what}` without a daemon succeeded:\n{out}");
@@ -243,8 +273,15 @@ fn preload_and_evict() {
     assert_eq!(cached_keys(&daemon), both);
 
     // A spawn after preload builds nothing new.
-    let out =
-        run_command(Command::new(zygote_bin()).arg("spawn").arg("--socket").arg(&daemon.socket).arg("--").arg(&echo));
+    let out = run_command(
+        Command::new(zygote_bin())
+            .arg("spawn")
+            .arg("--daemon-side")
+            .arg("--socket")
+            .arg(&daemon.socket)
+            .arg("--")
+            .arg(&echo),
+    );
     assert_eq!(out.code, 0, "{out}");
     assert_eq!(daemon.stats().cache.builds, 2);
 
@@ -263,7 +300,14 @@ fn preload_and_evict() {
 
     // The next spawn rebuilds, and works.
     let out = run_command(
-        Command::new(zygote_bin()).arg("spawn").arg("--socket").arg(&daemon.socket).arg("--").arg(&echo).arg("back"),
+        Command::new(zygote_bin())
+            .arg("spawn")
+            .arg("--daemon-side")
+            .arg("--socket")
+            .arg(&daemon.socket)
+            .arg("--")
+            .arg(&echo)
+            .arg("back"),
     );
     assert_eq!((out.code, out.stdout_str()), (0, "argc=2\n[1]=back\n".to_string()), "{out}");
     let s = daemon.stats();

@@ -217,6 +217,7 @@ fn sixteen_clients_mixed_programs_one_build_per_binary() {
                 let out = run_command_input(
                     Command::new(zygote_bin())
                         .arg("spawn")
+                        .arg("--daemon-side")
                         .arg("--socket")
                         .arg(&socket)
                         .arg("--")

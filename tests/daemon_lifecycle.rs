@@ -25,7 +25,7 @@ const FOREVER_MS: &str = "600000";
 /// `zygote spawn -- daemon_sleep sleep FOREVER 0` with stdout piped to us.
 fn cli_sleeper(daemon: &Daemon, extra: &[&str]) -> (StdChildGuard, Lines) {
     let mut cmd = Command::new(zygote_bin());
-    cmd.arg("spawn").arg("--socket").arg(&daemon.socket).args(extra).arg("--").arg(sleeper());
+    cmd.arg("spawn").arg("--daemon-side").arg("--socket").arg(&daemon.socket).args(extra).arg("--").arg(sleeper());
     cmd.args(["sleep", FOREVER_MS, "0"]).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null());
     let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
     let lines = Lines::new(child.stdout.take().expect("stdout piped"));
@@ -285,7 +285,13 @@ fn sigterm_lets_a_pending_wait_complete() {
 fn a_killed_daemon_leaves_its_programs_running_and_their_clients_wait() {
     let daemon = Daemon::start(&socket_path("killed"), &[]);
     let mut cmd = Command::new(zygote_bin());
-    cmd.arg("spawn").arg("--socket").arg(&daemon.socket).arg("--").arg(sleeper()).args(["sleep", "3000", "7"]);
+    cmd.arg("spawn")
+        .arg("--daemon-side")
+        .arg("--socket")
+        .arg(&daemon.socket)
+        .arg("--")
+        .arg(sleeper())
+        .args(["sleep", "3000", "7"]);
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut cli = StdChildGuard(Some(cmd.spawn().expect("start zygote spawn")));
     let child = cli.0.as_mut().expect("cli");

@@ -441,6 +441,7 @@ fn argv_within_max_args_bytes_is_spawned() {
     let remote = run_command(
         Command::new(zygote_bin())
             .arg("spawn")
+            .arg("--daemon-side")
             .arg("--socket")
             .arg(&daemon.socket)
             .arg("--clear-env")

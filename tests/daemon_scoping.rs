@@ -91,7 +91,14 @@ impl Dir {
     /// A sleeper started with `spawn --no-wait` as `uid`: its pid.
     fn sleeper(&self, uid: u32, prog: &Path) -> i32 {
         let out = self.0.join(format!("run/sleeper-{uid}.out"));
-        let args = [OsStr::new("spawn"), "--no-wait".as_ref(), "--".as_ref(), prog.as_os_str(), "sleep".as_ref()];
+        let args = [
+            OsStr::new("spawn"),
+            "--daemon-side".as_ref(),
+            "--no-wait".as_ref(),
+            "--".as_ref(),
+            prog.as_os_str(),
+            "sleep".as_ref(),
+        ];
         let st = self.zygote(uid, &[&args[..], &["60000".as_ref(), "0".as_ref()]].concat(), Some(&out));
         assert_eq!(st.code, 0, "spawn --no-wait as {uid}");
         let start = Instant::now();
@@ -140,10 +147,18 @@ fn allowed_users_see_and_evict_only_their_own() {
 
     // Root first: the shared sleeper image is built from root's copy.
     let root_pid = PidGuard(dir.sleeper(0, &root_sleeper));
-    let out = dir.zygote(0, &["spawn".as_ref(), "--".as_ref(), root_only.as_os_str(), "0".as_ref()], None);
+    let out = dir.zygote(
+        0,
+        &["spawn".as_ref(), "--daemon-side".as_ref(), "--".as_ref(), root_only.as_os_str(), "0".as_ref()],
+        None,
+    );
     assert_eq!(out.code, 0, "{out}");
     let their_pid = PidGuard(dir.sleeper(NOBODY, &their_sleeper));
-    let out = dir.zygote(NOBODY, &["spawn".as_ref(), "--".as_ref(), their_echo.as_os_str(), "hi".as_ref()], None);
+    let out = dir.zygote(
+        NOBODY,
+        &["spawn".as_ref(), "--daemon-side".as_ref(), "--".as_ref(), their_echo.as_os_str(), "hi".as_ref()],
+        None,
+    );
     assert_eq!((out.code, out.stdout_str().as_str()), (0, "argc=2\n[1]=hi\n"), "{out}");
 
     let all = dir.stats(0);
@@ -181,7 +196,8 @@ fn dynamic_images_evict_by_key_and_by_path() {
     let dir = Dir::new();
     let _daemon = dir.daemon();
     let spawn_true = || {
-        let out = dir.zygote(0, &["spawn".as_ref(), "--".as_ref(), "/bin/true".as_ref()], None);
+        let out =
+            dir.zygote(0, &["spawn".as_ref(), "--daemon-side".as_ref(), "--".as_ref(), "/bin/true".as_ref()], None);
         assert_eq!(out.code, 0, "{out}");
     };
     spawn_true();

@@ -40,7 +40,8 @@ fn exe_prog() -> PathBuf {
 
 /// `zygote spawn --socket S --clear-env [--env K=V]... -- PROG ARGS`.
 fn spawn_cli(socket: &Path, prog: &Path, args: &[&str], env: &[(&str, &str)]) -> Vec<OsString> {
-    let mut cli: Vec<OsString> = vec!["spawn".into(), "--socket".into(), socket.into(), "--clear-env".into()];
+    let mut cli: Vec<OsString> =
+        vec!["spawn".into(), "--daemon-side".into(), "--socket".into(), socket.into(), "--clear-env".into()];
     push_env_and_command(&mut cli, env, prog, args);
     cli
 }

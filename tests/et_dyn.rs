@@ -113,8 +113,13 @@ fn et_dyn_without_interpreter_runs_like_execve() {
             assert_eq!(run.stats["image"]["kind"], "StaticPie", "{name}: {}", run.stats);
         }
 
-        let mut cli: Vec<OsString> =
-            vec!["spawn".into(), "--socket".into(), socket.clone().into(), "--clear-env".into()];
+        let mut cli: Vec<OsString> = vec![
+            "spawn".into(),
+            "--daemon-side".into(),
+            "--socket".into(),
+            socket.clone().into(),
+            "--clear-env".into(),
+        ];
         push_env_and_command(&mut cli, &[], &prog, &args);
         let out = zygote_cli(cli);
         assert_eq!(out, direct, "{name}: `zygote spawn` differs\n{out}\n{direct}\n{}", daemon.log_tail(2000));

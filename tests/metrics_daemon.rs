@@ -318,7 +318,7 @@ fn stats_json_prometheus_and_http() {
     // Three short ones, waited for.
     for _ in 0..3 {
         let p = prog.to_str().unwrap();
-        d.cli(&["spawn", p, "x"]);
+        d.cli(&["spawn", "--daemon-side", p, "x"]);
     }
 
     let (key, saved) = check_json(&d, &prog, long_pid);
@@ -351,7 +351,7 @@ fn stats_json_prometheus_and_http() {
 fn spawn_long_lived(d: &TestDaemon, prog: &Path) -> i32 {
     let out_path = unique_path("long.out");
     let status = Command::new(zygote_bin())
-        .args(["spawn", "--no-wait", "--socket"])
+        .args(["spawn", "--daemon-side", "--no-wait", "--socket"])
         .arg(&d.socket)
         .arg(prog)
         .arg("5")

@@ -123,8 +123,8 @@ fn relative_script_paths_stay_as_given() {
         let cases: [(&str, &Path, Vec<&str>); 4] = [
             ("zygote run", &dir, vec!["run", "--"]),
             ("zygote run --cwd", elsewhere, vec!["run", "--cwd", &cwd, "--"]),
-            ("zygote spawn", &dir, vec!["spawn", "--socket", &socket, "--"]),
-            ("zygote spawn --cwd", elsewhere, vec!["spawn", "--socket", &socket, "--cwd", &cwd, "--"]),
+            ("zygote spawn", &dir, vec!["spawn", "--daemon-side", "--socket", &socket, "--"]),
+            ("zygote spawn --cwd", elsewhere, vec!["spawn", "--daemon-side", "--socket", &socket, "--cwd", &cwd, "--"]),
         ];
         for (what, from, cli) in cases {
             let via = run_command(Command::new(zygote_bin()).args(&cli).arg(script).args(args).current_dir(from));

@@ -59,8 +59,13 @@ fn reexec_of_proc_self_exe_runs_the_program() {
 
         // Twice through the daemon: the second spawn goes through a launcher.
         for round in 0..2 {
-            let mut cli: Vec<OsString> =
-                vec!["spawn".into(), "--socket".into(), socket.clone().into(), "--clear-env".into()];
+            let mut cli: Vec<OsString> = vec![
+                "spawn".into(),
+                "--daemon-side".into(),
+                "--socket".into(),
+                socket.clone().into(),
+                "--clear-env".into(),
+            ];
             push_env_and_command(&mut cli, &[], &prog, &[]);
             let out = zygote_cli(cli);
             assert_eq!(out, direct, "{name} round {round}: `zygote spawn` differs\n{out}\n{}", daemon.log_tail(2000));

@@ -35,10 +35,10 @@ fn a_missing_cwd_is_not_found() {
         let p = prog.display().to_string();
         for round in 0..3 {
             // Warm a launcher for the image with a good spawn first.
-            let ok = zygote_cli(["spawn", "--socket", &socket, "--", &p, "warm"]);
+            let ok = zygote_cli(["spawn", "--daemon-side", "--socket", &socket, "--", &p, "warm"]);
             assert_eq!(ok.code, 0, "a good spawn:\n{ok}\n{}", daemon.log_tail(2000));
             for program in [p.as_str(), "/bin/true"] {
-                let out = zygote_cli(["spawn", "--socket", &socket, "--cwd", &d, "--", program]);
+                let out = zygote_cli(["spawn", "--daemon-side", "--socket", &socket, "--cwd", &d, "--", program]);
                 check(&format!("round {round}: zygote spawn --cwd {d} -- {program}"), &out, cwd);
             }
         }

@@ -47,7 +47,7 @@ fn a_running_programs_file_is_busy_as_with_execve() {
     for round in 0..2 {
         // The second spawn of the image comes from a pre-started launcher.
         let mut spawn = Command::new(zygote_bin());
-        spawn.arg("spawn").arg("--socket").arg(&daemon.socket).arg("--").arg(&prog).args(args);
+        spawn.arg("spawn").arg("--daemon-side").arg("--socket").arg(&daemon.socket).arg("--").arg(&prog).args(args);
         assert_eq!(write_error_while_running(spawn, &prog), Some(libc::ETXTBSY), "zygote spawn, round {round}");
     }
     // Once the processes are gone, the file is writable again.

@@ -1,7 +1,7 @@
 //! zygote's Linux backend: the [`Linux`] kernel (sealed memfds, fds,
 //! getrandom), the embedded stub and its plans, clone+exec, pre-started
-//! launchers, ptrace prototypes, caller restrictions, procfs and pidfds, and
-//! the in-process [`Zygote`]. With the stub, the only code that is `unsafe`;
+//! launchers, ptrace prototypes, caller restrictions, procfs and pidfds, the
+//! in-process [`Zygote`], and the caller-side client library ([`client`]). With the stub, the only code that is `unsafe`;
 //! each module that needs it opts in.
 
 #![deny(unsafe_code)]
@@ -9,6 +9,8 @@
 pub mod account;
 #[allow(unsafe_code)]
 pub mod baseline;
+#[allow(unsafe_code)]
+pub mod client;
 pub mod exec;
 pub mod fd;
 #[allow(unsafe_code)]
