@@ -1,14 +1,15 @@
 //! zygote's Linux backend: the [`Linux`] kernel (sealed memfds, fds,
 //! getrandom), the embedded stub and its plans, clone+exec, pre-started
-//! launchers, ptrace prototypes, caller restrictions, procfs and pidfds, and
-//! the in-process [`Zygote`]. With the stub, the only code that is `unsafe`;
-//! each module that needs it opts in.
+//! launchers, ptrace prototypes, caller restrictions, procfs and pidfds, the
+//! memory cgroup's headroom, and the in-process [`Zygote`]. With the stub,
+//! the only code that is `unsafe`; each module that needs it opts in.
 
 #![deny(unsafe_code)]
 
 pub mod account;
 #[allow(unsafe_code)]
 pub mod baseline;
+pub mod cgroup;
 pub mod exec;
 pub mod fd;
 #[allow(unsafe_code)]
