@@ -8,7 +8,8 @@
 //! - set-user-ID programs get execve's privileges (none under no-new-privs);
 //! - a cached image never maps another user's copy of the program;
 //! - an `O_PATH` fd (what an execute-only program allows) is refused;
-//! - a program on a noexec mount is refused as execve refuses it;
+//! - a program on a noexec mount is refused as execve refuses it, also one
+//!   whose text segment is writable (nothing executable mapped from the file);
 //! - duplicate fd targets are a request error and change nothing.
 //!
 //! The other user is uid 65534 (nobody); processes run as it are the `zygote`
@@ -342,36 +343,97 @@ fn opath_fd_of_an_execute_only_program_is_refused() {
     assert_eq!(daemon.stats().spawns, 0);
 }
 
+/// A tmpfs mounted noexec at `mnt` (created), unmounted on drop.
+struct NoexecMount(PathBuf);
+
+impl NoexecMount {
+    fn new(mnt: PathBuf) -> NoexecMount {
+        fs::create_dir(&mnt).expect("mkdir");
+        let st = Command::new("mount").args(["-t", "tmpfs", "-o", "noexec,mode=755", "tmpfs"]).arg(&mnt).status();
+        assert!(st.is_ok_and(|s| s.success()), "mount a noexec tmpfs at {}", mnt.display());
+        NoexecMount(mnt)
+    }
+}
+
+impl Drop for NoexecMount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// execve itself refuses `prog` with EACCES.
+fn assert_execve_refuses(prog: &Path) {
+    let direct = Command::new(prog).status();
+    assert!(
+        direct.as_ref().is_err_and(|e| e.raw_os_error() == Some(libc::EACCES)),
+        "execve of a program on a noexec mount: {direct:?}"
+    );
+}
+
 /// A program on a noexec mount: 126 and "Permission denied", in-process and
 /// through the daemon.
 #[test]
 fn a_program_on_a_noexec_mount_is_refused() {
     let dir = Dir::new();
     let _daemon = dir.daemon(serde_json::json!({}));
-    let mnt = dir.path("noexec");
-    fs::create_dir(&mnt).expect("mkdir");
-    let st = Command::new("mount").args(["-t", "tmpfs", "-o", "noexec,mode=755", "tmpfs"]).arg(&mnt).status();
-    assert!(st.is_ok_and(|s| s.success()), "mount a noexec tmpfs");
-    struct Unmount<'a>(&'a Path);
-    impl Drop for Unmount<'_> {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg(self.0).status();
-        }
-    }
-    let _unmount = Unmount(&mnt);
-    let prog = mnt.join("attrs");
+    let mnt = NoexecMount::new(dir.path("noexec"));
+    let prog = mnt.0.join("attrs");
     fs::copy(attrs_static(), &prog).expect("copy");
-    let direct = Command::new(&prog).status();
-    assert!(
-        direct.as_ref().is_err_and(|e| e.raw_os_error() == Some(libc::EACCES)),
-        "execve of a program on a noexec mount: {direct:?}"
-    );
+    assert_execve_refuses(&prog);
     let run = zygote_cli(["run".as_ref(), "--".as_ref(), prog.as_os_str()]);
     let via = dir.spawn_as(0, &prog, None);
     for out in [run, via] {
         assert_eq!(out.code, 126, "{out}");
         assert!(out.stderr_str().contains("Permission denied"), "{out}");
     }
+}
+
+/// `wx_exit.c` linked into one read-write-execute PT_LOAD (checked).
+fn wx_program() -> PathBuf {
+    let ld = format!("-Wl,-T,{}", c_src("wx_exit.ld").display());
+    let prog = cc_cached(&c_src("wx_exit.c"), "wx_exit", &["-nostdlib", "-static", "-no-pie", "-O2", &ld], &[]);
+    let phdrs = readelf(&["-l"], &prog);
+    let loads: Vec<&str> = phdrs.lines().filter(|l| l.trim_start().starts_with("LOAD")).collect();
+    assert!(loads.len() == 1 && loads[0].contains(" RWE "), "{} should have one RWE PT_LOAD:\n{phdrs}", prog.display());
+    prog
+}
+
+/// A program whose text segment is writable and executable maps nothing
+/// from its file with PROT_EXEC (zygote seals a copy of a writable segment),
+/// so on a noexec mount the kernel's own mmap check never sees it: the mount
+/// check must refuse it, in-process and for a raw client request (the
+/// requester's fd, no CLI in between) alike, as execve does.
+#[test]
+fn a_writable_executable_program_on_a_noexec_mount_is_refused() {
+    let dir = Dir::new();
+    let daemon = dir.daemon(serde_json::json!({}));
+    let wx = wx_program();
+    // Elsewhere it runs, both ways: a refusal below is the mount's doing.
+    let ok = dir.copy(&wx, "wx", 0o755);
+    let run = zygote_cli(["run".as_ref(), "--".as_ref(), ok.as_os_str()]);
+    let via = remote_run(&mut daemon.client(), &ok, &[], b"").unwrap_or_else(|e| panic!("{e}"));
+    for out in [run, via] {
+        assert_eq!((out.code, out.stdout_str().as_str()), (42, "wx\n"), "{out}");
+    }
+
+    let mnt = NoexecMount::new(dir.path("noexec"));
+    let prog = mnt.0.join("wx");
+    fs::copy(&wx, &prog).expect("copy");
+    assert_execve_refuses(&prog);
+    let run = zygote_cli(["run".as_ref(), "--".as_ref(), prog.as_os_str()]);
+    assert_eq!(run.code, 126, "{run}");
+    assert!(run.stderr_str().contains("Permission denied"), "{run}");
+    let mut client = daemon.client();
+    let r = remote_spawn(&mut client, spawn_args(&prog, &[]), [dev_null(), dev_null(), dev_null()]);
+    match r {
+        Err(ClientError::Server { code: ErrorCode::PermissionDenied, message }) => {
+            assert!(message.contains("Permission denied"), "{message}");
+        }
+        other => panic!("a raw Spawn of a W+X program on a noexec mount: {other:?}\n{}", daemon.log_tail(2000)),
+    }
+    // The connection still serves.
+    let again = remote_run(&mut client, &ok, &[], b"").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(again.code, 42, "{again}");
 }
 
 /// Duplicate fd targets are a request error; launchers stay on.

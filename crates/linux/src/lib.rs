@@ -1,14 +1,16 @@
 //! zygote's Linux backend: the [`Linux`] kernel (sealed memfds, fds,
 //! getrandom), the embedded stub and its plans, clone+exec, pre-started
 //! launchers, ptrace prototypes, caller restrictions, procfs and pidfds, the
-//! in-process [`Zygote`], and the caller-side client library ([`client`]). With the stub, the only code that is `unsafe`;
-//! each module that needs it opts in.
+//! memory cgroup's headroom, the in-process [`Zygote`], and the caller-side
+//! client library ([`client`]). With the stub, the only code that is
+//! `unsafe`; each module that needs it opts in.
 
 #![deny(unsafe_code)]
 
 pub mod account;
 #[allow(unsafe_code)]
 pub mod baseline;
+pub mod cgroup;
 #[allow(unsafe_code)]
 pub mod client;
 pub mod exec;

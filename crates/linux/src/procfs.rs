@@ -1,5 +1,8 @@
 //! `/proc` text: the one parser of each file zygote reads there (status,
-//! maps, stat and auxv here; smaps in `zygote_core::metrics::smaps`).
+//! maps, stat, auxv, cgroup and mountinfo here; smaps in
+//! `zygote_core::metrics::smaps`).
+
+use std::path::PathBuf;
 
 /// The value of field `key` (without its colon) in a `/proc/PID/status`
 /// text, trimmed: the one parser of those lines.
@@ -94,6 +97,87 @@ pub fn auxv_entries(auxv: &[u8]) -> impl Iterator<Item = (u64, u64)> + '_ {
         .take_while(|&(t, _)| t != 0)
 }
 
+/// The (controllers, path) entries of a `/proc/PID/cgroup` text, one per
+/// hierarchy ("ID:CONTROLLERS:PATH"; the controllers are empty for cgroup2).
+pub fn cgroups(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter_map(|l| {
+            let mut parts = l.splitn(3, ':');
+            let _id = parts.next()?;
+            Some((parts.next()?.to_string(), parts.next()?.to_string()))
+        })
+        .collect()
+}
+
+/// A cgroup hierarchy's mount, from `/proc/PID/mountinfo`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CgroupMount {
+    /// Where it is mounted.
+    pub point: PathBuf,
+    /// The cgroup shown at the mount point ("/" unless a sub-tree is mounted).
+    pub root: String,
+}
+
+impl CgroupMount {
+    /// The directory of the cgroup `path` (as `/proc/PID/cgroup` names it)
+    /// under this mount; None for a path with `..` (outside our cgroup
+    /// namespace) or outside the mounted sub-tree.
+    pub fn dir(&self, path: &str) -> Option<PathBuf> {
+        if path.split('/').any(|c| c == "..") {
+            return None;
+        }
+        let rel = match self.root.as_str() {
+            "/" => path,
+            root => path.strip_prefix(root).filter(|r| r.is_empty() || r.starts_with('/'))?,
+        };
+        let rel = rel.trim_matches('/');
+        Some(if rel.is_empty() { self.point.clone() } else { self.point.join(rel) })
+    }
+}
+
+/// The mount of the cgroup hierarchy with `controllers` (comma-separated,
+/// as in `/proc/PID/cgroup`; empty: the unified cgroup2 hierarchy) in a
+/// `/proc/PID/mountinfo` text ("ID PARENT DEV ROOT POINT OPTS... - FSTYPE
+/// SOURCE SUPEROPTS").
+pub fn cgroup_mount(mountinfo: &str, controllers: &str) -> Option<CgroupMount> {
+    let wanted: Vec<&str> = controllers.split(',').filter(|c| !c.is_empty()).collect();
+    mountinfo.lines().find_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
+        let mut l = left.split_whitespace().skip(3);
+        let (root, point) = (l.next()?, l.next()?);
+        let mut r = right.split_whitespace();
+        let (fstype, _src, opts) = (r.next()?, r.next()?, r.next().unwrap_or(""));
+        let matches = match fstype {
+            "cgroup2" => wanted.is_empty(),
+            "cgroup" => !wanted.is_empty() && wanted.iter().all(|c| opts.split(',').any(|o| o == *c)),
+            _ => false,
+        };
+        matches.then(|| CgroupMount { point: PathBuf::from(unescape(point)), root: unescape(root) })
+    })
+}
+
+/// A mountinfo path field with its octal escapes (`\040` for a space, ...)
+/// decoded.
+fn unescape(field: &str) -> String {
+    let b = field.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b.get(i + 1..i + 4).filter(|d| b[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match octal {
+            Some(d) => {
+                out.push(d.iter().fold(0u8, |v, c| v.wrapping_mul(8).wrapping_add(c - b'0')));
+                i += 4;
+            }
+            None => {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,5 +201,40 @@ mod tests {
         assert_eq!(auxv_entries(&raw).collect::<Vec<_>>(), [(16, 0xbfebfbff), (6, 4096)]);
         let own = std::fs::read("/proc/self/auxv").expect("own auxv");
         assert!(auxv_entries(&own).any(|(t, v)| t == 6 && v == 4096), "AT_PAGESZ is 4096 here");
+    }
+
+    const MOUNTINFO: &str = "\
+25 30 0:22 / /sys rw,nosuid shared:7 - sysfs sysfs rw
+33 25 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+40 33 0:35 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+41 33 0:36 / /sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpu,cpuacct
+42 33 0:37 /sub /sys/fs/cgroup/uni\\040fied rw,relatime - cgroup2 cgroup2 rw
+";
+
+    #[test]
+    fn cgroup_lines() {
+        let text = "9:name=systemd:/\n4:memory:/a/b\n0::/x:y\nbroken\n";
+        assert_eq!(
+            cgroups(text),
+            [("name=systemd", "/"), ("memory", "/a/b"), ("", "/x:y")].map(|(c, p)| (c.to_string(), p.to_string()))
+        );
+    }
+
+    #[test]
+    fn cgroup_mounts_by_controllers() {
+        let memory = cgroup_mount(MOUNTINFO, "memory").expect("memory");
+        assert_eq!(memory.point, PathBuf::from("/sys/fs/cgroup/memory"));
+        assert_eq!(memory.dir("/a/b"), Some(PathBuf::from("/sys/fs/cgroup/memory/a/b")));
+        assert_eq!(memory.dir("/"), Some(memory.point.clone()));
+        assert_eq!(memory.dir("/a/../.."), None);
+        let cpu = cgroup_mount(MOUNTINFO, "cpuacct,cpu").expect("cpu");
+        assert_eq!(cpu.point, PathBuf::from("/sys/fs/cgroup/cpu,cpuacct"));
+        assert_eq!(cgroup_mount(MOUNTINFO, "pids"), None);
+        let unified = cgroup_mount(MOUNTINFO, "").expect("cgroup2");
+        assert_eq!(unified.point, PathBuf::from("/sys/fs/cgroup/uni fied"), "\\040 is a space");
+        assert_eq!(unified.dir("/sub/c"), Some(PathBuf::from("/sys/fs/cgroup/uni fied/c")));
+        assert_eq!(unified.dir("/sub"), Some(unified.point.clone()));
+        assert_eq!(unified.dir("/other"), None, "outside the mounted sub-tree");
+        assert_eq!(unified.dir("/subway"), None);
     }
 }

@@ -10,7 +10,6 @@
 //! daemon lacks the privilege to set (the child reports it and the spawn
 //! fails). See docs/ARCHITECTURE.md, "Caller restrictions".
 
-use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
@@ -109,14 +108,7 @@ impl Restrictions {
             .nth(16)
             .and_then(|s| s.parse().ok())
             .ok_or(RestrictionError::Parse { what: "stat" })?;
-        let cgroups = read(pid, "cgroup")?
-            .lines()
-            .filter_map(|l| {
-                let mut parts = l.splitn(3, ':');
-                let _id = parts.next()?;
-                Some((parts.next()?.to_string(), parts.next()?.to_string()))
-            })
-            .collect();
+        let cgroups = crate::procfs::cgroups(&read(pid, "cgroup")?);
         let mut namespaces = [0; NAMESPACES.len()];
         for (slot, ns) in namespaces.iter_mut().zip(NAMESPACES) {
             let path = format!("/proc/{pid}/ns/{ns}");
@@ -249,30 +241,12 @@ fn affinity_of(pid: i32) -> Result<[u64; CPU_WORDS], RestrictionError> {
 fn open_cgroup_procs(controllers: &str, path: &str) -> Result<OwnedFd, RestrictionError> {
     let err = |source: io::Error| RestrictionError::Cgroup { path: format!("{controllers}:{path}"), source };
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").map_err(err)?;
-    let wanted: Vec<&str> = controllers.split(',').filter(|c| !c.is_empty()).collect();
-    let mount = mountinfo.lines().find_map(|line| {
-        // "... mountpoint opts - fstype source superopts"
-        let (left, right) = line.split_once(" - ")?;
-        let mount_point = left.split_whitespace().nth(4)?;
-        let mut r = right.split_whitespace();
-        let (fstype, _src, opts) = (r.next()?, r.next()?, r.next().unwrap_or(""));
-        let matches = match fstype {
-            "cgroup2" => wanted.is_empty(),
-            "cgroup" => !wanted.is_empty() && wanted.iter().all(|c| opts.split(',').any(|o| o == *c)),
-            _ => false,
-        };
-        matches.then(|| mount_point.to_string())
-    });
-    let Some(mount) = mount else {
+    let Some(mount) = crate::procfs::cgroup_mount(&mountinfo, controllers) else {
         return Err(err(io::Error::from_raw_os_error(libc::ENOENT)));
     };
-    if path.split('/').any(|c| c == "..") {
-        return Err(err(io::Error::from_raw_os_error(libc::EINVAL)));
-    }
-    let file = format!("{mount}{}/cgroup.procs", path.trim_end_matches('/'));
-    let c = CString::new(file).map_err(|_| err(io::Error::from_raw_os_error(libc::EINVAL)))?;
+    let dir = mount.dir(path).ok_or_else(|| err(io::Error::from_raw_os_error(libc::EINVAL)))?;
     rustix::fs::open(
-        c.as_c_str(),
+        dir.join("cgroup.procs").as_path(),
         rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::CLOEXEC | rustix::fs::OFlags::NOFOLLOW,
         rustix::fs::Mode::empty(),
     )

@@ -144,7 +144,7 @@ fn code_for(e: &SpawnError) -> ErrorCode {
         SpawnError::Cwd { source, .. } if zygote_linux::spawn::cwd_missing(source) => ErrorCode::NotFound,
         SpawnError::Cwd { .. } => ErrorCode::PermissionDenied,
         SpawnError::Denied { .. } | SpawnError::Restriction { .. } => ErrorCode::PermissionDenied,
-        SpawnError::Launcher { .. } | SpawnError::Internal { .. } => ErrorCode::Internal,
+        SpawnError::Launcher { .. } | SpawnError::Internal { .. } | SpawnError::Memory { .. } => ErrorCode::Internal,
     }
 }
 

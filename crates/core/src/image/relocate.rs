@@ -218,6 +218,23 @@ fn relocate<'d>(
     Ok(sum)
 }
 
+/// Memory a build of `info`'s program allocates beyond the file's bytes
+/// (which the caller holds already): a page-aligned copy of each writable
+/// segment, made up front, then sealed one by one into an object of its
+/// size, the copy freed after it. At the peak, as the largest is sealed,
+/// every copy or its object exists, plus that one twice. (A constant segment
+/// that relocation writes to gets a copy too; static PIEs keep those in
+/// their writable segment, so they are not counted.)
+pub fn build_bytes(info: &ElfInfo) -> u64 {
+    let copies = info
+        .segments
+        .iter()
+        .filter(|s| s.writable() && s.filesz > 0)
+        .map(|s| page_up(s.vaddr.saturating_add(s.filesz)).saturating_sub(page_down(s.vaddr)));
+    let (sum, max) = copies.fold((0u64, 0u64), |(sum, max), n| (sum.saturating_add(n), max.max(n)));
+    sum.saturating_add(max)
+}
+
 /// Build the image for a static or static-PIE program held in `data`.
 /// `started` is when the work for it began: reading and hashing the file
 /// count as build time.
@@ -331,4 +348,41 @@ fn push_regions<K: Kernel>(
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::elf::Machine;
+
+    fn segment(index: usize, vaddr: u64, filesz: u64, memsz: u64, flags: u32) -> Segment {
+        Segment { index, vaddr, memsz, offset: vaddr, filesz, flags, align: PAGE_SIZE }
+    }
+
+    #[test]
+    fn build_bytes_counts_writable_copies_and_the_largest_twice() {
+        let mut info = ElfInfo {
+            kind: ProgramKind::Static,
+            machine: Machine::X86_64,
+            entry: 0x40_1000,
+            phdr_vaddr: 0x40_0040,
+            phnum: 4,
+            phentsize: 56,
+            segments: vec![
+                segment(0, 0x40_0000, 0x30_0000, 0x30_0000, elf::PF_R | elf::PF_X),
+                // Starts mid-page and ends mid-page: three pages of copy.
+                segment(1, 0x80_0800, 0x2000, 0x9000, elf::PF_R | elf::PF_W),
+                segment(2, 0x90_0000, 0x10_0000, 0x10_0000, elf::PF_R | elf::PF_W),
+                // bss only: nothing to copy.
+                segment(3, 0xa0_0000, 0, 0x100_0000, elf::PF_R | elf::PF_W),
+            ],
+            relro: None,
+            tls: None,
+            dynamic: None,
+            max_align: PAGE_SIZE,
+        };
+        assert_eq!(build_bytes(&info), 0x3000 + 0x10_0000 + 0x10_0000);
+        info.segments.truncate(1);
+        assert_eq!(build_bytes(&info), 0, "constant segments are mapped from the file");
+    }
 }

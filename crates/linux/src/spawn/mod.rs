@@ -80,6 +80,9 @@ pub enum SpawnError {
     },
     #[error("zygote internal error: {what}: {source}")]
     Internal { what: &'static str, source: io::Error },
+    /// Building the image would not fit in the memory cgroup (`cgroup::reserve`).
+    #[error("{path}: {source}")]
+    Memory { path: PathBuf, source: crate::cgroup::CgroupError },
 }
 
 impl SpawnError {
@@ -89,7 +92,7 @@ impl SpawnError {
         match self {
             SpawnError::Resolve(e) => e.exit_code(),
             SpawnError::Cwd { source, .. } if cwd_missing(source) => 127,
-            SpawnError::Internal { .. } | SpawnError::Launcher { .. } => 125,
+            SpawnError::Internal { .. } | SpawnError::Launcher { .. } | SpawnError::Memory { .. } => 125,
             _ => 126,
         }
     }

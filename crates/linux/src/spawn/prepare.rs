@@ -1,5 +1,9 @@
 //! Images for program files: identify the file (stat, then the identity memo,
 //! then BLAKE3), look its key up in the cache, and build the image on a miss.
+//! Reading a file and building a static image first reserve the memory they
+//! will allocate in the memory cgroup ([`crate::cgroup`]): one that cannot
+//! fit fails with [`SpawnError::Memory`] rather than have the daemon
+//! OOM-killed, and nothing cached is lost.
 
 use std::ffi::OsString;
 use std::io;
@@ -14,8 +18,8 @@ use zygote_core::image::{
     ContentHash, FileIdentity, Identified, ImageError, ImageKey, MappedFile, ReadError, relocate,
 };
 
-use super::{SpawnError, Zygote, io_err, loader_env};
-use crate::{Image, Linux, prototype};
+use super::{MAX_PROGRAM_BYTES, SpawnError, Zygote, io_err, loader_env};
+use crate::{Image, Linux, cgroup, prototype};
 
 impl Zygote {
     /// Identify and prepare a program file through the cache, for this
@@ -127,6 +131,12 @@ impl Zygote {
                 Image::refused(key, mapped, kind, reason, started.elapsed())
             };
             if !found.dynamic {
+                // The segment copies and their objects, while they are made
+                // (a file that does not decode fails in `prepare` below).
+                let _building = match zygote_core::elf::decode(&data) {
+                    Ok(info) => Some(reserve(path, relocate::build_bytes(&info))?),
+                    Err(_) => None,
+                };
                 // An ET_DYN the kernel would run but that is no static PIE
                 // (a shared library with an entry point) runs by plain exec.
                 return match relocate::prepare(path, file, id, &data, key, started) {
@@ -144,8 +154,23 @@ impl Zygote {
     }
 }
 
-/// Read a program file whole, checking its size first.
+/// Reserve `bytes` in the memory cgroup for a build of `path`.
+fn reserve(path: &Path, bytes: u64) -> Result<cgroup::Reservation, SpawnError> {
+    cgroup::reserve(bytes).map_err(|source| {
+        tracing::debug!(path = %path.display(), "{source}");
+        SpawnError::Memory { path: path.to_path_buf(), source }
+    })
+}
+
+/// Read a program file whole, checking its size and that the memory cgroup
+/// has room for it first.
 fn read_program(file: &OwnedFd, path: &Path) -> Result<(FileIdentity, Vec<u8>), SpawnError> {
+    let size = rustix::fs::fstat(file).map_err(io_err(path, "fstat"))?.st_size;
+    // A size above the limit is refused by the read, as too large.
+    let _reading = match u64::try_from(size) {
+        Ok(n) if n <= MAX_PROGRAM_BYTES => Some(reserve(path, n)?),
+        _ => None,
+    };
     zygote_core::image::read_program::<Linux>(file).map_err(|e| match e {
         ReadError::TooLarge { size } => SpawnError::TooLarge { path: path.to_path_buf(), size },
         ReadError::NotRegular => SpawnError::Io {
