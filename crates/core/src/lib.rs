@@ -7,6 +7,7 @@
 //! - [`exec`]: execve's rules (PATH search, `#!` interpreters) over [`exec::ExecFs`];
 //! - [`plan`]: what each phase of a launch maps and restores (backends encode it);
 //! - [`metrics`]: stats types, accounting arithmetic, latency, OpenMetrics;
+//! - [`vmar`]: the region-to-mapping policy of a VMO/VMAR kernel (Zircon);
 //! - [`kernel`]: what a kernel backend provides (Linux: `zygote-linux`).
 //!
 //! No OS crate is a dependency and no code here is `unsafe`; CI checks both
@@ -21,6 +22,7 @@ pub mod image;
 pub mod kernel;
 pub mod metrics;
 pub mod plan;
+pub mod vmar;
 #[cfg(test)]
 mod test_kernel;
 
