@@ -27,10 +27,3 @@ mod kernel;
 mod launch;
 #[cfg(target_os = "fuchsia")]
 mod process;
-
-#[cfg(target_os = "fuchsia")]
-pub use kernel::{FileVmo, SealedVmo, Zircon};
-#[cfg(target_os = "fuchsia")]
-pub use launch::{LaunchError, LaunchOptions, Launcher};
-#[cfg(target_os = "fuchsia")]
-pub use process::ZirconProcess;
