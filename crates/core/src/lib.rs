@@ -22,9 +22,9 @@ pub mod image;
 pub mod kernel;
 pub mod metrics;
 pub mod plan;
-pub mod vmar;
 #[cfg(test)]
 mod test_kernel;
+pub mod vmar;
 
 pub use cache::{CacheConfig, CacheStats};
 pub use kernel::{Credentials, ExitStatus, Kernel};

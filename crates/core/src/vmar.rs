@@ -154,8 +154,7 @@ pub fn plan(regions: &[ImageRegion], relro: Relro) -> Result<VmarPlan, PlanError
             return Err(PlanError::Unsorted { index, vaddr: r.vaddr, prev: index.saturating_sub(1) });
         }
         end = r.vaddr + r.len;
-        let Some(step) = step(r, base, relro).map_err(|()| PlanError::WriteExecute { index, vaddr: r.vaddr })?
-        else {
+        let Some(step) = step(r, base, relro).map_err(|()| PlanError::WriteExecute { index, vaddr: r.vaddr })? else {
             continue;
         };
         can_map.read |= step.perms.read;

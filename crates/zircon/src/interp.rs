@@ -118,8 +118,12 @@ pub fn headers(bytes: &[u8]) -> Result<Headers, HeadersError> {
         return Err(HeadersError::NotElf64);
     }
     let field = |v: Option<u64>| v.ok_or(HeadersError::NotElf64);
-    let (entry, phoff, phentsize, phnum) =
-        (field(u64_at(bytes, 0x18))?, field(u64_at(bytes, 0x20))?, field(u16_at(bytes, 0x36))?, field(u16_at(bytes, 0x38))?);
+    let (entry, phoff, phentsize, phnum) = (
+        field(u64_at(bytes, 0x18))?,
+        field(u64_at(bytes, 0x20))?,
+        field(u16_at(bytes, 0x36))?,
+        field(u16_at(bytes, 0x38))?,
+    );
     let table_end = phoff.checked_add(phnum * phentsize);
     if phentsize != 56 || table_end.is_none_or(|e| e > bytes.len() as u64) {
         return Err(HeadersError::Truncated { phoff, phnum, len: bytes.len() });
@@ -232,7 +236,14 @@ pub fn load_regions(h: &Headers, data: &[u8], bias: u64) -> Result<(Vec<ImageReg
             } else {
                 RegionKind::File { file: 0, offset: page_down(l.offset) }
             };
-            regions.push(ImageRegion { vaddr: at, len: file_end - start, prot: l.prot(), kind, segment: l.index, relro: false });
+            regions.push(ImageRegion {
+                vaddr: at,
+                len: file_end - start,
+                prot: l.prot(),
+                kind,
+                segment: l.index,
+                relro: false,
+            });
         }
         let zero_start = if l.filesz > 0 { file_end } else { start };
         let mem_end = page_up(l.vaddr + l.memsz);
@@ -266,11 +277,17 @@ pub fn prepare<K: Kernel>(
     let (regions, copies) = load_regions(&h, data, bias).map_err(|e| elf(format!("the interpreter: {e}")))?;
     let mut objects = Vec::with_capacity(copies.len());
     for (i, bytes) in copies.iter().enumerate() {
-        let segment = regions.iter().find(|r| r.kind == RegionKind::Sealed { object: i, offset: 0 }).map_or(0, |r| r.segment);
+        let segment =
+            regions.iter().find(|r| r.kind == RegionKind::Sealed { object: i, offset: 0 }).map_or(0, |r| r.segment);
         let name = zygote_core::vmar::vmo_name(&key.to_string(), &format!("ld{segment}"));
-        objects.push(K::seal(&name, bytes).map_err(|source| ImageError::Seal { path: path.to_path_buf(), segment, source })?);
+        objects.push(K::seal(&name, bytes).map_err(|source| ImageError::Seal {
+            path: path.to_path_buf(),
+            segment,
+            source,
+        })?);
     }
-    let entry = EntryState { pc: bias.wrapping_add(h.entry), at_entry: bias.wrapping_add(h.entry), ..EntryState::default() };
+    let entry =
+        EntryState { pc: bias.wrapping_add(h.entry), at_entry: bias.wrapping_add(h.entry), ..EntryState::default() };
     Ok(Image::new(ImageParts {
         key,
         path: path.to_path_buf(),

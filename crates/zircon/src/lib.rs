@@ -27,3 +27,10 @@ mod kernel;
 mod launch;
 #[cfg(target_os = "fuchsia")]
 mod process;
+
+#[cfg(target_os = "fuchsia")]
+pub use kernel::{FileVmo, PrepareError, SEALED_RIGHTS, SealedVmo, Zircon, ZirconImage, name_objects, prepare_static};
+#[cfg(target_os = "fuchsia")]
+pub use launch::{DEFAULT_STACK_SIZE, LaunchError, LaunchOptions, Launcher};
+#[cfg(target_os = "fuchsia")]
+pub use process::ZirconProcess;

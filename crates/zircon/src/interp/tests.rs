@@ -64,7 +64,10 @@ fn refuses_bad_headers() {
     short[0x38] = 200;
     assert!(matches!(headers(&short), Err(HeadersError::Truncated { phnum: 200, .. })));
     let overlap = elf(0, &[(PT_LOAD, RX, 0, 0, 0x1000, 0x1800), (PT_LOAD, RW, 0x1000, 0x1000, 8, 8)], 0x1100, b"");
-    assert_eq!(headers(&overlap), Err(HeadersError::BadSegment { index: 1, why: "PT_LOADs overlap or are not sorted" }));
+    assert_eq!(
+        headers(&overlap),
+        Err(HeadersError::BadSegment { index: 1, why: "PT_LOADs overlap or are not sorted" })
+    );
     let incongruent = elf(0, &[(PT_LOAD, RX, 0x10, 0x1000, 8, 8)], 0x900, b"");
     assert!(matches!(headers(&incongruent), Err(HeadersError::BadSegment { index: 0, .. })));
     let none = elf(0, &[(PT_GNU_STACK, RW, 0, 0, 0, 0)], 0x900, b"");

@@ -126,18 +126,23 @@ pub trait AsHandleRef {
     fn set_name(&self, name: &str) -> Result<(), Status> {
         let bytes = &name.as_bytes()[..name.len().min(sys::ZX_MAX_NAME_LEN - 1)];
         // SAFETY: `bytes` is valid for reads of its length during the call.
-        let s = unsafe {
-            sys::zx_object_set_property(self.raw_handle(), sys::ZX_PROP_NAME, bytes.as_ptr(), bytes.len())
-        };
+        let s =
+            unsafe { sys::zx_object_set_property(self.raw_handle(), sys::ZX_PROP_NAME, bytes.as_ptr(), bytes.len()) };
         Status::ok(s)
+    }
+    /// A second handle to the object with `rights` (`SAME_RIGHTS` for all).
+    fn duplicate(&self, rights: Rights) -> Result<Handle, Status> {
+        let mut out = sys::ZX_HANDLE_INVALID;
+        // SAFETY: `out` is a valid out-pointer; the source handle stays ours.
+        let s = unsafe { sys::zx_handle_duplicate(self.raw_handle(), rights.bits(), &mut out) };
+        Status::ok(s)?;
+        Handle::from_raw(out)
     }
     /// Wait until one of `signals` is asserted (no deadline).
     fn wait_one(&self, signals: sys::zx_signals_t) -> Result<sys::zx_signals_t, Status> {
         let mut observed = 0;
         // SAFETY: `observed` is a valid out-pointer for the call.
-        let s = unsafe {
-            sys::zx_object_wait_one(self.raw_handle(), signals, sys::ZX_TIME_INFINITE, &mut observed)
-        };
+        let s = unsafe { sys::zx_object_wait_one(self.raw_handle(), signals, sys::ZX_TIME_INFINITE, &mut observed) };
         Status::ok(s).map(|()| observed)
     }
 }
@@ -152,11 +157,7 @@ impl AsHandleRef for Handle {
 pub trait HandleBased: AsHandleRef + From<Handle> + Into<Handle> {
     /// A second handle to the object with `rights` (`SAME_RIGHTS` for all).
     fn duplicate_handle(&self, rights: Rights) -> Result<Self, Status> {
-        let mut out = sys::ZX_HANDLE_INVALID;
-        // SAFETY: `out` is a valid out-pointer; the source handle stays ours.
-        let s = unsafe { sys::zx_handle_duplicate(self.raw_handle(), rights.bits(), &mut out) };
-        Status::ok(s)?;
-        Handle::from_raw(out).map(Self::from)
+        self.duplicate(rights).map(Self::from)
     }
     /// This handle replaced by one with `rights` (fewer, never more).
     fn replace_handle(self, rights: Rights) -> Result<Self, Status> {

@@ -13,7 +13,7 @@ mod vm;
 pub use handle::{AsHandleRef, Channel, Handle, HandleBased, Resource, Status, cprng_draw};
 pub use object::{Koid, MapsEntry, Rights, VmoInfo, page_size};
 pub use task::{Job, JobPolicy, Process, ProcessInfo, Thread};
-pub use vm::{VmarFlags, Vmar, Vmo, VmoChildOptions};
+pub use vm::{Vmar, VmarFlags, Vmo, VmoChildOptions};
 
 /// The raw system-call bindings (declared for `target_os = "fuchsia"`).
 pub(crate) use fuchsia_zircon_sys as sys;

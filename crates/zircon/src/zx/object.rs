@@ -25,9 +25,8 @@ impl Rights {
     pub const INSPECT: Rights = Rights(sys::ZX_RIGHT_INSPECT);
     pub const SAME_RIGHTS: Rights = Rights(sys::ZX_RIGHT_SAME_RIGHTS);
     /// `ZX_RIGHTS_BASIC`: transfer, duplicate, wait, inspect.
-    pub const BASIC: Rights = Rights(
-        sys::ZX_RIGHT_TRANSFER | sys::ZX_RIGHT_DUPLICATE | sys::ZX_RIGHT_WAIT | sys::ZX_RIGHT_INSPECT,
-    );
+    pub const BASIC: Rights =
+        Rights(sys::ZX_RIGHT_TRANSFER | sys::ZX_RIGHT_DUPLICATE | sys::ZX_RIGHT_WAIT | sys::ZX_RIGHT_INSPECT);
     /// `ZX_RIGHTS_PROPERTY`: get and set properties (the name).
     pub const PROPERTY: Rights = Rights(sys::ZX_RIGHT_GET_PROPERTY | sys::ZX_RIGHT_SET_PROPERTY);
 
@@ -64,14 +63,7 @@ pub(crate) fn get_info_one<T: Copy>(handle: sys::zx_handle_t, topic: u32, out: &
     // SAFETY: `out` is valid for writes of size_of::<T>() bytes, and T is the
     // plain C record the topic writes (callers pair them).
     let s = unsafe {
-        sys::zx_object_get_info(
-            handle,
-            topic,
-            (out as *mut T).cast::<u8>(),
-            size_of::<T>(),
-            &mut actual,
-            &mut avail,
-        )
+        sys::zx_object_get_info(handle, topic, (out as *mut T).cast::<u8>(), size_of::<T>(), &mut actual, &mut avail)
     };
     Status::ok(s)
 }

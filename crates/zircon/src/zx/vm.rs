@@ -148,14 +148,22 @@ impl Vmar {
     pub fn allocate(&self, offset: u64, size: u64, flags: VmarFlags) -> Result<(Vmar, u64), Status> {
         let (mut out, mut addr) = (sys::ZX_HANDLE_INVALID, 0usize);
         // SAFETY: `out` and `addr` are valid out-pointers.
-        let s =
-            unsafe { sys::zx_vmar_allocate(self.raw_handle(), flags.bits(), len(offset)?, len(size)?, &mut out, &mut addr) };
+        let s = unsafe {
+            sys::zx_vmar_allocate(self.raw_handle(), flags.bits(), len(offset)?, len(size)?, &mut out, &mut addr)
+        };
         Status::ok(s)?;
         Ok((Vmar(Handle::from_raw(out)?), addr as u64))
     }
     /// Map `vmo` (`vmo_offset..+len`) at `vmar_offset` (with `SPECIFIC`) or
     /// where the kernel chooses; the address.
-    pub fn map(&self, vmar_offset: u64, vmo: &Vmo, vmo_offset: u64, size: u64, flags: VmarFlags) -> Result<u64, Status> {
+    pub fn map(
+        &self,
+        vmar_offset: u64,
+        vmo: &Vmo,
+        vmo_offset: u64,
+        size: u64,
+        flags: VmarFlags,
+    ) -> Result<u64, Status> {
         let mut addr = 0usize;
         // SAFETY: `addr` is a valid out-pointer; mapping into another process's
         // VMAR cannot alias memory of this one.
