@@ -195,6 +195,10 @@ impl Launcher {
             ours.write(&msg.bytes, msg.handles).map_err(zx("zx_channel_write", "loader bootstrap message"))?;
         } else {
             main_handles.push((HandleInfo::new(HandleType::VmarLoaded, 0), Handle::from(loaded)));
+            // A static program may still load libraries (dlopen) through it.
+            if let Some(loader) = loader {
+                main_handles.push((HandleInfo::new(HandleType::LdsvcLoader, 0), Handle::from(loader)));
+            }
         }
         main_handles.push((HandleInfo::new(HandleType::VmarRoot, 0), Handle::from(root)));
         main_handles.push((HandleInfo::new(HandleType::VdsoVmo, 0), dup(&self.vdso, "vDSO")?));
