@@ -48,6 +48,15 @@ pub enum HeadersError {
     NoLoads,
 }
 
+/// Why an interpreter image could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum InterpError {
+    #[error("{path}: the interpreter: {source}")]
+    Headers { path: std::path::PathBuf, source: HeadersError },
+    #[error(transparent)]
+    Image(#[from] ImageError),
+}
+
 /// A PT_LOAD.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Load {
@@ -271,10 +280,10 @@ pub fn prepare<K: Kernel>(
     key: ImageKey,
     bias: u64,
     build_time: Duration,
-) -> Result<Image<K>, ImageError> {
-    let elf = |why: String| ImageError::Prototype { path: path.to_path_buf(), reason: why };
-    let h = headers(data).map_err(|e| elf(format!("the interpreter: {e}")))?;
-    let (regions, copies) = load_regions(&h, data, bias).map_err(|e| elf(format!("the interpreter: {e}")))?;
+) -> Result<Image<K>, InterpError> {
+    let bad = |source| InterpError::Headers { path: path.to_path_buf(), source };
+    let h = headers(data).map_err(bad)?;
+    let (regions, copies) = load_regions(&h, data, bias).map_err(bad)?;
     let mut objects = Vec::with_capacity(copies.len());
     for (i, bytes) in copies.iter().enumerate() {
         let segment =

@@ -10,6 +10,7 @@ use std::time::Instant;
 use zygote_core::image::{ContentHash, FileIdentity, Image, ImageError, ImageKey, RegionKind, relocate};
 use zygote_core::kernel::{Kernel, SealedObject};
 
+use crate::interp::InterpError;
 use crate::zx::{AsHandleRef, HandleBased, Koid, Rights, Status, Vmo, cprng_draw};
 
 /// The Zircon kernel.
@@ -132,12 +133,38 @@ pub fn prepare_static(path: &Path, file: FileVmo) -> Result<ZirconImage, Prepare
     Ok(image)
 }
 
+/// Build the image of a program started through an interpreter: `interp`
+/// is the VMO `fuchsia.ldsvc.Loader/LoadObject` answered for the program's
+/// PT_INTERP name (the FIDL glue makes that call, as process_builder's
+/// `get_dynamic_linker` does), and `key` is [`crate::interp::interp_key`] of
+/// the program's content hash and every loader answer. The interpreter is
+/// placed at a random page in the static-PIE window, once per image.
+pub fn prepare_interp(path: &Path, interp: FileVmo, key: ImageKey) -> Result<ZirconImage, PrepareError> {
+    let started = Instant::now();
+    let mut data = vec![0u8; interp.identity.size as usize];
+    let n =
+        Zircon::read_at(&interp, &mut data, 0).map_err(|source| PrepareError::Read { path: path.into(), source })?;
+    data.truncate(n);
+    let h = crate::interp::headers(&data)
+        .map_err(|source| PrepareError::Interp(InterpError::Headers { path: path.into(), source }))?;
+    let (start, end) = h.span();
+    let (lo, hi) = relocate::BIAS_WINDOW;
+    let slots = (hi - lo).saturating_sub(end - start) / zygote_core::elf::PAGE_SIZE;
+    let r = Zircon::random_u64().map_err(|source| PrepareError::Read { path: path.into(), source })?;
+    let bias = (lo + (r % slots.max(1)) * zygote_core::elf::PAGE_SIZE).wrapping_sub(start);
+    let identity = interp.identity;
+    crate::interp::prepare::<Zircon>(path, interp, identity, &data, key, bias, started.elapsed())
+        .map_err(PrepareError::Interp)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PrepareError {
     #[error("{path}: reading the program's VMO: {source}")]
     Read { path: std::path::PathBuf, source: io::Error },
     #[error(transparent)]
     Image(#[from] ImageError),
+    #[error(transparent)]
+    Interp(InterpError),
     #[error("{path}: naming the sealed VMOs: {source}")]
     Name { path: std::path::PathBuf, source: io::Error },
 }

@@ -29,7 +29,9 @@ mod launch;
 mod process;
 
 #[cfg(target_os = "fuchsia")]
-pub use kernel::{FileVmo, PrepareError, SEALED_RIGHTS, SealedVmo, Zircon, ZirconImage, name_objects, prepare_static};
+pub use kernel::{
+    FileVmo, PrepareError, SEALED_RIGHTS, SealedVmo, Zircon, ZirconImage, name_objects, prepare_interp, prepare_static,
+};
 #[cfg(target_os = "fuchsia")]
 pub use launch::{DEFAULT_STACK_SIZE, LaunchError, LaunchOptions, Launcher};
 #[cfg(target_os = "fuchsia")]
