@@ -129,3 +129,62 @@ fn the_key_covers_program_config_and_every_loaded_object() {
         }
     }
 }
+
+/// A kernel of byte vectors, to build interpreter images on any host.
+#[derive(Debug)]
+struct Mem;
+
+#[derive(Debug)]
+struct MemObject(Vec<u8>, String);
+
+impl zygote_core::kernel::SealedObject for MemObject {
+    fn len(&self) -> u64 {
+        self.0.len() as u64
+    }
+}
+
+impl Kernel for Mem {
+    type Object = MemObject;
+    type File = ();
+    fn seal(name: &str, bytes: &[u8]) -> std::io::Result<MemObject> {
+        Ok(MemObject(bytes.to_vec(), name.to_string()))
+    }
+    fn random_u64() -> std::io::Result<u64> {
+        Ok(7)
+    }
+    fn identify(_: &()) -> std::io::Result<FileIdentity> {
+        Err(std::io::ErrorKind::Unsupported.into())
+    }
+    fn identify_path(_: &Path) -> std::io::Result<FileIdentity> {
+        Err(std::io::ErrorKind::Unsupported.into())
+    }
+    fn read_at(_: &(), _: &mut [u8], _: u64) -> std::io::Result<usize> {
+        Ok(0)
+    }
+}
+
+#[test]
+fn prepares_an_interpreter_image() {
+    let data = program();
+    let key = interp_key(&ContentHash([1; 32]), &LoaderAnswers::default());
+    let identity =
+        FileIdentity { dev: 0, ino: 1, size: data.len() as u64, mtime: (0, 0), ctime: (0, 0), mode: 0o100755 };
+    let bias = 0x5a00_0000_0000;
+    let image = prepare::<Mem>(Path::new("ld.so.1"), (), identity, &data, key, bias, Duration::ZERO).expect("image");
+    assert_eq!(image.kind(), ProgramKind::Dynamic);
+    assert_eq!(image.entry().pc, bias + 0x1010);
+    assert_eq!(image.load_bias(), bias);
+    assert_eq!(image.regions().len(), 4);
+    assert_eq!(image.objects().len(), 1);
+    let o = &image.objects()[0];
+    assert_eq!(o.0.len(), 0x1000);
+    assert!(o.1.starts_with("zyg:") && o.1.ends_with(":ld2") && o.1.len() <= 31, "{}", o.1);
+    // The mapping policy takes it: the interpreter relocates itself, so its
+    // data is a per-process child and nothing is shared read-only.
+    let plan = zygote_core::vmar::plan(image.regions(), zygote_core::vmar::Relro::AsSegment).expect("plan");
+    assert_eq!(plan.base, bias);
+    assert!(matches!(plan.steps[1].source, zygote_core::vmar::Source::SealedChild { object: 0, .. }));
+    let bad = elf(0, &[(PT_LOAD, RW, 0x800, 0x800, 0x1000, 0x1000)], 0x900, b"");
+    let err = prepare::<Mem>(Path::new("ld.so.1"), (), identity, &bad, key, bias, Duration::ZERO).unwrap_err();
+    assert!(err.to_string().contains("ld.so.1: the interpreter: program header 0"), "{err}");
+}
