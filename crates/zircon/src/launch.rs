@@ -79,6 +79,8 @@ pub struct Launcher {
     vmex: Option<Resource>,
     /// The vDSO VMO (the zygote's own `PA_VDSO_VMO`).
     vdso: Vmo,
+    /// The RELRO policy for every image, instead of [`relro_policy`]'s.
+    relro: Option<Relro>,
 }
 
 /// A VMO to map: the image's own, or one made for this process.
@@ -96,11 +98,15 @@ impl MapVmo<'_> {
     }
 }
 
-/// Which Relro policy an image takes: shared read-only when nothing is left
-/// for the program's start-up to relocate; its own copy otherwise, and for
-/// an interpreter (which relocates itself).
+/// Which Relro policy an image takes: shared read-only from the sealed VMO
+/// for a static PIE whose relocations were all applied ahead of time (its
+/// start-up finds nothing left to write there); the process's own copy for
+/// the rest: a fixed-address program's start-up applies IRELATIVE entries
+/// to its GOT, and an interpreter relocates itself. [`Launcher::with_relro`]
+/// overrides it (e.g. `AsSegment` for a libc whose start-up stores into
+/// `.dynamic`'s DT_DEBUG inside RELRO).
 fn relro_policy(image: &ZirconImage) -> Relro {
-    if image.kind() != ProgramKind::Dynamic && image.relocs().left_to_program == 0 {
+    if image.kind() == ProgramKind::StaticPie && image.relocs().left_to_program == 0 {
         Relro::Sealed
     } else {
         Relro::AsSegment
@@ -142,7 +148,12 @@ fn initial_sp(base: u64, size: u64) -> u64 {
 
 impl Launcher {
     pub fn new(job: Job, vmex: Option<Resource>, vdso: Vmo) -> Self {
-        Launcher { job, vmex, vdso }
+        Launcher { job, vmex, vdso, relro: None }
+    }
+
+    /// Map RELRO by `relro` for every image, whatever the image says.
+    pub fn with_relro(self, relro: Relro) -> Self {
+        Launcher { relro: Some(relro), ..self }
     }
 
     /// Start a process from `image`.
@@ -214,7 +225,7 @@ impl Launcher {
     /// Allocate the image's VMAR at its address and map every region into it.
     fn map_image(&self, image: &ZirconImage, root: &Vmar, executable: Option<&Vmo>) -> Result<Vmar, LaunchError> {
         let name = image.path().display().to_string();
-        let plan = vmar::plan(image.regions(), relro_policy(image))
+        let plan = vmar::plan(image.regions(), self.relro.unwrap_or_else(|| relro_policy(image)))
             .map_err(|source| LaunchError::Plan { image: name.clone(), source })?;
         let (root_base, root_len) = root.info().map_err(|status| LaunchError::Zx {
             image: name.clone(),
