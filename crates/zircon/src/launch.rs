@@ -41,6 +41,12 @@ pub enum LaunchError {
     NoVmex { image: String },
     #[error("{image}: a program with an interpreter needs a fuchsia.ldsvc.Loader channel and its executable VMO")]
     NoLoader { image: String },
+    #[error(
+        "{image}: {count} handles from the caller, more than the {max} a bootstrap message has room for beside the \
+         launcher's own",
+        max = processargs::MAX_CALLER_HANDLES
+    )]
+    TooManyHandles { image: String, count: usize },
     #[error("{image}: region {index} names object or file {object}, which the image lacks")]
     NoObject { image: String, index: usize, object: usize },
     #[error("{image}: the image's VMAR belongs at {want:#x} but the root VMAR {why}")]
@@ -167,13 +173,24 @@ impl Launcher {
             return Err(LaunchError::Refused { image: name, why: why.into() });
         }
         let LaunchOptions { name: pname, args, environ, names, handles, executable, loader, job: caller_job } = opts;
-        let interp = image.kind() == ProgramKind::Dynamic;
+        if handles.len() > processargs::MAX_CALLER_HANDLES {
+            return Err(LaunchError::TooManyHandles { image: name, count: handles.len() });
+        }
+        // An interpreter gets the program VMO and the loader; a static
+        // program's File regions map the VMO, and it gets the loader itself.
+        let (executable, loader, interp) = if image.kind() == ProgramKind::Dynamic {
+            let (Some(loader), Some(exe)) = (loader, executable) else {
+                return Err(LaunchError::NoLoader { image: name });
+            };
+            (None, None, Some((loader, exe)))
+        } else {
+            (executable, loader, None)
+        };
         let job =
             caller_job.as_ref().unwrap_or(&self.job).create_child_job().map_err(zx("zx_job_create", "spawn job"))?;
         job.set_policy(JobPolicy::DenyNewProcess).map_err(zx("zx_job_set_policy", "ZX_POL_NEW_PROCESS deny"))?;
         let (process, root) = job.create_child_process(&pname).map_err(zx("zx_process_create", &pname))?;
-        let file0 = if interp { None } else { executable.as_ref() };
-        let loaded = self.map_image(image, &root, file0)?;
+        let loaded = self.map_image(image, &root, executable.as_ref())?;
         let vdso_base = self.map_vdso(&name, &root)?;
         let (stack, sp) = map_stack(&name, &root, DEFAULT_STACK_SIZE)?;
         let thread = process.create_thread(&pname).map_err(zx("zx_thread_create", &pname))?;
@@ -187,10 +204,7 @@ impl Launcher {
             (HandleInfo::new(HandleType::ProcSelf, 0), dup(&process, "process")?),
             (HandleInfo::new(HandleType::ThreadSelf, 0), dup(&thread, "thread")?),
         ];
-        if interp {
-            let (Some(loader), Some(exe)) = (loader, executable) else {
-                return Err(LaunchError::NoLoader { image: name });
-            };
+        if let Some((loader, exe)) = interp {
             let msg = encode(Contents {
                 args: args.iter().take(1).cloned().collect(),
                 environ: environ.iter().filter(|e| e.starts_with(b"LD_")).cloned().collect(),

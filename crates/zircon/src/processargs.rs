@@ -28,6 +28,14 @@ pub const MAX_BYTES: usize = 65_536;
 /// `ZX_CHANNEL_MAX_MSG_HANDLES`.
 pub const MAX_HANDLES: usize = 64;
 
+/// The handles the launcher itself puts in a new process's main message, at
+/// most: PA_PROC_SELF, PA_THREAD_SELF, PA_VMAR_ROOT, PA_VMAR_LOADED,
+/// PA_VDSO_VMO, PA_VMO_STACK and PA_LDSVC_LOADER (a static program's).
+pub const LAUNCHER_HANDLES: usize = 7;
+/// So a caller may pass at most this many handles (`AddHandles` and
+/// `AddNames` together).
+pub const MAX_CALLER_HANDLES: usize = MAX_HANDLES - LAUNCHER_HANDLES;
+
 /// Handle types (`PA_*`): the low byte of a handle info entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -214,6 +222,15 @@ mod tests {
         assert_eq!(&b[48..], b"prog\0-v\0A=1\0/pkg\0/svc\0");
         assert_eq!(b.len(), 70);
         assert_eq!(m.handles, ['p', 's', 'o']);
+    }
+
+    #[test]
+    fn the_launchers_handles_and_the_callers_fit_one_message() {
+        let handles: Vec<_> = (0..MAX_CALLER_HANDLES + LAUNCHER_HANDLES)
+            .map(|i| (HandleInfo::new(HandleType::FileDescriptor, i as u16), i))
+            .collect();
+        assert_eq!(encode(Contents { handles, ..Default::default() }).expect("fits").handles.len(), MAX_HANDLES);
+        assert_eq!(MAX_CALLER_HANDLES, 57);
     }
 
     #[test]
