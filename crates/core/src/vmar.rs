@@ -11,7 +11,7 @@
 //! partial page before bss was zeroed in the sealed copy when the image was
 //! built (AlignSegments), so no process writes to zero it.
 
-use crate::elf::{PAGE_SIZE, page_down, page_up};
+use crate::elf::{PAGE_SIZE, ProgramKind, page_down, page_up};
 use crate::image::{ImageRegion, RegionKind};
 
 /// Mapping permissions (the VMAR `PERM_*` flags).
@@ -120,6 +120,17 @@ pub enum Relro {
     /// PIE that relocates what the preparer left): RELRO is mapped like the
     /// rest of its segment, as a copy-on-write child.
     AsSegment,
+}
+
+impl Relro {
+    /// The policy for an image: `Sealed` for a static PIE whose relocations
+    /// were all applied ahead of time (its start-up finds nothing to write
+    /// in RELRO); `AsSegment` for the rest: a fixed-address program's
+    /// start-up applies IRELATIVE entries to its GOT, a program with
+    /// entries left relocates them, and an interpreter relocates itself.
+    pub fn for_image(kind: ProgramKind, left_to_program: usize) -> Self {
+        if kind == ProgramKind::StaticPie && left_to_program == 0 { Relro::Sealed } else { Relro::AsSegment }
+    }
 }
 
 /// A region the policy cannot map.
@@ -257,6 +268,14 @@ mod tests {
         let own = one(r, Relro::AsSegment);
         assert_eq!(own[0].source, Source::SealedChild { object: 0, offset: 0, len: 2 * PAGE_SIZE });
         assert_eq!(own[0].perms, Perms::RW);
+    }
+
+    #[test]
+    fn relro_is_shared_only_when_start_up_has_nothing_to_write() {
+        assert_eq!(Relro::for_image(ProgramKind::StaticPie, 0), Relro::Sealed);
+        assert_eq!(Relro::for_image(ProgramKind::StaticPie, 3), Relro::AsSegment);
+        assert_eq!(Relro::for_image(ProgramKind::Static, 0), Relro::AsSegment);
+        assert_eq!(Relro::for_image(ProgramKind::Dynamic, 0), Relro::AsSegment);
     }
 
     #[test]

@@ -85,7 +85,9 @@ pub struct Launcher {
     vmex: Option<Resource>,
     /// The vDSO VMO (the zygote's own `PA_VDSO_VMO`).
     vdso: Vmo,
-    /// The RELRO policy for every image, instead of [`relro_policy`]'s.
+    /// The RELRO policy for every image, instead of [`Relro::for_image`]'s
+    /// (e.g. `AsSegment` for a libc whose start-up stores into DT_DEBUG
+    /// inside RELRO).
     relro: Option<Relro>,
 }
 
@@ -101,21 +103,6 @@ impl MapVmo<'_> {
             MapVmo::Shared(v) => v,
             MapVmo::Own(v) => v,
         }
-    }
-}
-
-/// Which Relro policy an image takes: shared read-only from the sealed VMO
-/// for a static PIE whose relocations were all applied ahead of time (its
-/// start-up finds nothing left to write there); the process's own copy for
-/// the rest: a fixed-address program's start-up applies IRELATIVE entries
-/// to its GOT, and an interpreter relocates itself. [`Launcher::with_relro`]
-/// overrides it (e.g. `AsSegment` for a libc whose start-up stores into
-/// `.dynamic`'s DT_DEBUG inside RELRO).
-fn relro_policy(image: &ZirconImage) -> Relro {
-    if image.kind() == ProgramKind::StaticPie && image.relocs().left_to_program == 0 {
-        Relro::Sealed
-    } else {
-        Relro::AsSegment
     }
 }
 
@@ -239,8 +226,11 @@ impl Launcher {
     /// Allocate the image's VMAR at its address and map every region into it.
     fn map_image(&self, image: &ZirconImage, root: &Vmar, executable: Option<&Vmo>) -> Result<Vmar, LaunchError> {
         let name = image.path().display().to_string();
-        let plan = vmar::plan(image.regions(), self.relro.unwrap_or_else(|| relro_policy(image)))
-            .map_err(|source| LaunchError::Plan { image: name.clone(), source })?;
+        let plan = vmar::plan(
+            image.regions(),
+            self.relro.unwrap_or_else(|| Relro::for_image(image.kind(), image.relocs().left_to_program)),
+        )
+        .map_err(|source| LaunchError::Plan { image: name.clone(), source })?;
         let (root_base, root_len) = root.info().map_err(|status| LaunchError::Zx {
             image: name.clone(),
             call: "zx_object_get_info",
