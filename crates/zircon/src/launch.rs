@@ -179,7 +179,8 @@ impl Launcher {
         let (process, root) = job.create_child_process(&pname).map_err(zx("zx_process_create", &pname))?;
         let loaded = self.map_image(image, &root, executable.as_ref())?;
         let vdso_base = self.map_vdso(&name, &root)?;
-        let (stack, sp) = map_stack(&name, &root, DEFAULT_STACK_SIZE)?;
+        let stack_size = self.stack_size(image, executable.as_ref());
+        let (stack, sp) = map_stack(&name, &root, stack_size)?;
         let thread = process.create_thread(&pname).map_err(zx("zx_thread_create", &pname))?;
         let (ours, theirs) = Channel::create().map_err(zx("zx_channel_create", "bootstrap"))?;
         let dup = |h: &dyn AsHandleRef, what: &str| -> Result<Handle, LaunchError> {
@@ -317,6 +318,23 @@ impl Launcher {
             ),
             Source::Fresh { len } => own(Vmo::create(len).map_err(zx("zx_vmo_create"))?, "bss"),
         }
+    }
+
+    /// The initial stack's size: a static program's PT_GNU_STACK p_memsz
+    /// when it sets one (read from its first page), else the default (an
+    /// interpreter makes the program's stack itself).
+    fn stack_size(&self, image: &ZirconImage, executable: Option<&Vmo>) -> u64 {
+        if image.kind() == ProgramKind::Dynamic {
+            return DEFAULT_STACK_SIZE;
+        }
+        let Some(vmo) = executable.or_else(|| image.files().first().map(|f| &f.file.vmo)) else {
+            return DEFAULT_STACK_SIZE;
+        };
+        let mut head = vec![0u8; page_size() as usize];
+        let size = vmo.get_content_size().unwrap_or(0).min(head.len() as u64);
+        head.truncate(size as usize);
+        let asked = vmo.read(&mut head, 0).ok().and_then(|()| interp::headers(&head).ok()).and_then(|h| h.stack_size);
+        asked.unwrap_or(DEFAULT_STACK_SIZE)
     }
 
     /// Map the vDSO's segments where the kernel chooses; its base address.
