@@ -7,6 +7,7 @@
 //! - [`exec`]: execve's rules (PATH search, `#!` interpreters) over [`exec::ExecFs`];
 //! - [`plan`]: what each phase of a launch maps and restores (backends encode it);
 //! - [`metrics`]: stats types, accounting arithmetic, latency, OpenMetrics;
+//! - [`vmar`]: the region-to-mapping policy of a VMO/VMAR kernel (Zircon);
 //! - [`kernel`]: what a kernel backend provides (Linux: `zygote-linux`).
 //!
 //! No OS crate is a dependency and no code here is `unsafe`; CI checks both
@@ -23,6 +24,7 @@ pub mod metrics;
 pub mod plan;
 #[cfg(test)]
 mod test_kernel;
+pub mod vmar;
 
 pub use cache::{CacheConfig, CacheStats};
 pub use kernel::{Credentials, ExitStatus, Kernel};
