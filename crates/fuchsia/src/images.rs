@@ -16,11 +16,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use zygote_core::cache::{Cache, CacheConfig, CacheStats};
+use zygote_core::elf::{ElfError, ProgramKind};
 use zygote_core::image::{
     ContentHash, FileIdentity, Identified, IdentityMemo, Image, ImageError, ImageKey, MappedFile, ReadError,
     read_program, relocate,
 };
-use zygote_core::elf::{ElfError, ProgramKind};
 use zygote_core::kernel::Kernel;
 
 /// Builds images for one preparer version; the Zircon backend may bring its
@@ -147,8 +147,7 @@ impl<K: Kernel, P: Preparer<K>> Images<K, P> {
 
     /// Drop every cached image of these contents; how many.
     pub fn evict_hash(&self, hash: &ContentHash) -> u64 {
-        let keys: Vec<ImageKey> =
-            self.cache.images().iter().map(|i| *i.key()).filter(|k| k.content == *hash).collect();
+        let keys: Vec<ImageKey> = self.cache.images().iter().map(|i| *i.key()).filter(|k| k.content == *hash).collect();
         keys.iter().filter(|k| self.cache.remove(k).is_some()).count() as u64
     }
 

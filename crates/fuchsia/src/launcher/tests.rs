@@ -69,7 +69,7 @@ fn a_refused_launch_also_resets() {
 #[test]
 fn strings_with_nul_are_refused_with_their_place() {
     let mut s = State::new();
-    s.add_environs(vec![b"A=1".to_vec(), b"B=\02".to_vec()]);
+    s.add_environs(vec![b"A=1".to_vec(), b"B=\0x".to_vec()]);
     assert_eq!(s.take(info("p")).unwrap_err(), LaunchError::Nul { what: "environment entry", index: 1 });
     s.add_names(vec![name("/ok", 1), name("/a\0b", 2)]);
     assert_eq!(s.take(info("p")).unwrap_err(), LaunchError::Nul { what: "namespace path", index: 1 });
