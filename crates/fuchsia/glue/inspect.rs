@@ -21,11 +21,11 @@ pub fn publish(service: Arc<ZygoteService>) -> Option<inspect_runtime::Published
     let s = service.clone();
     inspector.root().record_lazy_values("stats", move || {
         let s = s.clone();
-        async move { Ok(snapshot(&s.inspect())) }.boxed()
+        async move { Ok::<_, anyhow::Error>(snapshot(&s.inspect())) }.boxed()
     });
     inspector.root().record_lazy_child(LAZY_IMAGES, move || {
         let s = service.clone();
-        async move { Ok(snapshot(&s.images_node())) }.boxed()
+        async move { Ok::<_, anyhow::Error>(snapshot(&s.images_node())) }.boxed()
     });
     fuchsia_inspect::component::health().set_ok();
     inspect_runtime::publish(inspector, inspect_runtime::PublishOptions::default())

@@ -125,8 +125,18 @@ pub fn preload<K: Kernel, P: Preparer<K>>(
     Ok(PreloadReply {
         key: img.key().to_string(),
         sealed_bytes: img.sealed_bytes(),
-        fallback: img.fallback().map(str::to_string),
+        fallback: img.fallback().map(|why| bounded(why, MAX_NAME_LENGTH)),
     })
+}
+
+/// `s` cut to at most `max` bytes at a character boundary (a FIDL string
+/// longer than its bound would fail to encode and close the channel).
+pub fn bounded(s: &str, max: usize) -> String {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
 }
 
 /// Evict: drop cache entries. Processes already launched keep their
@@ -179,6 +189,17 @@ mod tests {
         assert_eq!(evict(&im, &EvictTarget::Key(r.key.clone())).expect("evict").count, 1);
         assert_eq!(evict(&im, &EvictTarget::Executable(file(b"plain text", 3))).expect("evict").count, 1);
         assert_eq!(im.stats().entries, 0);
+    }
+
+    #[test]
+    fn a_long_fallback_reason_is_cut_to_the_fidl_bound() {
+        let im = images();
+        let name = format!("/{}é", "n".repeat(MAX_NAME_LENGTH - 2));
+        let r = preload(&im, &name, &file(b"plain text", 5)).expect("a refusal");
+        let why = r.fallback.expect("refused");
+        assert!(why.len() <= MAX_NAME_LENGTH && why.len() >= MAX_NAME_LENGTH - 1, "{}", why.len());
+        assert_eq!(bounded("aé", 2), "a", "never inside a character");
+        assert_eq!(bounded("abc", 10), "abc");
     }
 
     #[test]
