@@ -5,9 +5,9 @@
 //!   header; a versioned library (`@available(added=...)`); `open`
 //!   protocols; `flexible` methods, enums, unions and bits; no structs
 //!   (tables for types that grow, payloads included); rights on every
-//!   handle (`zx.Handle:<TYPE, rights>`); every message within the 64-handle
-//!   budget, and `LAUNCH_HANDLE_BUDGET` leaving room for the launcher's own
-//!   bootstrap handles; koids as `uint64`; a doc comment directly on every
+//!   handle (`zx.Handle:<TYPE, rights>`); bounded strings and vectors; every
+//!   message within the 64-handle budget, and `LAUNCH_HANDLE_BUDGET` leaving
+//!   room for the launcher's own bootstrap handles; koids as `uint64`; a doc comment directly on every
 //!   declaration and member; no claim that static PIEs are refused. Each
 //!   rule is also run against a file that breaks it (so the rule can fail).
 //! - the same file against the Rust code (fidl.rs): the `Cache` methods are

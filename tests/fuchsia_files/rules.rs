@@ -9,7 +9,7 @@ use super::*;
 
 /// Every rule: its name and checker.
 type Rule = fn(&str) -> Vec<String>;
-const RULES: [(&str, Rule); 11] = [
+const RULES: [(&str, Rule); 12] = [
     ("platform copyright header", header),
     ("versioned library", versioned),
     ("open protocols", open_protocols),
@@ -18,6 +18,7 @@ const RULES: [(&str, Rule); 11] = [
     ("tables, not structs", no_structs),
     ("rights on every handle", handle_rights),
     ("handle budget per message", handle_budget),
+    ("bounded strings and vectors", bounded),
     ("koids are uint64", koids),
     ("doc comments on declarations", docs),
     ("no claim that static PIEs are refused", static_pies),
@@ -225,6 +226,43 @@ fn handle_budget(text: &str) -> Vec<String> {
     bad
 }
 
+/// Every `string` and `vector` names a bound other than `MAX`, so every
+/// message has a size known from the library (the old `Stats` reply did not).
+fn bounded(text: &str) -> Vec<String> {
+    let toks = Fidl::parse(text).toks;
+    let mut bad = Vec::new();
+    for (i, t) in toks.iter().enumerate() {
+        let kind = match word(Some(t)) {
+            Some(k @ ("string" | "vector")) => k,
+            _ => continue,
+        };
+        let mut at = i + 1;
+        if kind == "vector" {
+            let mut depth = 0;
+            for (j, t) in toks.iter().enumerate().skip(i + 1) {
+                match t {
+                    Tok::Punct('<') => depth += 1,
+                    Tok::Punct('>') => depth -= 1,
+                    _ => {}
+                }
+                if depth == 0 {
+                    at = j + 1;
+                    break;
+                }
+            }
+        }
+        let bound = match (is_punct(toks.get(at), ':'), toks.get(at + 1)) {
+            (true, Some(Tok::Punct('<'))) => word(toks.get(at + 2)),
+            (true, t) => word(t),
+            _ => None,
+        };
+        if bound.is_none_or(|b| b == "MAX" || b == "optional") {
+            bad.push(format!("an unbounded {kind} (token {i})"));
+        }
+    }
+    bad
+}
+
 fn koids(text: &str) -> Vec<String> {
     let fidl = Fidl::parse(text);
     let mut bad = Vec::new();
@@ -349,6 +387,11 @@ fn each_rule_fails_on_a_library_that_breaks_it() {
         ("handle budget per message", GOOD.replace("MAX_THINGS uint32 = 8", "MAX_THINGS uint32 = 65")),
         ("handle budget per message", GOOD.replace("vector<Thing>:MAX_THINGS", "vector<Thing>")),
         ("handle budget per message", GOOD.replace("vector<Thing>:MAX_THINGS", "vector<Thing>:MAX")),
+        ("bounded strings and vectors", GOOD.replace("vector<Thing>:MAX_THINGS", "vector<Thing>:MAX")),
+        (
+            "bounded strings and vectors",
+            GOOD.replace("/// Its process's koid.", "/// A label.\n    3: label string;\n    /// Its process's koid."),
+        ),
         ("koids are uint64", GOOD.replace("process_koid uint64", "process_koid int32")),
         ("koids are uint64", GOOD.replace("process_koid uint64", "pid uint64")),
         ("doc comments on declarations", GOOD.replace("    /// Its VMO.\n", "")),
