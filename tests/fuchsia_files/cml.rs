@@ -1,9 +1,9 @@
-//! The component manifests against the configuration and the FIDL protocol.
-
-use serde_json::{Value, json};
-use zygote::config::{Config, FIELDS};
+//! The component manifests against the FIDL library, BUILD.gn and the
+//! configuration code.
 
 use std::collections::BTreeSet;
+
+use serde_json::{Value, json};
 
 use super::fidl::{Fidl, discoverable_name};
 use super::gn::Gn;
@@ -13,7 +13,19 @@ pub(crate) fn cml(rel: &str) -> Value {
     json5::from_str::<Value>(&read(rel)).unwrap_or_else(|e| panic!("{rel}: not JSON5: {e}"))
 }
 
-/// A structured-config type as `zygote::config::FIELDS` spells it.
+fn strings(v: &Value) -> Vec<&str> {
+    match v {
+        Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
+        v => v.as_str().into_iter().collect(),
+    }
+}
+
+/// Protocols of the `key` entries (`use`, `expose`, `capabilities`) matching `filter`.
+fn protocols<'a>(m: &'a Value, key: &str, filter: impl Fn(&Value) -> bool) -> BTreeSet<&'a str> {
+    m[key].as_array().into_iter().flatten().filter(|e| filter(e)).flat_map(|e| strings(&e["protocol"])).collect()
+}
+
+/// A structured-config type as the `FIELDS` lists spell it.
 pub(crate) fn config_type(field: &str, spec: &Value) -> String {
     let ty = spec["type"].as_str().unwrap_or_else(|| panic!("{CML}: config.{field} has no type"));
     match ty {
@@ -29,151 +41,154 @@ pub(crate) fn config_type(field: &str, spec: &Value) -> String {
     }
 }
 
-pub(crate) fn exposes(manifest: &Value, protocol: &str) -> bool {
-    manifest["expose"].as_array().into_iter().flatten().any(|e| {
-        let names = match &e["protocol"] {
-            Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
-            v => v.as_str().into_iter().collect::<Vec<_>>(),
-        };
-        names.contains(&protocol) && e["from"] == "self"
-    })
-}
-
 #[test]
-fn cml_serves_the_fidl_protocol() {
+fn cml_serves_the_launcher_and_the_fidl_protocol() {
     let m = cml(CML);
     let program = &m["program"];
     assert_eq!(program["runner"], "elf", "{CML}: program.runner");
     assert_eq!(
         program["job_policy_create_raw_processes"], "true",
-        "{CML}: the zygote creates processes, so program.job_policy_create_raw_processes must be \"true\""
+        "{CML}: zx_process_create checks the caller's job policy, so the zygote's job must allow raw processes"
     );
-    let includes: Vec<&str> = m["include"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-    assert!(includes.contains(&"syslog/client.shard.cml"), "{CML}: needs the syslog client shard (LogSink)");
-
-    let name = discoverable_name(&Fidl::parse(&read(FIDL)));
-    let capabilities: Vec<&str> =
-        m["capabilities"].as_array().into_iter().flatten().filter_map(|c| c["protocol"].as_str()).collect();
-    assert_eq!(capabilities, [name.as_str()], "{CML}: the capability must be the protocol {FIDL} declares");
-    assert!(exposes(&m, &name), "{CML}: must expose {name} from self");
-
     let gn = Gn::parse(&read(BUILD_GN));
-    let bin = gn.target("rustc_binary", "bin");
-    assert_eq!(program["binary"], format!("bin/{}", bin.string("name")), "{CML}: program.binary and {BUILD_GN}");
+    assert_eq!(program["binary"], format!("bin/{}", gn.target("rustc_binary", "bin").string("name")));
+    let includes = strings(&m["include"]);
+    for shard in ["syslog/client.shard.cml", "inspect/client.shard.cml"] {
+        assert!(includes.contains(&shard), "{CML}: needs {shard}");
+    }
+
+    let cache = discoverable_name(&Fidl::parse(&read(FIDL)), PROTOCOL);
+    let served: BTreeSet<&str> = [LAUNCHER, cache.as_str()].into();
+    assert_eq!(protocols(&m, "capabilities", |_| true), served, "{CML}: capabilities");
+    assert_eq!(protocols(&m, "expose", |e| e["from"] == "self"), served, "{CML}: exposed from self");
+
+    let used = protocols(&m, "use", |_| true);
+    assert!(
+        used.contains("fuchsia.kernel.VmexResource"),
+        "{CML}: relocated text is mapped executable through zx_vmo_replace_as_executable, which needs the VMEX resource"
+    );
+    // The job comes with each launch (LaunchInfo.job, the caller's): the
+    // zygote must not take a job from the kernel, nor launch into its own.
+    let jobs: Vec<&&str> = used.iter().filter(|p| p.contains("Job")).collect();
+    assert!(jobs.is_empty(), "{CML}: processes go in the caller's job, not in one from {jobs:?}");
 }
 
+/// Linux daemon fields with no meaning on Fuchsia.
+const LINUX_ONLY: [&str; 9] = [
+    "socket_path",
+    "allowed_uids",
+    "metrics_port",
+    "max_connections",
+    "max_connections_per_uid",
+    "idle_timeout_ms",
+    "frame_timeout_ms",
+    "max_buffered_bytes",
+    "prestarted_launchers",
+];
+
 #[test]
-fn cml_config_schema_is_zygote_config() {
+fn cml_config_schema_is_the_fuchsia_config() {
     let m = cml(CML);
     let schema = m["config"].as_object().unwrap_or_else(|| panic!("{CML}: no config block"));
-    let values: Value = serde_json::from_str(&read(CONFIG_JSON)).expect("config/zygote.json is JSON");
-    let values = values.as_object().expect("config/zygote.json is an object");
-
-    let cml_keys: BTreeSet<&str> = schema.keys().map(String::as_str).collect();
-    let json_keys: BTreeSet<&str> = values.keys().map(String::as_str).collect();
-    let rust_keys: BTreeSet<&str> = FIELDS.iter().map(|(f, _)| *f).collect();
-    assert_eq!(cml_keys, rust_keys, "{CML} config keys and zygote::config::FIELDS differ");
-    assert_eq!(json_keys, rust_keys, "{CONFIG_JSON} keys and zygote::config::FIELDS differ");
-
-    for (field, ty) in FIELDS {
+    let keys: BTreeSet<&str> = schema.keys().map(String::as_str).collect();
+    let fuchsia: BTreeSet<&str> = zygote_fuchsia::config::FIELDS.iter().map(|(f, _)| *f).collect();
+    assert_eq!(keys, fuchsia, "{CML} config keys and zygote_fuchsia::config::FIELDS differ");
+    for linux_only in LINUX_ONLY {
+        assert!(!keys.contains(linux_only), "{CML}: config.{linux_only} means nothing on Fuchsia");
+    }
+    for (field, ty) in zygote_fuchsia::config::FIELDS {
         assert_eq!(config_type(field, &schema[field]), ty, "{CML}: type of config.{field}");
+        // The same name means the same setting on both platforms.
+        let linux = zygote::config::FIELDS.iter().find(|(f, _)| *f == field);
+        assert_eq!(linux.map(|(_, t)| *t), Some(ty), "config.{field}: not a Linux field of the same type");
     }
-    Config::parse(Path::new(CONFIG_JSON), &read(CONFIG_JSON)).expect("config/zygote.json is a valid Config");
 }
 
-/// Where the CML's bounds and those `Config::parse` enforces differ: a value
-/// at the bound must be accepted and one past it refused (naming the field),
-/// so that no values file is valid on one platform and not on the other.
-/// Returns the disagreements on strings and entry counts, then those on the
-/// size of vector elements.
-pub(crate) fn config_bound_disagreements() -> (Vec<String>, Vec<String>) {
+fn fuchsia_config(values: &Value) -> zygote_fuchsia::config::Config {
+    let u = |k: &str| values[k].as_u64().unwrap_or_else(|| panic!("{CONFIG_VALUES}: {k} is not a uint64"));
+    let s = |k: &str| values[k].as_str().unwrap_or_else(|| panic!("{CONFIG_VALUES}: {k} is not a string")).to_string();
+    let preload = values["preload"].as_array().unwrap_or_else(|| panic!("{CONFIG_VALUES}: preload"));
+    zygote_fuchsia::config::Config {
+        cache_max_entries: u("cache_max_entries"),
+        cache_max_bytes: u("cache_max_bytes"),
+        log_filter: s("log_filter"),
+        preload: preload.iter().map(|p| p.as_str().expect("a path").to_string()).collect(),
+    }
+}
+
+#[test]
+fn config_values_match_the_schema_and_the_linux_defaults() {
+    let values = cml(CONFIG_VALUES);
+    let keys: BTreeSet<&str> = values.as_object().expect("an object").keys().map(String::as_str).collect();
+    let schema: BTreeSet<&str> = zygote_fuchsia::config::FIELDS.iter().map(|(f, _)| *f).collect();
+    assert_eq!(keys, schema, "{CONFIG_VALUES}: keys");
+    fuchsia_config(&values).validate().expect("valid values");
+    let linux: Value = serde_json::from_str(&read(LINUX_CONFIG_JSON)).expect("JSON");
+    for key in keys {
+        assert_eq!(values[key], linux[key], "{CONFIG_VALUES}: {key} differs from the Linux default");
+    }
+}
+
+/// The CML's bounds against `Config::validate`: past a bound is refused
+/// naming the field, and at the bound is accepted (for `log_filter`, whose
+/// values are severity names, every name fits).
+#[test]
+fn cml_config_bounds_are_validate_bounds() {
     let m = cml(CML);
-    let base: Value = serde_json::from_str(&read(CONFIG_JSON)).unwrap();
-    // Ok(()) if Config::parse accepts `field: v`, else its error message.
-    let parse_with = |field: &str, v: Value| {
-        let mut cfg = base.clone();
-        cfg[field] = v;
-        Config::parse(Path::new("bounds.json"), &cfg.to_string()).map(drop).map_err(|e| e.to_string())
+    let base = cml(CONFIG_VALUES);
+    let check = |field: &str, v: Value| {
+        let mut values = base.clone();
+        values[field] = v;
+        fuchsia_config(&values).validate().map_err(|e| e.to_string())
     };
-    // `at` must be accepted and `past` refused with an error naming `field`.
-    let check = |field: &str, what: String, at: Value, past: Value| {
-        let mut wrong = Vec::new();
-        if let Err(e) = parse_with(field, at) {
-            wrong.push(format!("config.{field}: the CML allows {what}, Config::parse refuses it: {e}"));
+    let spec = |path: &[&str]| {
+        let mut v = &m["config"];
+        for p in path {
+            v = &v[*p];
         }
-        match parse_with(field, past) {
-            Ok(()) => wrong.push(format!("config.{field}: Config::parse accepts more than the CML's {what}")),
-            Err(e) if !e.contains(field) => wrong.push(format!("config.{field}: the error does not name it: {e}")),
-            Err(_) => {}
-        }
-        wrong
+        v.as_u64().unwrap_or_else(|| panic!("{CML}: config.{}", path.join("."))) as usize
     };
-    let bound = |spec: &Value, key: &str| spec[key].as_u64().unwrap() as usize;
-    // Strings of exactly `len` bytes; the zygote's string fields are paths or
-    // filters, so try one of each shape.
-    let strings = |len: usize| [format!("/{}", "a".repeat(len - 1)), "a".repeat(len)];
+    let refused = |field: &str, v: Value| match check(field, v) {
+        Ok(()) => panic!("config.{field}: Config::validate accepts more than {CML} allows"),
+        Err(e) => assert!(e.contains(field), "config.{field}: the error does not name it: {e}"),
+    };
 
-    let (mut sizes, mut elements) = (Vec::new(), Vec::new());
-    for (field, _) in FIELDS {
-        let spec = &m["config"][field];
-        match spec["type"].as_str().unwrap() {
-            "string" => {
-                let n = bound(spec, "max_size");
-                let shape = (0..2).find(|&shape| parse_with(field, json!(strings(n)[shape])).is_ok()).unwrap_or(0);
-                sizes.extend(check(
-                    field,
-                    format!("{n} bytes"),
-                    json!(strings(n)[shape]),
-                    json!(strings(n + 1)[shape]),
-                ));
-            }
-            "vector" => {
-                let n = bound(spec, "max_count");
-                let element = &spec["element"];
-                let item = if element["type"] == "string" {
-                    let size = bound(element, "max_size");
-                    let [at, past] = [strings(size), strings(size + 1)].map(|[path, _]| json!([path]));
-                    elements.extend(check(field, format!("elements of {size} bytes"), at, past));
-                    json!("/x")
-                } else {
-                    json!(0)
-                };
-                sizes.extend(check(
-                    field,
-                    format!("{n} entries"),
-                    json!(vec![item.clone(); n]),
-                    json!(vec![item; n + 1]),
-                ));
-            }
-            _ => {}
-        }
-    }
-    (sizes, elements)
+    let log = spec(&["log_filter", "max_size"]);
+    let longest = zygote_fuchsia::config::SEVERITIES.iter().map(|s| s.len()).max().unwrap_or(0);
+    assert!(longest <= log, "{CML}: log_filter max_size {log} is shorter than a severity name");
+    refused("log_filter", json!("e".repeat(log + 1)));
+
+    let count = spec(&["preload", "max_count"]);
+    let size = spec(&["preload", "element", "max_size"]);
+    assert_eq!(check("preload", json!(vec!["/p"; count])), Ok(()), "{count} preload entries");
+    refused("preload", json!(vec!["/p"; count + 1]));
+    let path = |n: usize| format!("/{}", "a".repeat(n - 1));
+    assert_eq!(check("preload", json!([path(size)])), Ok(()), "a preload path of {size} bytes");
+    refused("preload", json!([path(size + 1)]));
 }
 
 #[test]
-fn cml_config_bounds_are_config_parse_bounds() {
-    let (wrong, _) = config_bound_disagreements();
-    assert!(wrong.is_empty(), "{CML} and src/config.rs disagree on bounds:\n{}", wrong.join("\n"));
-}
-
-#[test]
-fn cml_config_element_bounds_are_config_parse_bounds() {
-    let (_, wrong) = config_bound_disagreements();
-    assert!(wrong.is_empty(), "{CML} and src/config.rs disagree on element bounds:\n{}", wrong.join("\n"));
-}
-
-#[test]
-fn test_cml_runs_the_unit_tests() {
-    let m = cml(TESTS_CML);
-    let includes: Vec<&str> = m["include"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-    assert!(
-        includes.contains(&"//src/sys/test_runners/elf/create_raw_processes.shard.cml"),
-        "{TESTS_CML}: the tests create processes; include the create_raw_processes shard"
-    );
-    // rustc_library(...) { with_unit_tests = true } builds `<name>_lib_test`.
+fn test_manifests_run_rust_tests_under_the_rust_runner() {
     let gn = Gn::parse(&read(BUILD_GN));
-    let lib = gn.target("rustc_library", "lib");
-    assert_eq!(lib.word("with_unit_tests"), Some("true"), "{BUILD_GN}: lib needs with_unit_tests");
-    assert_eq!(m["program"]["binary"], format!("bin/{}_lib_test", lib.string("name")), "{TESTS_CML}: program.binary");
+    let components: Vec<_> = gn.calls.iter().filter(|c| c.func == "fuchsia_unittest_component").collect();
+    let mut tested = BTreeSet::new();
+    for c in &components {
+        let manifest = c.body.string("manifest");
+        let m = cml(manifest);
+        let includes = strings(&m["include"]);
+        assert!(
+            includes.contains(&"//src/sys/test_runners/rust/default.shard.cml"),
+            "{manifest}: a Rust libtest binary runs under the Rust test runner shard"
+        );
+        assert!(!includes.iter().any(|i| i.contains("test_runners/elf")), "{manifest}: not the ELF test runner");
+        let [dep] = c.body.strings("deps") else { panic!("{BUILD_GN}: {:?} needs one test dep", c.args) };
+        let lib = dep.strip_prefix(':').and_then(|d| d.strip_suffix("_test")).expect("a :<lib>_test dep");
+        let name = gn.target("rustc_library", lib).string("name");
+        assert_eq!(m["program"]["binary"], format!("bin/{name}_lib_test"), "{manifest}: program.binary");
+        tested.insert(lib.to_string());
+    }
+    for c in gn.calls.iter().filter(|c| c.func == "rustc_library" && c.body.word("with_unit_tests") == Some("true")) {
+        let lib = &c.args[0];
+        assert!(tested.contains(lib), "{BUILD_GN}: {lib}'s unit tests are in no fuchsia_unittest_component");
+    }
 }

@@ -1,10 +1,9 @@
-//! The FIDL library against the Linux protocol: methods, error codes, fields.
+//! A small FIDL reader, and the library against the Rust code that serves it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
-use serde_json::Value;
-use zygote::service::message::{DaemonStats, ErrorCode, ImageStats, Request, Response, SpawnArgs};
-use zygote_core::CacheStats;
+use zygote::service::message::Request;
+use zygote_fuchsia::protocol::{ErrorCode, EvictReply, MAX_NAME_LENGTH, PreloadReply};
 
 use super::*;
 
@@ -29,14 +28,35 @@ pub(crate) fn decl(stmt: &[Tok]) -> Decl<'_> {
     Decl { attrs, rest: &stmt[i..] }
 }
 
-pub(crate) struct Fidl {
-    pub(crate) toks: Vec<Tok>,
+/// `type Name = modifiers kind { body }`.
+pub(crate) struct TypeDecl<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) modifiers: Vec<&'a str>,
+    pub(crate) kind: &'a str,
+    pub(crate) body: &'a [Tok],
 }
 
+/// `modifiers protocol Name { body }` with its attributes.
+pub(crate) struct Protocol<'a> {
+    pub(crate) attrs: Vec<(&'a str, &'a [Tok])>,
+    pub(crate) modifiers: Vec<&'a str>,
+    pub(crate) name: &'a str,
+    pub(crate) body: &'a [Tok],
+}
+
+/// A method: modifiers, name, request payload, response payload, error type.
 pub(crate) struct Method<'a> {
+    pub(crate) modifiers: Vec<&'a str>,
     pub(crate) name: &'a str,
     pub(crate) request: &'a [Tok],
     pub(crate) response: Option<&'a [Tok]>,
+    pub(crate) error: Option<&'a [Tok]>,
+}
+
+pub(crate) const LAYOUTS: [&str; 5] = ["struct", "table", "union", "enum", "bits"];
+
+pub(crate) struct Fidl {
+    pub(crate) toks: Vec<Tok>,
 }
 
 impl Fidl {
@@ -48,63 +68,97 @@ impl Fidl {
         statements(&self.toks).into_iter().map(decl)
     }
 
-    pub(crate) fn library(&self) -> String {
-        let names: Vec<String> = self
-            .decls()
-            .filter(|d| word(d.rest.first()) == Some("library"))
-            .map(|d| word(d.rest.get(1)).expect("library name").to_string())
-            .collect();
-        assert_eq!(names.len(), 1, "{FIDL}: expected one `library` declaration, found {names:?}");
-        names.into_iter().next().unwrap()
+    /// The `library` declaration: its name and attributes.
+    pub(crate) fn library(&self) -> (String, Vec<(&str, &[Tok])>) {
+        let found: Vec<Decl> = self.decls().filter(|d| word(d.rest.first()) == Some("library")).collect();
+        assert_eq!(found.len(), 1, "{FIDL}: expected one `library` declaration");
+        let d = found.into_iter().next().expect("one");
+        (word(d.rest.get(1)).expect("library name").to_string(), d.attrs)
     }
 
-    /// The protocol declaration `name`: its attributes and body.
-    pub(crate) fn protocol(&self, name: &str) -> (Vec<(&str, &[Tok])>, &[Tok]) {
+    pub(crate) fn types(&self) -> Vec<TypeDecl<'_>> {
+        let mut out = Vec::new();
+        for d in self.decls() {
+            if word(d.rest.first()) != Some("type") {
+                continue;
+            }
+            let name = word(d.rest.get(1)).expect("type name");
+            let open = d.rest.iter().position(|t| t == &Tok::Punct('{')).expect("type body");
+            let words: Vec<&str> = d.rest[3..open].iter().filter_map(|t| word(Some(t))).collect();
+            let at = words.iter().position(|w| LAYOUTS.contains(w)).unwrap_or_else(|| panic!("{name}: no layout"));
+            let body = group(d.rest, open).0;
+            out.push(TypeDecl { name, modifiers: words[..at].to_vec(), kind: words[at], body });
+        }
+        out
+    }
+
+    pub(crate) fn type_decl(&self, name: &str) -> Option<TypeDecl<'_>> {
+        self.types().into_iter().find(|t| t.name == name)
+    }
+
+    pub(crate) fn protocols(&self) -> Vec<Protocol<'_>> {
+        let mut out = Vec::new();
         for d in self.decls() {
             let Some(at) = d.rest.iter().position(|t| t == &Tok::Word("protocol".into())) else { continue };
-            if word(d.rest.get(at + 1)) == Some(name) {
-                assert!(is_punct(d.rest.get(at + 2), '{'), "{FIDL}: protocol {name} has no body");
-                return (d.attrs, group(d.rest, at + 2).0);
-            }
+            let name = word(d.rest.get(at + 1)).expect("protocol name");
+            assert!(is_punct(d.rest.get(at + 2), '{'), "{FIDL}: protocol {name} has no body");
+            let modifiers = d.rest[..at].iter().filter_map(|t| word(Some(t))).collect();
+            out.push(Protocol { attrs: d.attrs, modifiers, name, body: group(d.rest, at + 2).0 });
         }
-        panic!("{FIDL}: no protocol {name}");
+        out
     }
 
-    /// The body of `type name = ... { body }`.
-    pub(crate) fn type_body(&self, name: &str) -> &[Tok] {
-        for d in self.decls() {
-            if word(d.rest.first()) == Some("type") && word(d.rest.get(1)) == Some(name) {
-                let open = d.rest.iter().position(|t| t == &Tok::Punct('{')).expect("type body");
-                return group(d.rest, open).0;
-            }
-        }
-        panic!("{FIDL}: no type {name}");
+    pub(crate) fn protocol(&self, name: &str) -> Protocol<'_> {
+        self.protocols().into_iter().find(|p| p.name == name).unwrap_or_else(|| panic!("{FIDL}: no protocol {name}"))
+    }
+
+    /// `const NAME TYPE = VALUE;` values, by name.
+    pub(crate) fn consts(&self) -> Vec<(String, String)> {
+        self.decls()
+            .filter_map(|d| match d.rest {
+                [Tok::Word(c), Tok::Word(name), Tok::Word(_), Tok::Punct('='), Tok::Word(v)] if c == "const" => {
+                    Some((name.clone(), v.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub(crate) fn const_u64(&self, name: &str) -> Option<u64> {
+        self.consts().into_iter().find(|(n, _)| n == name).and_then(|(_, v)| v.parse().ok())
     }
 }
 
 pub(crate) fn methods(body: &[Tok]) -> Vec<Method<'_>> {
     let mut out = Vec::new();
     for stmt in statements(body) {
-        let mut rest = decl(stmt).rest;
-        while matches!(word(rest.first()), Some("strict" | "flexible")) {
-            rest = &rest[1..];
-        }
-        if rest.is_empty() || is_punct(rest.first(), '-') {
+        let rest = decl(stmt).rest;
+        let Some(at) = rest.iter().position(|t| t == &Tok::Punct('(')) else {
+            assert!(rest.is_empty(), "{FIDL}: not a method: {rest:?}");
+            continue;
+        };
+        if rest[..at].iter().any(|t| t == &Tok::Punct('-')) {
             continue; // an event (`-> OnSomething(...)`) is not a request
         }
-        assert_ne!(word(rest.first()), Some("compose"), "{FIDL}: compose is not supported by this check");
-        let name = word(rest.first()).unwrap_or_else(|| panic!("{FIDL}: not a method: {stmt:?}"));
-        assert!(is_punct(rest.get(1), '('), "{FIDL}: method {name} has no request list");
-        let (request, next) = group(rest, 1);
-        let response =
-            (is_punct(rest.get(next), '-') && is_punct(rest.get(next + 1), '>')).then(|| group(rest, next + 2).0);
-        out.push(Method { name, request, response });
+        let words: Vec<&str> = rest[..at].iter().filter_map(|t| word(Some(t))).collect();
+        assert_ne!(words.first(), Some(&"compose"), "{FIDL}: compose is not supported by this check");
+        let (name, modifiers) = words.split_last().unwrap_or_else(|| panic!("{FIDL}: no method name: {rest:?}"));
+        let (request, next) = group(rest, at);
+        let (mut response, mut error) = (None, None);
+        if is_punct(rest.get(next), '-') && is_punct(rest.get(next + 1), '>') {
+            let (r, after) = group(rest, next + 2);
+            response = Some(r);
+            if word(rest.get(after)) == Some("error") {
+                error = Some(&rest[after + 1..]);
+            }
+        }
+        out.push(Method { modifiers: modifiers.to_vec(), name, request, response, error });
     }
     out
 }
 
 /// Member names of a struct, table or union body (`name type;` or `N: name type;`).
-pub(crate) fn members(body: &[Tok]) -> Vec<String> {
+pub(crate) fn members(body: &[Tok]) -> Vec<(String, &[Tok])> {
     statements(body)
         .into_iter()
         .filter_map(|stmt| {
@@ -112,18 +166,13 @@ pub(crate) fn members(body: &[Tok]) -> Vec<String> {
             if word(rest.first()).is_some_and(|w| w.chars().all(|c| c.is_ascii_digit())) && is_punct(rest.get(1), ':') {
                 rest = &rest[2..];
             }
-            word(rest.first()).map(str::to_string)
+            word(rest.first()).map(|n| (n.to_string(), &rest[1..]))
         })
         .collect()
 }
 
-/// Fields of an anonymous payload: `(struct { ... })` or `(resource struct { ... })`.
-pub(crate) fn payload_fields(payload: &[Tok]) -> Vec<String> {
-    if payload.is_empty() {
-        return Vec::new();
-    }
-    let open = payload.iter().position(|t| t == &Tok::Punct('{')).expect("payload struct body");
-    members(group(payload, open).0)
+pub(crate) fn member_names(body: &[Tok]) -> Vec<String> {
+    members(body).into_iter().map(|(n, _)| n).collect()
 }
 
 pub(crate) fn enum_members(body: &[Tok]) -> Vec<(String, u64)> {
@@ -139,12 +188,13 @@ pub(crate) fn enum_members(body: &[Tok]) -> Vec<(String, u64)> {
 }
 
 /// The name a `@discoverable` protocol is served under.
-pub(crate) fn discoverable_name(fidl: &Fidl) -> String {
-    let (attrs, _) = fidl.protocol(PROTOCOL);
-    let (_, args) = attrs
+pub(crate) fn discoverable_name(fidl: &Fidl, protocol: &str) -> String {
+    let p = fidl.protocol(protocol);
+    let (_, args) = p
+        .attrs
         .iter()
         .find(|(name, _)| *name == "discoverable")
-        .unwrap_or_else(|| panic!("{FIDL}: protocol {PROTOCOL} is not @discoverable"));
+        .unwrap_or_else(|| panic!("{FIDL}: protocol {protocol} is not @discoverable"));
     for i in 0..args.len() {
         if word(args.get(i)) == Some("name")
             && is_punct(args.get(i + 1), '=')
@@ -153,15 +203,7 @@ pub(crate) fn discoverable_name(fidl: &Fidl) -> String {
             return name.clone();
         }
     }
-    format!("{}.{PROTOCOL}", fidl.library())
-}
-
-/// Field names as the Linux protocol puts them on the wire (serde).
-pub(crate) fn serde_keys(v: impl serde::Serialize) -> Vec<String> {
-    match serde_json::to_value(v).expect("serialize") {
-        Value::Object(m) => m.keys().cloned().collect(),
-        other => panic!("not an object: {other}"),
-    }
+    format!("{}.{protocol}", fidl.library().0)
 }
 
 pub(crate) fn sorted(v: impl IntoIterator<Item = impl Into<String>>) -> Vec<String> {
@@ -170,98 +212,63 @@ pub(crate) fn sorted(v: impl IntoIterator<Item = impl Into<String>>) -> Vec<Stri
     v
 }
 
+/// The named type a payload `(Name)` refers to.
+fn payload_type(payload: &[Tok]) -> &str {
+    match payload {
+        [Tok::Word(name)] => name,
+        other => panic!("{FIDL}: payloads are named tables here, not {other:?}"),
+    }
+}
+
 #[test]
-fn fidl_methods_are_the_linux_requests() {
+fn cache_methods_are_the_linux_requests_fuchsia_does_not_serve_otherwise() {
     let fidl = Fidl::parse(&read(FIDL));
-    let (_, body) = fidl.protocol(PROTOCOL);
+    let body = fidl.protocol(PROTOCOL).body;
     let names: Vec<&str> = methods(body).iter().map(|m| m.name).collect();
     let unique: BTreeSet<&str> = names.iter().copied().collect();
     assert_eq!(unique.len(), names.len(), "{FIDL}: a method is declared twice: {names:?}");
-    let linux: BTreeSet<&str> = Request::METHODS.into_iter().collect();
-    assert_eq!(
-        unique, linux,
-        "the methods of protocol {PROTOCOL} in {FIDL} and Request::METHODS in crates/protocol/src/message.rs differ"
-    );
+    // Spawn is fuchsia.process.Launcher, Stats is Inspect, and a caller
+    // waits on the process handle it holds instead of Wait(koid).
+    let elsewhere = ["Spawn", "Stats", "Wait"];
+    let linux: BTreeSet<&str> = Request::METHODS.into_iter().filter(|m| !elsewhere.contains(m)).collect();
+    assert_eq!(unique, linux, "{FIDL}: {PROTOCOL}'s methods and Request::METHODS less {elsewhere:?} differ");
 }
 
 #[test]
-fn fidl_spawn_error_is_error_code() {
+fn fidl_error_is_error_code() {
     let fidl = Fidl::parse(&read(FIDL));
-    let members = enum_members(fidl.type_body("SpawnError"));
+    let error = fidl.type_decl("Error").unwrap_or_else(|| panic!("{FIDL}: no type Error"));
+    assert_eq!(error.kind, "enum");
     let expected: Vec<(String, u64)> =
-        ErrorCode::ALL.iter().zip(1..).map(|(c, n)| (c.fidl_name().to_string(), n)).collect();
+        ErrorCode::ALL.iter().map(|c| (c.fidl_name().to_string(), u64::from(c.into_raw()))).collect();
     assert_eq!(
-        members, expected,
-        "{FIDL}: SpawnError must have exactly ErrorCode::ALL's fidl_name()s, in order, numbered from 1"
+        enum_members(error.body),
+        expected,
+        "{FIDL}: Error must have exactly zygote_fuchsia::protocol::ErrorCode::ALL, in order, numbered from 1"
     );
-    // Every method that can fail reports SpawnError.
-    for stmt in statements(fidl.protocol(PROTOCOL).1) {
-        if let Some(at) = stmt.iter().position(|t| t == &Tok::Word("error".into())) {
-            assert_eq!(word(stmt.get(at + 1)), Some("SpawnError"), "{FIDL}: {stmt:?}");
-        }
+    for m in methods(fidl.protocol(PROTOCOL).body) {
+        let e = m.error.unwrap_or_else(|| panic!("{FIDL}: {} reports no error", m.name));
+        assert_eq!(e, &[Tok::Word("Error".into())][..], "{FIDL}: {} reports {e:?}", m.name);
     }
 }
 
 #[test]
-fn fidl_fields_are_the_linux_fields() {
+fn fidl_payloads_are_the_rust_replies() {
     let fidl = Fidl::parse(&read(FIDL));
-    // Statistics: the same structs, field for field.
-    for (fidl_type, rust) in [
-        ("DaemonStats", serde_keys(DaemonStats::default())),
-        ("CacheStats", serde_keys(CacheStats::default())),
-        ("ImageStats", serde_keys(ImageStats::default())),
-    ] {
-        assert_eq!(
-            sorted(members(fidl.type_body(fidl_type))),
-            sorted(rust),
-            "{FIDL}: the fields of {fidl_type} differ from the Rust struct in crates/protocol/src/message.rs"
-        );
-    }
-
-    let (_, body) = fidl.protocol(PROTOCOL);
-    let methods: BTreeMap<&str, Method> = methods(body).into_iter().map(|m| (m.name, m)).collect();
-    let fields = |name: &str, response: bool| {
-        let m = &methods[name];
-        payload_fields(if response { m.response.unwrap_or(&[]) } else { m.request })
+    let methods = methods(fidl.protocol(PROTOCOL).body);
+    let method = |name: &str| methods.iter().find(|m| m.name == name).unwrap_or_else(|| panic!("no {name}"));
+    let fields = |payload: &[Tok]| {
+        let ty = payload_type(payload);
+        sorted(member_names(fidl.type_decl(ty).unwrap_or_else(|| panic!("{FIDL}: no type {ty}")).body))
     };
-    let without_tag = |v: Value| {
-        let mut keys = serde_keys(v);
-        keys.retain(|k| k != "method" && k != "reply");
-        keys
-    };
+    let preload = method("Preload");
+    assert_eq!(fields(preload.response.expect("reply")), sorted(PreloadReply::FIELDS), "Preload's reply");
+    // Preload's request: the Linux request's fields, with the executable
+    // as a VMO instead of an fd.
+    let Request::Preload { name: _ } = (Request::Preload { name: String::new() }) else { unreachable!() };
+    assert_eq!(fields(preload.request), sorted(["executable", "name"]), "Preload's request");
+    assert_eq!(fields(method("Evict").response.expect("reply")), sorted(EvictReply::FIELDS), "Evict's reply");
 
-    // Spawn: SpawnArgs, where the executable is a VMO instead of the first fd
-    // and the fd list is a list of handles with processargs ids.
-    let mut spawn: Vec<String> = serde_keys(SpawnArgs::default());
-    spawn.retain(|k| k != "fds");
-    spawn.extend(["executable".into(), "handles".into()]);
-    assert_eq!(sorted(fields("Spawn", false)), sorted(spawn), "{FIDL}: Spawn's request fields");
-
-    // Preload: its name and its answer.
-    let preload = Request::Preload { name: String::new() };
-    let mut preload = without_tag(serde_json::to_value(preload).unwrap());
-    preload.push("executable".into());
-    assert_eq!(sorted(fields("Preload", false)), sorted(preload), "{FIDL}: Preload's request fields");
-    let preloaded = Response::Preloaded { key: String::new(), sealed_bytes: 0 };
-    assert_eq!(
-        sorted(fields("Preload", true)),
-        sorted(without_tag(serde_json::to_value(preloaded).unwrap())),
-        "{FIDL}: Preload's response fields"
-    );
-
-    // Evict answers with a count; Stats with the DaemonStats above.
-    let evicted = Response::Evicted { count: 0 };
-    assert_eq!(
-        sorted(fields("Evict", true)),
-        sorted(without_tag(serde_json::to_value(evicted).unwrap())),
-        "{FIDL}: Evict's response fields"
-    );
-    let stats = &methods["Stats"];
-    let open = stats.response.and_then(|r| r.iter().position(|t| t == &Tok::Punct('{'))).expect("Stats response");
-    let response = group(stats.response.unwrap(), open).0;
-    assert_eq!(
-        response,
-        &[Tok::Word("stats".into()), Tok::Word("DaemonStats".into()), Tok::Punct(';')][..],
-        "{FIDL}: Stats answers with `stats DaemonStats`"
-    );
+    assert_eq!(fidl.const_u64("KEY_LENGTH"), Some(zygote_fuchsia::images::KEY_HEX_LEN as u64));
+    assert_eq!(fidl.const_u64("MAX_NAME_LENGTH"), Some(MAX_NAME_LENGTH as u64));
 }

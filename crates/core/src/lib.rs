@@ -22,8 +22,10 @@ pub mod image;
 pub mod kernel;
 pub mod metrics;
 pub mod plan;
-#[cfg(test)]
-mod test_kernel;
+/// A kernel made of memory, for unit tests here and, with the `test-kernel`
+/// feature, in crates built on the core (`zygote-fuchsia`).
+#[cfg(any(test, feature = "test-kernel"))]
+pub mod test_kernel;
 pub mod vmar;
 
 pub use cache::{CacheConfig, CacheStats};
