@@ -125,3 +125,37 @@ fn et_dyn_without_interpreter_runs_like_execve() {
         assert_eq!(out, direct, "{name}: `zygote spawn` differs\n{out}\n{direct}\n{}", daemon.log_tail(2000));
     }
 }
+
+/// Programs the kernel runs but an image cannot hold run by plain exec, with
+/// the kernel's output and status: an executable stack (`-z execstack`), and
+/// program headers in no PT_LOAD (`-N`, no PT_PHDR).
+#[test]
+fn what_an_image_cannot_hold_runs_by_plain_exec() {
+    let src = source("etdyn-no-relocs-exec.c", NO_RELOCS);
+    let exec_stack = cc(&src, "etdyn-execstack", &["-O1", "-nostdlib", "-static", "-Wl,-z,execstack"], &[]);
+    let wx = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/wx_exit.c");
+    let omagic = cc(&wx, "etdyn-omagic", &["-O1", "-nostdlib", "-static", "-no-pie", "-Wl,-N"], &[]);
+    sync();
+    let socket = socket_path("etdyn-plain");
+    let daemon = Daemon::start(&socket, &[]);
+    for (name, prog, why) in
+        [("execstack", &exec_stack, "executable stack"), ("omagic", &omagic, "in no PT_LOAD and there is no PT_PHDR")]
+    {
+        let direct = direct_run(prog, &[], &[], true);
+        assert!(!direct.stdout.is_empty(), "{name}: a direct run prints something:\n{direct}");
+        let run = zygote_run_stats(prog, &[], &[], true);
+        assert_eq!(run.outcome, direct, "{name}: `zygote run` differs from a direct run\n{}\n{direct}", run.outcome);
+        let fallback = stats_fallback(&run.stats);
+        assert!(fallback.as_deref().is_some_and(|f| f.contains(why)), "{name}: {}", run.stats);
+        let mut cli: Vec<OsString> = vec![
+            "spawn".into(),
+            "--daemon-side".into(),
+            "--socket".into(),
+            socket.clone().into(),
+            "--clear-env".into(),
+        ];
+        push_env_and_command(&mut cli, &[], prog, &[]);
+        let out = zygote_cli(cli);
+        assert_eq!(out, direct, "{name}: `zygote spawn` differs\n{out}\n{direct}\n{}", daemon.log_tail(2000));
+    }
+}

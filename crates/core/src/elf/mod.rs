@@ -80,6 +80,21 @@ pub enum ElfError {
     /// of the offending entry, or of the section when no one entry is to blame.
     #[error("dynamic section (PT_DYNAMIC, program header {index}) at offset {offset:#x}: {why}")]
     DynamicSection { index: usize, offset: u64, why: String },
+    /// The kernel runs such a program (AT_PHDR is then 0), but an image
+    /// needs its program headers in memory.
+    #[error(
+        "the program headers (e_phoff {phoff:#x}) are in no PT_LOAD and there is no PT_PHDR: it runs by plain exec"
+    )]
+    PhdrsNotLoaded { phoff: u64 },
+}
+
+impl ElfError {
+    /// Does the kernel run what this error refuses? Then zygote runs the
+    /// program by plain exec instead of imaging it (a shared library with an
+    /// entry point, an executable stack, program headers outside memory).
+    pub fn kernel_runs_it(&self) -> bool {
+        matches!(self, ElfError::SharedLibrary { .. } | ElfError::ExecStack { .. } | ElfError::PhdrsNotLoaded { .. })
+    }
 }
 
 /// A program header type, printed by name.
@@ -598,9 +613,7 @@ fn phdrs_in_load(segments: &[Segment], header: &Header) -> Result<u64, ElfError>
         .iter()
         .find(|s| phoff >= s.offset && ph_end <= s.offset + s.filesz)
         .map(|s| s.vaddr + (phoff - s.offset))
-        .ok_or_else(|| {
-            bad_field(F_E_PHOFF, phoff, "the program headers are not in any PT_LOAD and there is no PT_PHDR")
-        })
+        .ok_or(ElfError::PhdrsNotLoaded { phoff })
 }
 
 /// What the relocating preparer cannot run: an interpreter, an executable stack.

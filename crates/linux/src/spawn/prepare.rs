@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use rustix::fs::Mode;
-use zygote_core::elf::{ElfError, ProgramKind};
+use zygote_core::elf::ProgramKind;
 use zygote_core::image::{
     ContentHash, FileIdentity, Identified, ImageError, ImageKey, MappedFile, ReadError, relocate,
 };
@@ -137,11 +137,13 @@ impl Zygote {
                     Ok(info) => Some(reserve(path, relocate::build_bytes(&info))?),
                     Err(_) => None,
                 };
-                // An ET_DYN the kernel would run but that is no static PIE
-                // (a shared library with an entry point) runs by plain exec.
+                // What the kernel runs but an image cannot hold (a shared
+                // library with an entry point, an executable stack, program
+                // headers outside memory) runs by plain exec.
                 return match relocate::prepare(path, file, id, &data, key, started) {
-                    Err(e @ ImageError::Elf { source: ElfError::SharedLibrary { .. }, .. }) => {
-                        Ok(refused(ProgramKind::StaticPie, e.to_string()))
+                    Err(e) if matches!(&e, ImageError::Elf { source, .. } if source.kernel_runs_it()) => {
+                        let kind = if data.get(16) == Some(&3) { ProgramKind::StaticPie } else { ProgramKind::Static };
+                        Ok(refused(kind, e.to_string()))
                     }
                     r => Ok::<_, SpawnError>(r?),
                 };
