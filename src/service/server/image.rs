@@ -120,20 +120,12 @@ async fn answer(state: &Arc<State>, peer: &Peer, body: &[u8], mut fds: Vec<Owned
         _ => return Answer::Other(ImageStatus::Exec, "the program may not be executed by the requester"),
     }
     let loader_env: Vec<Vec<u8>> = req.env_entries().map(<[u8]>::to_vec).collect();
-    let (personality, set_exe) = (req.personality, req.flags & FLAG_SET_EXE != 0);
+    let name = path.file_name().map(OsStrExt::as_bytes).unwrap_or_default();
+    let client = ClientSide { personality: req.personality, set_exe: req.flags & FLAG_SET_EXE != 0, name };
     let own_personality = state.own_restrictions.personality;
-    let (st, who) = (state.clone(), peer.clone());
-    let looked = tokio::task::spawn_blocking(move || {
-        let name = path.file_name().map(OsStrExt::as_bytes).unwrap_or_default();
-        let client = ClientSide { personality, set_exe, name };
-        let env = Environment { loader_env: &loader_env, creds: peer_creds(&st, &who) };
-        let answer = st.zygote.serve_image(file.as_fd(), &path, &env, client, own_personality);
-        (answer, file, path, loader_env)
-    })
-    .await;
-    let Ok((answer, file, path, loader_env)) = looked else {
-        return Answer::Other(ImageStatus::Error, "the daemon failed");
-    };
+    // On the reactor: a lookup never reads, hashes or builds (a few stats).
+    let env = Environment { loader_env: &loader_env, creds: peer_creds(state, peer) };
+    let answer = state.zygote.serve_image(file.as_fd(), &path, &env, client, own_personality);
     match answer {
         Ok(ImageAnswer::Image { image, plan }) => {
             state.image_users.record(*image.key(), peer.uid, &path);
