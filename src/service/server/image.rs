@@ -17,7 +17,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use tokio::sync::Semaphore;
+use zygote_core::image::FileIdentity;
 use zygote_core::metrics::stats::ImageRequestStats;
+use zygote_linux::SpawnError;
 use zygote_linux::account::LiveProcess;
 use zygote_linux::prototype::Environment;
 use zygote_linux::spawn::{ClientSide, ImageAnswer, attached_fds};
@@ -31,6 +33,8 @@ use crate::service::peer::Peer;
 
 /// Background builds at once.
 const BUILDS_AT_ONCE: usize = 2;
+/// Most files remembered as unbuildable.
+const MAX_UNBUILDABLE: usize = 4096;
 /// Most caller-side processes followed for the memory figures at once (each
 /// costs the daemon a pidfd).
 const MAX_FOLLOWED: u64 = 4096;
@@ -46,15 +50,37 @@ pub(super) struct ImageCounters {
     followed: AtomicU64,
 }
 
-/// Builds started by misses: a few at once, one per file.
+/// Builds started by misses: a few at once, one per file; and the files
+/// whose build failed for good (not ELF, malformed, too large), answered
+/// `Exec` without another build until they change (their identity holds
+/// mtime and ctime).
 pub(super) struct Background {
     permits: Arc<Semaphore>,
     building: Mutex<HashSet<(u64, u64)>>,
+    unbuildable: Mutex<HashSet<FileIdentity>>,
 }
 
 impl Default for Background {
     fn default() -> Self {
-        Background { permits: Arc::new(Semaphore::new(BUILDS_AT_ONCE)), building: Mutex::new(HashSet::new()) }
+        Background {
+            permits: Arc::new(Semaphore::new(BUILDS_AT_ONCE)),
+            building: Mutex::new(HashSet::new()),
+            unbuildable: Mutex::new(HashSet::new()),
+        }
+    }
+}
+
+impl Background {
+    fn unbuildable(&self, id: &FileIdentity) -> bool {
+        self.unbuildable.lock().unwrap_or_else(|e| e.into_inner()).contains(id)
+    }
+
+    fn failed_for_good(&self, id: FileIdentity) {
+        let mut set = self.unbuildable.lock().unwrap_or_else(|e| e.into_inner());
+        if set.len() >= MAX_UNBUILDABLE {
+            set.clear();
+        }
+        set.insert(id);
     }
 }
 
@@ -133,6 +159,9 @@ async fn answer(state: &Arc<State>, peer: &Peer, body: &[u8], mut fds: Vec<Owned
         }
         Ok(ImageAnswer::Exec(why)) => Answer::Other(ImageStatus::Exec, why),
         Ok(ImageAnswer::Miss) => {
+            if zygote_linux::identity_of(&file).is_ok_and(|id| state.background.unbuildable(&id)) {
+                return Answer::Other(ImageStatus::Exec, "the daemon cannot image this file");
+            }
             build_in_background(state, peer, file, path, loader_env);
             Answer::Other(ImageStatus::Miss, "not cached yet")
         }
@@ -163,7 +192,12 @@ fn build_in_background(state: &Arc<State>, peer: &Peer, file: OwnedFd, path: Pat
                 let ms = started.elapsed().as_millis() as u64;
                 tracing::info!(path = %path.display(), key = %img.key(), ms, "built for a caller-side client");
             }
-            Err(e) => tracing::info!("building {} for a caller-side client: {e}", Path::new(&path).display()),
+            Err(e) => {
+                tracing::info!("building {} for a caller-side client: {e}", Path::new(&path).display());
+                if matches!(e, SpawnError::Image(_) | SpawnError::TooLarge { .. }) {
+                    st.background.failed_for_good(id);
+                }
+            }
         }
         st.background.building.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
         drop(permit);
