@@ -184,11 +184,30 @@ def plan_seeds():
     yield 'empty', plan([], [], [], name=b'')
 
 
+def image_seeds():
+    """Image requests and replies (crates/plan/src/image.rs)."""
+    def request(path, env, flags=1, personality=0):
+        blob = b''.join(e + b'\0' for e in env)
+        return b'ZYGIMGQ\0' + struct.pack('<6I', 1, flags, personality, len(path), len(blob), len(env)) + path + blob
+
+    def reply(status, fds, message, plan_bytes):
+        head = b'ZYGIMGR\0' + struct.pack('<4I', status, fds, len(message), len(plan_bytes)) + message
+        return head + bytes(-len(head) % 8) + plan_bytes
+
+    yield 'request', request(b'/usr/bin/true', [b'LD_BIND_NOW=1', b'MALLOC_ARENA_MAX=2'])
+    yield 'request-no-env', request(b'/bin/sh', [], flags=0, personality=0x0040000)
+    base = 0x5a0000000000
+    regions = [(base, 0x2000, 0, 4, 5, 1), (base + 0x2000, 0x1000, 0, 5, 3, 1), (base + 0x3000, 0x3000, 0, -1, 3, 2)]
+    yield 'reply-image', reply(0, 1, b'', plan(regions, [], [], exe_fd=4))
+    yield 'reply-miss', reply(2, 0, b'not cached yet', b'')
+    yield 'reply-bad-status', reply(9, 0, b'', b'')
+
+
 def main():
     shutil.rmtree(OUT, ignore_errors=True)
     total = 0
     for target, seeds in [('elf_decode', elf_seeds), ('elf_prepare', elf_seeds), ('frame', frame_seeds),
-                          ('message_json', json_seeds), ('plan', plan_seeds)]:
+                          ('message_json', json_seeds), ('plan', plan_seeds), ('image_wire', image_seeds)]:
         os.makedirs(os.path.join(OUT, target))
         for name, data in seeds():
             assert len(data) < 16 << 10, (target, name, len(data))
