@@ -39,12 +39,14 @@ pub async fn connect() -> anyhow::Result<Backend> {
 
 /// A FIDL handle as the backend's `T` (ownership moves).
 fn ours<T: From<zyx::Handle>>(h: impl Into<zx::Handle>) -> Result<T, zx::Status> {
-    zygote_zircon::adopt(h.into()).ok_or(zx::Status::BAD_HANDLE)
+    let h: zx::Handle = h.into();
+    zygote_zircon::adopt(h).ok_or(zx::Status::BAD_HANDLE)
 }
 
 /// A backend handle as the FIDL bindings' `T` (ownership moves).
 fn theirs<T: From<zx::Handle>>(h: impl Into<zyx::Handle>) -> T {
-    T::from(h.into().release::<zx::Handle>())
+    let h: zyx::Handle = h.into();
+    T::from(h.release::<zx::Handle>())
 }
 
 /// A program VMO (LaunchInfo.executable, Preload, Evict) as the kernel's file.
