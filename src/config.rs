@@ -1,6 +1,8 @@
-//! Daemon configuration. The fields are exactly those of the structured-config
-//! schema in `meta/zygote.cml` (a test keeps the two equal); the defaults live
-//! in `config/zygote.json`, which is also the Fuchsia config values file.
+//! Daemon configuration, the defaults in `config/zygote.json`. Fuchsia's
+//! configuration is the structured config of `meta/zygote.cml`
+//! (docs/FUCHSIA.md, `zygote_fuchsia::config`): the fields that mean
+//! something there, with the same names, types and defaults as here (a test
+//! keeps them so).
 
 use std::path::{Path, PathBuf};
 

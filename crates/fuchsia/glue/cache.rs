@@ -12,6 +12,7 @@ use futures::TryStreamExt as _;
 use zygote_fuchsia::protocol::{self, CacheError, ErrorCode, EvictTarget};
 
 use crate::ZygoteService;
+use crate::backend;
 
 pub async fn serve(service: Arc<ZygoteService>, mut stream: fzygote::CacheRequestStream) -> Result<(), fidl::Error> {
     while let Some(request) = stream.try_next().await? {
@@ -19,24 +20,27 @@ pub async fn serve(service: Arc<ZygoteService>, mut stream: fzygote::CacheReques
             fzygote::CacheRequest::Preload { payload, responder } => {
                 let reply = match payload.executable {
                     None => Err(error(ErrorCode::InvalidArgs)),
-                    Some(vmo) => {
-                        let name = payload.name.unwrap_or_default();
-                        protocol::preload(service.images(), &name, &vmo)
-                            .map(|r| fzygote::PreloadResponse {
-                                key: Some(r.key),
-                                sealed_bytes: Some(r.sealed_bytes),
-                                fallback: r.fallback,
-                                ..Default::default()
-                            })
-                            .map_err(logged)
-                    }
+                    Some(vmo) => match backend::file(vmo) {
+                        Err(_) => Err(error(ErrorCode::InvalidArgs)),
+                        Ok(file) => {
+                            let name = payload.name.unwrap_or_default();
+                            protocol::preload(service.images(), &name, &file)
+                                .map(|r| fzygote::PreloadResponse {
+                                    key: Some(r.key),
+                                    sealed_bytes: Some(r.sealed_bytes),
+                                    fallback: r.fallback,
+                                    ..Default::default()
+                                })
+                                .map_err(logged)
+                        }
+                    },
                 };
                 responder.send(reply.as_ref().map_err(|e| *e))?;
             }
             fzygote::CacheRequest::Evict { payload, responder } => {
                 let target = match payload.target {
                     Some(fzygote::EvictTarget::Key(key)) => Some(EvictTarget::Key(key)),
-                    Some(fzygote::EvictTarget::Executable(vmo)) => Some(EvictTarget::Executable(vmo)),
+                    Some(fzygote::EvictTarget::Executable(vmo)) => backend::file(vmo).ok().map(EvictTarget::Executable),
                     _ => None, // absent, or a member this zygote does not know
                 };
                 let reply = match target {

@@ -11,10 +11,9 @@ use std::sync::Arc;
 
 use fidl_fuchsia_process as fproc;
 use futures::TryStreamExt as _;
-use zx::HandleBased as _;
-use zygote_fuchsia::launcher::{HandleEntry, LaunchInfo, NameEntry};
 
 use crate::ZygoteService;
+use crate::backend;
 
 pub async fn serve(service: Arc<ZygoteService>, mut stream: fproc::LauncherRequestStream) -> Result<(), fidl::Error> {
     let mut conn = service.connect();
@@ -22,42 +21,44 @@ pub async fn serve(service: Arc<ZygoteService>, mut stream: fproc::LauncherReque
         match request {
             fproc::LauncherRequest::AddArgs { args, control_handle: _ } => conn.add_args(args),
             fproc::LauncherRequest::AddEnvirons { environ, control_handle: _ } => conn.add_environs(environ),
-            fproc::LauncherRequest::AddNames { names, control_handle: _ } => conn.add_names(
-                names
-                    .into_iter()
-                    .map(|n| NameEntry {
-                        path: n.path.into_bytes(),
-                        directory: n.directory.into_channel().into_handle(),
-                    })
-                    .collect(),
-            ),
+            fproc::LauncherRequest::AddNames { names, control_handle: _ } => conn.add_names(backend::names(names)),
             fproc::LauncherRequest::AddHandles { handles, control_handle: _ } => {
-                conn.add_handles(handles.into_iter().map(|h| HandleEntry { handle: h.handle, id: h.id }).collect())
+                conn.add_handles(backend::handles(handles))
             }
             fproc::LauncherRequest::SetOptions { options, control_handle: _ } => conn.set_options(options),
-            fproc::LauncherRequest::Launch { info, responder } => match conn.launch(launch_info(info)) {
-                Ok(process) => responder.send(zx::Status::OK.into_raw(), Some(process))?,
-                Err(e) => {
-                    log::warn!("launch failed: {e}");
-                    responder.send(e.status.into_raw(), None)?
+            fproc::LauncherRequest::Launch { info, responder } => {
+                let launched = match backend::launch_info(info) {
+                    Ok(info) => conn.launch(info).map_err(|e| {
+                        log::warn!("launch failed: {e}");
+                        e.status.into_raw()
+                    }),
+                    Err(status) => {
+                        conn.discard();
+                        Err(status.into_raw())
+                    }
+                };
+                match launched {
+                    Ok(process) => responder.send(zx::Status::OK.into_raw(), Some(backend::process(process)))?,
+                    Err(status) => responder.send(status, None)?,
                 }
-            },
+            }
             fproc::LauncherRequest::CreateWithoutStarting { info, responder } => {
-                match conn.create_without_starting(launch_info(info)) {
-                    Ok(created) => {
-                        responder.send(zx::Status::OK.into_raw(), Some(crate::backend::start_data(created)))?
-                    }
-                    Err(e) => {
+                let created = match backend::launch_info(info) {
+                    Ok(info) => conn.create_without_starting(info).map_err(|e| {
                         log::warn!("create failed: {e}");
-                        responder.send(e.status.into_raw(), None)?
+                        e.status.into_raw()
+                    }),
+                    Err(status) => {
+                        conn.discard();
+                        Err(status.into_raw())
                     }
+                };
+                match created {
+                    Ok(c) => responder.send(zx::Status::OK.into_raw(), Some(backend::start_data(c)))?,
+                    Err(status) => responder.send(status, None)?,
                 }
             }
         }
     }
     Ok(())
-}
-
-fn launch_info(info: fproc::LaunchInfo) -> LaunchInfo<zx::Vmo, zx::Job> {
-    LaunchInfo { executable: info.executable, job: info.job, name: info.name }
 }

@@ -86,7 +86,7 @@ async fn preload(service: &ZygoteService, path: &str) -> anyhow::Result<()> {
     let file = fuchsia_fs::file::open_in_namespace(path, flags)?;
     let vmo =
         file.get_backing_memory(fio::VmoFlags::READ | fio::VmoFlags::EXECUTE).await?.map_err(zx::Status::from_raw)?;
-    let reply = zygote_fuchsia::protocol::preload(service.images(), path, &vmo)?;
+    let reply = zygote_fuchsia::protocol::preload(service.images(), path, &backend::file(vmo)?)?;
     log::info!("preloaded {path}: image {} ({} sealed bytes)", reply.key, reply.sealed_bytes);
     Ok(())
 }

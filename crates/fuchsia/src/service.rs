@@ -240,6 +240,14 @@ impl<K: Kernel, P: Preparer<K>, B: Backend<K>> Connection<'_, K, P, B> {
         Ok(c)
     }
 
+    /// Launch or CreateWithoutStarting whose `LaunchInfo` the glue could not
+    /// turn into the backend's types: refused, and the state is empty again,
+    /// as after any launch.
+    pub fn discard(&mut self) {
+        self.state = LaunchState::new();
+        self.service.counters.refused.fetch_add(1, Ordering::Relaxed);
+    }
+
     fn take(&mut self, info: LaunchInfo<K::File, B::Job>) -> Result<Spec<K, B>, LaunchFailure> {
         self.state.take(info).map_err(|e| {
             self.service.counters.refused.fetch_add(1, Ordering::Relaxed);

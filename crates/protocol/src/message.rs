@@ -1,8 +1,9 @@
-//! Protocol messages: the Linux form of `fidl/fuchsia.process.zygote.fidl`.
+//! Protocol messages of the Linux daemon (docs/PROTOCOL.md).
 //!
-//! Every request has a method name that matches one FIDL method of protocol
-//! `Spawner` (see [`Request::METHODS`]); a test checks the two lists against
-//! each other. Byte strings (argv, environ) travel as arrays of bytes so that
+//! Fuchsia's interface is docs/FUCHSIA.md: `fuchsia.process.Launcher` for
+//! Spawn, Inspect for Stats, and `fuchsia.process.zygote.Cache`, whose
+//! methods are the rest of [`Request::METHODS`] (Preload, Evict); a test
+//! checks the two lists against each other. Byte strings (argv, environ) travel as arrays of bytes so that
 //! non-UTF-8 arguments survive.
 
 use serde::{Deserialize, Serialize};
@@ -119,7 +120,8 @@ impl SpawnArgs {
     }
 }
 
-/// Error codes, as the FIDL `SpawnError` enum.
+/// Error codes of the Linux protocol. (On Fuchsia a launch fails with a
+/// `zx_status_t` and the Cache protocol has its own `Error`, docs/FUCHSIA.md.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ErrorCode {

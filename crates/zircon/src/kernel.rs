@@ -66,6 +66,18 @@ pub struct FileVmo {
     pub identity: FileIdentity,
 }
 
+impl FileVmo {
+    /// A program VMO as a launch request brings it (`LaunchInfo.executable`,
+    /// a Preload's): its identity is its koid, which the kernel never reuses,
+    /// and its content size. A backing-memory VMO does not change, so a
+    /// second launch of the same VMO is an identity-memo hit.
+    pub fn new(vmo: Vmo) -> Result<FileVmo, Status> {
+        let (koid, size) = (vmo.get_koid()?, vmo.get_content_size()?);
+        let identity = FileIdentity { dev: 0, ino: koid.0, size, mtime: (0, 0), ctime: (0, 0), mode: 0o100_555 };
+        Ok(FileVmo { vmo, identity })
+    }
+}
+
 impl Kernel for Zircon {
     type Object = SealedVmo;
     type File = FileVmo;

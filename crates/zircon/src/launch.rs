@@ -1,8 +1,12 @@
-//! Starting a process from an image: a child job that may not create
-//! processes itself, `zx_process_create`, the image's VMAR allocated at the
+//! Starting a process from an image, in two steps as
+//! `fuchsia.process.Launcher` has them (CreateWithoutStarting, then the
+//! caller's `zx_process_start`): [`Launcher::create`] makes the process in
+//! the job it is given, `zx_process_create`, the image's VMAR allocated at the
 //! image's address, every region mapped as `zygote_core::vmar::plan` says,
 //! the vDSO, a stack, the initial thread, the processargs bootstrap
-//! message(s) and `zx_process_start`. The sealed VMOs are never written;
+//! message(s); [`Launcher::start`] is `zx_process_start`;
+//! [`Launcher::launch`] does both in a child job that may not create
+//! processes itself. The sealed VMOs are never written;
 //! what a process writes lands in its own copy-on-write children.
 
 use std::cell::RefCell;
@@ -17,8 +21,8 @@ use crate::kernel::{Zircon, ZirconImage};
 use crate::process::ZirconProcess;
 use crate::processargs::{self, Contents, HandleInfo, HandleType, ProcessargsError};
 use crate::zx::{
-    AsHandleRef, Channel, Handle, HandleBased, Job, JobPolicy, Resource, Rights, Status, Vmar, VmarFlags, Vmo,
-    VmoChildOptions, page_size,
+    AsHandleRef, Channel, Handle, HandleBased, Job, JobPolicy, Process, Resource, Rights, Status, Thread, Vmar,
+    VmarFlags, Vmo, VmoChildOptions, page_size,
 };
 
 /// The initial thread's stack when the program does not ask for a size
@@ -53,9 +57,11 @@ pub enum LaunchError {
     Placement { image: String, want: u64, why: String },
     #[error("{image}: not imaged ({why}): it starts by plain loading")]
     Refused { image: String, why: String },
+    #[error("{image}: not imaged ({reason}), and this backend does not load programs plainly yet")]
+    Plain { image: String, reason: String },
 }
 
-/// What a start needs besides the image (the shape of
+/// What a start needs besides the image and the job (the shape of
 /// `fuchsia.process.Launcher`'s AddArgs, AddEnvirons, AddNames, AddHandles).
 #[derive(Debug, Default)]
 pub struct LaunchOptions {
@@ -70,20 +76,51 @@ pub struct LaunchOptions {
     /// The requester's program VMO: its File regions map from it, never from
     /// the file the image was first built from; an interpreter gets it.
     pub executable: Option<Vmo>,
-    /// `fuchsia.ldsvc.Loader` for a program with an interpreter.
+    /// `fuchsia.ldsvc.Loader`, for the interpreter of a program that has one
+    /// (a static program has no dynamic linker to give it to).
     pub loader: Option<Channel>,
-    /// The job to start in (the caller's); the launcher's own otherwise.
-    pub job: Option<Job>,
+    /// A vDSO to map instead of the launcher's (a caller's `PA_VMO_VDSO`).
+    pub vdso: Option<Vmo>,
+}
+
+/// A process created from an image and not started: everything up to
+/// `zx_process_start`, with what that call takes. The fields are those of
+/// `fuchsia.process.ProcessStartData`, CreateWithoutStarting's reply.
+#[derive(Debug)]
+pub struct Created {
+    pub process: Process,
+    pub root_vmar: Vmar,
+    /// The initial thread.
+    pub thread: Thread,
+    /// The entry point (the interpreter's, for a program with one).
+    pub entry: u64,
+    /// The initial stack pointer.
+    pub stack: u64,
+    /// The process's end of the bootstrap channel, the processargs
+    /// message(s) already written to it.
+    pub bootstrap: Channel,
+    /// Where the vDSO is mapped (`zx_process_start`'s second argument).
+    pub vdso_base: u64,
+    /// Where the image's VMAR begins (the ELF image's base address).
+    pub base: u64,
+}
+
+/// [`Launcher::launch`]'s arguments for the core's [`Starter`]: the job the
+/// spawn's own job is created under, and the rest. The handles move into the
+/// process (a second start with the same options passes none).
+#[derive(Debug)]
+pub struct StartOptions<'a> {
+    pub job: &'a Job,
+    pub options: RefCell<LaunchOptions>,
 }
 
 /// Starts processes from images.
 #[derive(Debug)]
 pub struct Launcher {
-    /// Parent of every spawn's job.
-    job: Job,
     /// `fuchsia.kernel.VmexResource`, for relocated text.
     vmex: Option<Resource>,
-    /// The vDSO VMO (the zygote's own `PA_VDSO_VMO`).
+    /// The vDSO VMO (the zygote's own `PA_VDSO_VMO`, which the component
+    /// takes from its startup handles).
     vdso: Vmo,
     /// The RELRO policy for every image, instead of [`Relro::for_image`]'s
     /// (e.g. `AsSegment` for a libc whose start-up stores into DT_DEBUG
@@ -140,8 +177,8 @@ fn initial_sp(base: u64, size: u64) -> u64 {
 }
 
 impl Launcher {
-    pub fn new(job: Job, vmex: Option<Resource>, vdso: Vmo) -> Self {
-        Launcher { job, vmex, vdso, relro: None }
+    pub fn new(vmex: Option<Resource>, vdso: Vmo) -> Self {
+        Launcher { vmex, vdso, relro: None }
     }
 
     /// Map RELRO by `relro` for every image, whatever the image says.
@@ -149,8 +186,47 @@ impl Launcher {
         Launcher { relro: Some(relro), ..self }
     }
 
-    /// Start a process from `image`.
-    pub fn launch(&self, image: &Arc<ZirconImage>, opts: LaunchOptions) -> Result<ZirconProcess, LaunchError> {
+    /// Start a process from `image` in a job of its own under `job`, which
+    /// may not create processes itself: [`Self::create`], then
+    /// [`Self::start`].
+    pub fn launch(
+        &self,
+        job: &Job,
+        image: &Arc<ZirconImage>,
+        opts: LaunchOptions,
+    ) -> Result<ZirconProcess, LaunchError> {
+        let zx = |call: &'static str, what: &str| {
+            let (image, what) = (image.path().display().to_string(), what.to_string());
+            move |status| LaunchError::Zx { image, call, what, status }
+        };
+        let job = job.create_child_job().map_err(zx("zx_job_create", "spawn job"))?;
+        job.set_policy(JobPolicy::DenyNewProcess).map_err(zx("zx_job_set_policy", "ZX_POL_NEW_PROCESS deny"))?;
+        let created = self.create(&job, image, opts)?;
+        let process = self.start(created)?;
+        Ok(ZirconProcess::new(process, job, Arc::clone(image)))
+    }
+
+    /// `zx_process_start` of a created process; the process.
+    pub fn start(&self, created: Created) -> Result<Process, LaunchError> {
+        let Created { process, root_vmar: _, thread, entry, stack, bootstrap, vdso_base, base: _ } = created;
+        match process.start(&thread, entry, stack, Handle::from(bootstrap), vdso_base) {
+            Ok(()) => Ok(process),
+            Err(status) => {
+                let koid = process.get_koid().map_or(0, |k| k.0);
+                Err(LaunchError::Zx {
+                    image: format!("process {koid}"),
+                    call: "zx_process_start",
+                    what: String::new(),
+                    status,
+                })
+            }
+        }
+    }
+
+    /// Create a process from `image` in `job`, everything short of starting
+    /// it: the image's VMAR and mappings, the vDSO, the stack, the initial
+    /// thread and the bootstrap message(s).
+    pub fn create(&self, job: &Job, image: &Arc<ZirconImage>, opts: LaunchOptions) -> Result<Created, LaunchError> {
         let name = image.path().display().to_string();
         let zx = |call: &'static str, what: &str| {
             let (image, what) = (name.clone(), what.to_string());
@@ -159,26 +235,24 @@ impl Launcher {
         if let Some(why) = image.fallback() {
             return Err(LaunchError::Refused { image: name, why: why.into() });
         }
-        let LaunchOptions { name: pname, args, environ, names, handles, executable, loader, job: caller_job } = opts;
+        let LaunchOptions { name: pname, args, environ, names, handles, executable, loader, vdso } = opts;
         if handles.len() > processargs::MAX_CALLER_HANDLES {
             return Err(LaunchError::TooManyHandles { image: name, count: handles.len() });
         }
         // An interpreter gets the program VMO and the loader; a static
-        // program's File regions map the VMO, and it gets the loader itself.
-        let (executable, loader, interp) = if image.kind() == ProgramKind::Dynamic {
+        // program's File regions map the VMO.
+        let (executable, interp) = if image.kind() == ProgramKind::Dynamic {
             let (Some(loader), Some(exe)) = (loader, executable) else {
                 return Err(LaunchError::NoLoader { image: name });
             };
-            (None, None, Some((loader, exe)))
+            (None, Some((loader, exe)))
         } else {
-            (executable, loader, None)
+            (executable, None)
         };
-        let job =
-            caller_job.as_ref().unwrap_or(&self.job).create_child_job().map_err(zx("zx_job_create", "spawn job"))?;
-        job.set_policy(JobPolicy::DenyNewProcess).map_err(zx("zx_job_set_policy", "ZX_POL_NEW_PROCESS deny"))?;
+        let vdso = vdso.as_ref().unwrap_or(&self.vdso);
         let (process, root) = job.create_child_process(&pname).map_err(zx("zx_process_create", &pname))?;
-        let loaded = self.map_image(image, &root, executable.as_ref())?;
-        let vdso_base = self.map_vdso(&name, &root)?;
+        let (loaded, base) = self.map_image(image, &root, executable.as_ref())?;
+        let vdso_base = self.map_vdso(&name, &root, vdso)?;
         let stack_size = self.stack_size(image, executable.as_ref());
         let (stack, sp) = map_stack(&name, &root, stack_size)?;
         let thread = process.create_thread(&pname).map_err(zx("zx_thread_create", &pname))?;
@@ -208,24 +282,27 @@ impl Launcher {
             ours.write(&msg.bytes, msg.handles).map_err(zx("zx_channel_write", "loader bootstrap message"))?;
         } else {
             main_handles.push((HandleInfo::new(HandleType::VmarLoaded, 0), Handle::from(loaded)));
-            // A static program may still load libraries (dlopen) through it.
-            if let Some(loader) = loader {
-                main_handles.push((HandleInfo::new(HandleType::LdsvcLoader, 0), Handle::from(loader)));
-            }
         }
-        main_handles.push((HandleInfo::new(HandleType::VmarRoot, 0), Handle::from(root)));
-        main_handles.push((HandleInfo::new(HandleType::VdsoVmo, 0), dup(&self.vdso, "vDSO")?));
+        main_handles.push((HandleInfo::new(HandleType::VmarRoot, 0), dup(&root, "root VMAR")?));
+        main_handles.push((HandleInfo::new(HandleType::VdsoVmo, 0), dup(vdso, "vDSO")?));
         main_handles.push((HandleInfo::new(HandleType::StackVmo, 0), Handle::from(stack)));
         main_handles.extend(handles);
         let msg = encode(Contents { args, environ, names, handles: main_handles })?;
         ours.write(&msg.bytes, msg.handles).map_err(zx("zx_channel_write", "bootstrap message"))?;
+        // The messages stay queued for the process once our end is closed.
+        drop(ours);
         let entry = image.entry().pc;
-        process.start(&thread, entry, sp, Handle::from(theirs), vdso_base).map_err(zx("zx_process_start", &pname))?;
-        Ok(ZirconProcess::new(process, job, Arc::clone(image)))
+        Ok(Created { process, root_vmar: root, thread, entry, stack: sp, bootstrap: theirs, vdso_base, base })
     }
 
     /// Allocate the image's VMAR at its address and map every region into it.
-    fn map_image(&self, image: &ZirconImage, root: &Vmar, executable: Option<&Vmo>) -> Result<Vmar, LaunchError> {
+    /// The VMAR and its base address.
+    fn map_image(
+        &self,
+        image: &ZirconImage,
+        root: &Vmar,
+        executable: Option<&Vmo>,
+    ) -> Result<(Vmar, u64), LaunchError> {
         let name = image.path().display().to_string();
         let plan = vmar::plan(
             image.regions(),
@@ -264,7 +341,7 @@ impl Launcher {
                 status,
             })?;
         }
-        Ok(vmar)
+        Ok((vmar, plan.base))
     }
 
     /// The VMO (and offset in it) step `index` maps, making the process's
@@ -338,15 +415,15 @@ impl Launcher {
     }
 
     /// Map the vDSO's segments where the kernel chooses; its base address.
-    fn map_vdso(&self, image: &str, root: &Vmar) -> Result<u64, LaunchError> {
+    fn map_vdso(&self, image: &str, root: &Vmar, vdso: &Vmo) -> Result<u64, LaunchError> {
         let zx = |call: &'static str, what: &str| {
             let (image, what) = (image.to_string(), what.to_string());
             move |status| LaunchError::Zx { image, call, what, status }
         };
         let mut head = vec![0u8; page_size() as usize];
-        let size = self.vdso.get_size().map_err(zx("zx_vmo_get_size", "vDSO"))?;
+        let size = vdso.get_size().map_err(zx("zx_vmo_get_size", "vDSO"))?;
         head.truncate(size.min(head.len() as u64) as usize);
-        self.vdso.read(&mut head, 0).map_err(zx("zx_vmo_read", "vDSO headers"))?;
+        vdso.read(&mut head, 0).map_err(zx("zx_vmo_read", "vDSO headers"))?;
         let h = interp::headers(&head).map_err(|source| LaunchError::Vdso { image: image.into(), source })?;
         if let Some(l) = h.loads.iter().find(|l| l.writable()) {
             return Err(LaunchError::VdsoWritable { image: image.into(), index: l.index });
@@ -360,7 +437,7 @@ impl Launcher {
             let perms = Perms::from_prot(l.prot());
             let flags = VmarFlags::SPECIFIC | perm_flags(perms);
             let off = zygote_core::elf::page_down(l.offset);
-            vmar.map(from - start, &self.vdso, off, len, flags).map_err(zx("zx_vmar_map", "vDSO segment"))?;
+            vmar.map(from - start, vdso, off, len, flags).map_err(zx("zx_vmar_map", "vDSO segment"))?;
         }
         Ok(addr.wrapping_sub(start))
     }
@@ -380,15 +457,15 @@ fn map_stack(image: &str, root: &Vmar, size: u64) -> Result<(Vmo, u64), LaunchEr
     Ok((vmo, initial_sp(base, size)))
 }
 
-/// The core's start interface: the options' handles move into the process
-/// (a second start with the same options passes none).
+/// The core's start interface: a job of the spawn's own under `job`, the
+/// options' handles moved into the process.
 impl Starter<Zircon> for Launcher {
-    type Options<'a> = RefCell<LaunchOptions>;
+    type Options<'a> = StartOptions<'a>;
     type Process = ZirconProcess;
     type Error = LaunchError;
 
-    fn start(&self, image: &Arc<ZirconImage>, options: &RefCell<LaunchOptions>) -> Result<ZirconProcess, LaunchError> {
-        let opts = std::mem::take(&mut *options.borrow_mut());
-        self.launch(image, opts)
+    fn start(&self, image: &Arc<ZirconImage>, options: &StartOptions<'_>) -> Result<ZirconProcess, LaunchError> {
+        let opts = std::mem::take(&mut *options.options.borrow_mut());
+        self.launch(options.job, image, opts)
     }
 }

@@ -28,10 +28,11 @@ pub const MAX_BYTES: usize = 65_536;
 /// `ZX_CHANNEL_MAX_MSG_HANDLES`.
 pub const MAX_HANDLES: usize = 64;
 
-/// The handles the launcher itself puts in a new process's main message, at
-/// most: PA_PROC_SELF, PA_THREAD_SELF, PA_VMAR_ROOT, PA_VMAR_LOADED,
-/// PA_VDSO_VMO, PA_VMO_STACK and PA_LDSVC_LOADER (a static program's).
-pub const LAUNCHER_HANDLES: usize = 7;
+/// The handles the launcher itself puts in a new process's main message:
+/// PA_PROC_SELF, PA_THREAD_SELF, PA_VMAR_ROOT, PA_VMAR_LOADED, PA_VDSO_VMO
+/// and PA_VMO_STACK (a program with an interpreter gets its loader and
+/// PA_VMAR_LOADED in the interpreter's message instead, so one fewer).
+pub const LAUNCHER_HANDLES: usize = 6;
 /// So a caller may pass at most this many handles (`AddHandles` and
 /// `AddNames` together).
 pub const MAX_CALLER_HANDLES: usize = MAX_HANDLES - LAUNCHER_HANDLES;
@@ -230,7 +231,52 @@ mod tests {
             .map(|i| (HandleInfo::new(HandleType::FileDescriptor, i as u16), i))
             .collect();
         assert_eq!(encode(Contents { handles, ..Default::default() }).expect("fits").handles.len(), MAX_HANDLES);
-        assert_eq!(MAX_CALLER_HANDLES, 57);
+        assert_eq!(MAX_CALLER_HANDLES, 58);
+    }
+
+    /// The service layer bounds a launch before anything is created; what it
+    /// lets through must fit the message this encoder builds.
+    #[test]
+    fn limits_are_the_service_layers() {
+        use zygote_fuchsia::processargs as service;
+        assert_eq!(
+            (MAX_BYTES, MAX_HANDLES, HEADER_SIZE),
+            (service::MAX_MSG_BYTES, service::MAX_MSG_HANDLES, service::HEADER_BYTES)
+        );
+        assert_eq!(MAX_CALLER_HANDLES, service::CALLER_HANDLE_BUDGET, "fuchsia.process.zygote LAUNCH_HANDLE_BUDGET");
+        let ours = [
+            HandleType::ProcSelf,
+            HandleType::ThreadSelf,
+            HandleType::VmarRoot,
+            HandleType::VmarLoaded,
+            HandleType::VdsoVmo,
+            HandleType::StackVmo,
+        ];
+        assert_eq!(ours.len(), LAUNCHER_HANDLES);
+        assert_eq!(ours.map(|t| t as u8), service::LAUNCHER_HANDLES);
+        let kinds = [
+            (HandleType::JobDefault, service::PA_JOB_DEFAULT),
+            (HandleType::LdsvcLoader, service::PA_LDSVC_LOADER),
+            (HandleType::ExecutableVmo, service::PA_VMO_EXECUTABLE),
+            (HandleType::NamespaceDir, service::PA_NS_DIR),
+            (HandleType::FileDescriptor, service::PA_FD),
+        ];
+        for (t, pa) in kinds {
+            assert_eq!(t as u8, pa, "{t:?}");
+            assert_eq!(HandleInfo::new(t, 7).0, service::pa_hnd(pa, 7));
+        }
+        // A request at the budget, with names: the service's size arithmetic
+        // is the encoder's, and the message fits.
+        let names = strings(&["/pkg", "/svc", "/data"]);
+        let args = strings(&["prog", "--flag"]);
+        let environ = strings(&["HOME=/"]);
+        let mut handles: Vec<_> = ours.iter().map(|&t| (HandleInfo::new(t, 0), 0u32)).collect();
+        handles.extend((0..3).map(|i| (HandleInfo::new(HandleType::NamespaceDir, i), 1)));
+        handles.extend((3..MAX_CALLER_HANDLES as u16).map(|fd| (HandleInfo::new(HandleType::FileDescriptor, fd), 2)));
+        let strs: Vec<&[u8]> = args.iter().chain(&environ).chain(&names).map(Vec::as_slice).collect();
+        let want = service::message_bytes(handles.len(), strs);
+        let m = encode(Contents { args, environ, names, handles }).expect("a request at the budget fits");
+        assert_eq!((m.bytes.len(), m.handles.len()), (want, MAX_HANDLES));
     }
 
     #[test]

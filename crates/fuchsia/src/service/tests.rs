@@ -123,6 +123,18 @@ fn what_cannot_be_imaged_is_launched_plainly() {
 }
 
 #[test]
+fn a_discarded_launch_empties_the_state() {
+    let s = service(Fake::default());
+    let mut c = s.connect();
+    c.add_args(vec![b"stale".to_vec()]);
+    c.add_handles(vec![HandleEntry { handle: 9, id: pa_hnd(PA_FD, 1) }]);
+    c.discard();
+    assert_eq!(uint(&s.inspect(), "spawns", "refused"), 1);
+    let (seen, _) = c.launch(info(file(&static_exec(2), 8), "next")).expect("launched");
+    assert_eq!((seen.args.len(), seen.handles), (0, 0), "nothing of the discarded request is left");
+}
+
+#[test]
 fn create_without_starting_returns_the_created_process() {
     let s = service(Fake::default());
     let mut c = s.connect();

@@ -5,11 +5,13 @@
 //! change of `use` lines. The only `unsafe` code of the crate is here, one
 //! block per system call, each with the reason it is sound.
 
+mod foreign;
 mod handle;
 mod object;
 mod task;
 mod vm;
 
+pub use foreign::Foreign;
 pub use handle::{AsHandleRef, Channel, Handle, HandleBased, Resource, Status, cprng_draw};
 pub use object::{Koid, MapsEntry, Rights, VmoInfo, page_size};
 pub use task::{Job, JobPolicy, Process, ProcessInfo, Thread};
