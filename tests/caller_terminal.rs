@@ -28,18 +28,21 @@ use common::*;
 /// 100x30 session; killed on drop.
 struct Tmux {
     server: String,
+    socket: Option<PathBuf>,
 }
 
 impl Tmux {
     fn start(env: &Env) -> Tmux {
         static N: AtomicUsize = AtomicUsize::new(0);
         let server = format!("zt-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
-        let t = Tmux { server };
+        let mut t = Tmux { server, socket: None };
         let mut cmd = t.tmux();
         cmd.args(["new-session", "-d", "-s", "t", "-x", "100", "-y", "30", "env", "-i"]);
         cmd.args(env.0.iter().map(|(k, v)| format!("{k}={v}")));
         cmd.args(["TERM=screen", "PS1=zt$ ", "/bin/bash", "--norc", "--noprofile", "-i"]);
         run_tool(&mut cmd);
+        let socket = run_tool(t.tmux().args(["display-message", "-p", "#{socket_path}"]));
+        t.socket = Some(PathBuf::from(socket.trim()));
         // (capture-pane drops trailing blanks: the prompt shows as "zt$".)
         t.wait_screen("the shell's prompt", |s| s.lines().any(|l| l.trim_end() == "zt$"));
         t
@@ -83,6 +86,9 @@ impl Tmux {
 impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = self.tmux().arg("kill-server").output();
+        if let Some(p) = &self.socket {
+            let _ = fs::remove_file(p);
+        }
     }
 }
 
