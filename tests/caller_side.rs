@@ -88,8 +88,11 @@ fn without_links(s: &Scratch, env: &Env) -> Env {
     env.clone().with("PATH", &path)
 }
 
+/// Arguments and extra environment entries.
+type ArgSet = (Vec<String>, Vec<(String, String)>);
+
 /// Argument and extra environment sets.
-fn arg_sets() -> Vec<(Vec<String>, Vec<(String, String)>)> {
+fn arg_sets() -> Vec<ArgSet> {
     let s = |v: &[&str]| v.iter().map(|a| a.to_string()).collect::<Vec<_>>();
     let many: Vec<String> = (0..3000).map(|i| format!("arg-{i}")).collect();
     vec![
@@ -574,6 +577,54 @@ fn a_dynamic_programs_libraries_are_those_of_the_callers_mount_namespace() {
         "through the client, in a mount namespace where another file is at the library's path, the program \
          loaded a different library than a direct exec there\n{out}"
     );
+}
+
+/// A dynamically linked program whose library path is `$ORIGIN/lib`, with
+/// two hard links (one file) in two directories, each with its own
+/// `lib/`: through the client from each directory it loads that
+/// directory's library, as a direct exec does (`$ORIGIN` is the directory
+/// of the path it was run by, not a property of the file).
+#[test]
+fn origin_is_the_directory_the_program_was_run_from() {
+    let s = Scratch::new();
+    let daemon = s.daemon(serde_json::json!({}));
+    s.install_links(&[]);
+    let src = c_src("caller_lib.c");
+    let dirs = [s.path("a"), s.path("b")];
+    for (d, text) in dirs.iter().zip(["\"the-library-of-a\"", "\"the-library-of-b\""]) {
+        fs::create_dir_all(d.join("lib")).expect("mkdir");
+        let lib = d.join("lib/libztcaller.so");
+        run_tool(
+            Command::new("gcc")
+                .args(["-shared", "-fPIC", "-O2", &format!("-DZT_LIB={text}")])
+                .arg(&src)
+                .arg("-o")
+                .arg(lib),
+        );
+    }
+    let prog = dirs[0].join("zt-origin");
+    let lib_dir = format!("-L{}", dirs[0].join("lib").display());
+    run_tool(Command::new("gcc").arg("-O2").arg(&src).arg("-o").arg(&prog).args([
+        &lib_dir,
+        "-lztcaller",
+        "-Wl,-rpath,$ORIGIN/lib",
+    ]));
+    let other = dirs[1].join("zt-origin");
+    fs::hard_link(&prog, &other).expect("hard link");
+    let env = Env::new(&s.socket(), "/usr/bin:/bin");
+    for p in [&prog, &other] {
+        let direct = run_command(&mut command(p, &[], &env));
+        let via = || command(s.client(), &[p.to_str().expect("utf-8")], &env);
+        let first = split_debug(&run_command(&mut via())).1;
+        assert_same_outcome(&format!("{}, the first run", p.display()), &first, &direct);
+        let out = run_until_served(&daemon, via);
+        assert_same_outcome(&format!("{} served", p.display()), &out, &direct);
+    }
+    for p in [&prog, &other] {
+        let direct = run_command(&mut command(p, &[], &env));
+        let out = run_command(&mut command(s.client(), &[p.to_str().expect("utf-8")], &env));
+        assert_same_outcome(&format!("{} again", p.display()), &split_debug(&out).1, &direct);
+    }
 }
 
 /// Without `ZYGOTE_SOCKET` the client finds the daemon at
