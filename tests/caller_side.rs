@@ -627,6 +627,41 @@ fn origin_is_the_directory_the_program_was_run_from() {
     }
 }
 
+/// A program that finds its own files through `/proc/self/exe` keeps
+/// working when the client cannot make `/proc/self/exe` the program (it
+/// lacks CAP_SYS_ADMIN and CAP_CHECKPOINT_RESTORE: any user but root; here
+/// uid 65534, and root without those capabilities): clang locates its
+/// resource directory (its builtin headers) that way.
+#[test]
+fn clang_finds_its_resource_dir_without_the_capability() {
+    let s = Scratch::new();
+    let daemon = s.daemon(serde_json::json!({}));
+    let bin = s.install_links(&["clang-14"]);
+    let env = Env::new(&s.socket(), &format!("{}:/usr/bin:/bin", bin.display()));
+    let as_nobody = |args: &[&str]| {
+        let mut c = command("clang-14", args, &env);
+        c.uid(NOBODY).gid(NOBODY);
+        c
+    };
+    let without_caps =
+        |args: &[&str]| command("setpriv", &[&WITHOUT_RESTORE_CAPS[1..], &["clang-14"], args].concat(), &env);
+    let src = s.prog_dir().join("builtin-header.c");
+    write_file(&src, b"#include <stddef.h>\ntypedef struct { int a, b; } T;\nsize_t n = offsetof(T, b);\n", 0o644);
+    let check = ["-fsyntax-only", src.to_str().expect("utf-8")];
+    let direct = run_command(&mut command("/usr/bin/clang-14", &["-print-resource-dir"], &env));
+    let direct_check = run_command(&mut command("/usr/bin/clang-14", &check, &env));
+    assert_eq!((direct.code, direct_check.code), (0, 0), "{direct}\n{direct_check}");
+    for (who, make) in
+        [("uid 65534", &as_nobody as &dyn Fn(&[&str]) -> Command), ("root without the capabilities", &without_caps)]
+    {
+        run_until_served(&daemon, || make(&["--version"]));
+        let out = run_served(&daemon, &mut make(&["-print-resource-dir"]));
+        let out_check = run_served(&daemon, &mut make(&check));
+        assert_same_outcome(&format!("clang-14 {check:?} (stddef.h) as {who}"), &out_check, &direct_check);
+        assert_same_outcome(&format!("clang-14 -print-resource-dir as {who}"), &out, &direct);
+    }
+}
+
 /// Without `ZYGOTE_SOCKET` the client finds the daemon at
 /// `$XDG_RUNTIME_DIR/zygote/zygote.sock`, and without that at
 /// `/tmp/zygote-$UID/zygote.sock` (here for uid 65534).
