@@ -28,6 +28,8 @@ pub const WHY_MISS: &str = "not cached yet (the daemon builds it now)";
 pub const WHY_NO_DAEMON: &str = "no daemon at the socket";
 pub const WHY_NO_ANSWER: &str = "no answer from the daemon in time";
 pub const WHY_EXEC: &str = "the daemon says the program needs exec";
+/// How the client's debug line starts when mapping a served image failed.
+pub const MAP_FAILED: &str = "zygote-exec: mapping the image failed";
 
 /// A world-readable scratch directory under /tmp (uid 65534 can run what
 /// is in it), removed on drop: `run/` (0711, the daemon's socket
@@ -186,12 +188,13 @@ pub fn command(prog: impl AsRef<OsStr>, args: &[&str], env: &Env) -> Command {
     cmd
 }
 
-/// The client's own lines (`zygote-exec: ...`) at the start of stderr, and
-/// the outcome without them.
+/// The client's debug lines (why it execs the program instead) at the
+/// start of stderr, and the outcome without them.
 pub fn split_debug(o: &Outcome) -> (Vec<String>, Outcome) {
     let mut rest: &[u8] = &o.stderr;
     let mut lines = Vec::new();
-    while rest.starts_with(b"zygote-exec: ") {
+    let client_line = |r: &[u8]| r.starts_with(EXEC_INSTEAD.as_bytes()) || r.starts_with(MAP_FAILED.as_bytes());
+    while client_line(rest) {
         let end = rest.iter().position(|&c| c == b'\n').map_or(rest.len(), |i| i + 1);
         lines.push(String::from_utf8_lossy(&rest[..end]).trim_end().to_string());
         rest = &rest[end..];
