@@ -410,6 +410,45 @@ fn the_program_is_the_callers_own_process() {
     }
 }
 
+/// A caller that closed its stdin and stderr: the program starts with them
+/// closed too (nothing the client opened is left in their place), as
+/// after a direct exec.
+#[test]
+fn closed_stdio_stays_closed() {
+    let (s, daemon, prog, env) = setup(Linkage::Dynamic);
+    run_until_served(&daemon, || pair(&s, Mode::FullPath, &prog, &[], &env).0);
+    let before = requests(&daemon);
+    let (c, p, n) = (s.client(), prog.display(), Linkage::Dynamic.name());
+    let script = format!(
+        "exec <&- 2>&-; echo '=== direct'; {p}; echo '=== client'; {c} {p}; echo '=== link'; {n}",
+        c = c.display()
+    );
+    let out = run_command(&mut command("/bin/sh", &["-c", &script], &env));
+    assert_eq!(out.code, 0, "{out}");
+    assert_eq!(requests(&daemon).served, before.served + 2, "{:?}", requests(&daemon));
+    let secs = same_but_pid(&out, &["direct", "client", "link"]);
+    assert!(field(&secs["direct"], "fds").starts_with("1 "), "{out}");
+}
+
+/// A command line near the kernel's limit (about 1.5 MiB of arguments)
+/// through a masquerade link (the client rebuilds the stack with argv[0]
+/// replaced) and by name.
+#[test]
+fn a_huge_command_line_is_passed_on() {
+    let (s, daemon, prog, env) = setup(Linkage::StaticPie);
+    run_until_served(&daemon, || pair(&s, Mode::FullPath, &prog, &[], &env).0);
+    let args: Vec<String> = (0..12_000).map(|i| format!("{i:06}-{}", "y".repeat(120))).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let env = env.with("LARGE", &"z".repeat(100 << 10));
+    for mode in [Mode::Masquerade, Mode::Search] {
+        let (mut via, mut direct) = pair(&s, mode, &prog, &args, &env);
+        let direct = without_execfn(&run_command(&mut direct));
+        assert_eq!(direct.code, 0, "{}", direct.stderr_str());
+        let out = without_execfn(&run_served(&daemon, &mut via));
+        assert!(out == direct, "{mode:?}: a huge command line differs (stderr {:?})", out.stderr_str());
+    }
+}
+
 /// A cgroup of our own for the parent shell, removed on drop. cgroup2 (the
 /// unified hierarchy) if mounted, else the v1 pids hierarchy.
 struct Cgroup(PathBuf);
