@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 mod build;
+mod caller;
 mod caps;
 mod daemon;
 mod dynamic;
@@ -21,6 +22,6 @@ mod smaps;
 // A test binary that uses nothing of a topic would warn about its re-export.
 #[allow(unused_imports)]
 pub use {
-    build::*, caps::*, daemon::*, dynamic::*, elf::*, fds::*, library::*, lines::*, process::*, procfs::*, raw::*,
-    remote::*, smaps::*,
+    build::*, caller::*, caps::*, daemon::*, dynamic::*, elf::*, fds::*, library::*, lines::*, process::*, procfs::*,
+    raw::*, remote::*, smaps::*,
 };
