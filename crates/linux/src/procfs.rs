@@ -178,9 +178,24 @@ fn unescape(field: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Does process `pid` see the file system as we do: the same mount
+/// namespace and the same root directory? (A path names the same file for
+/// it as for us only then.) False when it cannot be told.
+pub fn same_mounts(pid: i32) -> bool {
+    let id = |p: &str| rustix::fs::stat(p).ok().map(|st| (st.st_dev, st.st_ino));
+    let (theirs_ns, theirs_root) = (id(&format!("/proc/{pid}/ns/mnt")), id(&format!("/proc/{pid}/root")));
+    theirs_ns.is_some() && theirs_root.is_some() && theirs_ns == id("/proc/self/ns/mnt") && theirs_root == id("/")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn we_see_the_file_system_as_we_do() {
+        assert!(same_mounts(std::process::id() as i32));
+        assert!(!same_mounts(i32::MAX), "no such process: cannot be told");
+    }
 
     #[test]
     fn stat_state_and_fields_after_a_comm_with_parentheses() {

@@ -147,7 +147,9 @@ async fn answer(state: &Arc<State>, peer: &Peer, body: &[u8], mut fds: Vec<Owned
     }
     let loader_env: Vec<Vec<u8>> = req.env_entries().map(<[u8]>::to_vec).collect();
     let name = path.file_name().map(OsStrExt::as_bytes).unwrap_or_default();
-    let client = ClientSide { personality: req.personality, set_exe: req.flags & FLAG_SET_EXE != 0, name };
+    let their_root = PathBuf::from(format!("/proc/{}/root", peer.pid));
+    let root = (!zygote_linux::procfs::same_mounts(peer.pid)).then_some(their_root.as_path());
+    let client = ClientSide { personality: req.personality, set_exe: req.flags & FLAG_SET_EXE != 0, name, root };
     let own_personality = state.own_restrictions.personality;
     // On the reactor: a lookup never reads, hashes or builds (a few stats).
     let env = Environment { loader_env: &loader_env, creds: peer_creds(state, peer) };

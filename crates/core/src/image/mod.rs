@@ -225,6 +225,16 @@ impl<K: Kernel> Image<K> {
         self.files[1..].iter().all(MappedFile::path_unchanged)
     }
 
+    /// [`Image::libraries_unchanged`] as seen from another root directory
+    /// (on Linux `/proc/PID/root`: that process's mount namespace and root).
+    /// The paths are the canonical ones the kernel showed, without symlinks.
+    pub fn libraries_unchanged_under(&self, root: &std::path::Path) -> bool {
+        self.files[1..].iter().all(|f| {
+            let rel = f.path.strip_prefix("/").unwrap_or(&f.path);
+            K::identify_path(&root.join(rel)).is_ok_and(|id| id == f.identity)
+        })
+    }
+
     /// Assemble an image (used by the preparers).
     pub fn new(parts: ImageParts<K>) -> Self {
         let ImageParts { key, path, files, objects, regions, entry, ops, load_bias, kind, relocs, build_time } = parts;

@@ -34,6 +34,10 @@ pub struct ClientSide<'a> {
     pub set_exe: bool,
     /// The process name (comm) execve would give: the file name.
     pub name: &'a [u8],
+    /// Its view of the file system when it is not ours (another mount
+    /// namespace or root: `/proc/PID/root`): a prototype image is served
+    /// only if its library paths name the same files there.
+    pub root: Option<&'a Path>,
 }
 
 impl Zygote {
@@ -63,6 +67,9 @@ impl Zygote {
             && (image.identity().dev, image.identity().ino) != (program.identity.dev, program.identity.ino)
         {
             return Ok(ImageAnswer::Miss);
+        }
+        if image.kind() == ProgramKind::Dynamic && client.root.is_some_and(|r| !image.libraries_unchanged_under(r)) {
+            return Ok(ImageAnswer::Exec("its mount namespace or root has other libraries at the image's paths"));
         }
         let parts = SpawnParts {
             program: -1,
