@@ -154,7 +154,7 @@ pub(crate) unsafe extern "C" fn launch(l: &Launch) -> ! {
 
     // SAFETY: the spawner's plan for this process (the caller's contract).
     unsafe { map_image(&plan, stack, status_fd, |fd| fd) };
-    patch_auxv(&h, stack, status_fd);
+    patch_auxv(&h, stack, status_fd, false);
     let mm = restore::mm_map(&plan, stack);
     if let Some(m) = &mm {
         let r = restore::set_mm(m);
@@ -229,9 +229,10 @@ pub(crate) unsafe extern "C" fn launch(l: &Launch) -> ! {
 }
 
 /// Point the auxv at the program: its headers, entry and interpreter base,
-/// and AT_EXECFN at its argv[0].
-pub(crate) fn patch_auxv(h: &Header, stack: &Stack, status_fd: i32) {
-    let (argv0, auxv) = (stack.argv0(), stack.auxv());
+/// and (unless `keep_execfn`: the stack was built with it) AT_EXECFN at its
+/// argv[0].
+pub(crate) fn patch_auxv(h: &Header, stack: &Stack, status_fd: i32, keep_execfn: bool) {
+    let (argv0, auxv) = (if keep_execfn { 0 } else { stack.argv0() }, stack.auxv());
     // SAFETY: by the Stack invariant `auxv` points at the auxv pairs on the
     // initial stack, terminated by AT_NULL; values are rewritten in place.
     unsafe {

@@ -322,7 +322,8 @@ pub fn wait_and_launch(stack: &Stack, ctl: i32) -> ! {
             fail(status_fd, Stage::ChildCwd, 0, -r as i32, 0, 0);
         }
     }
-    let (new, below) = build_stack(stack, plan.args(), plan.header.argc as usize, plan.header.envc as usize, status_fd);
+    let (argc, envc) = (plan.header.argc as usize, plan.header.envc as usize);
+    let (new, below) = build_stack(stack, plan.args(), argc, envc, None, status_fd);
     let l = Launch { stack: new, base, size };
     // SAFETY: `below` is 16-byte aligned, beneath the new initial stack and
     // beneath nothing live (our frames, with `l`, are above the new stack).
@@ -346,9 +347,17 @@ pub fn wait_and_launch(stack: &Stack, ctl: i32) -> ! {
 /// Write the program's initial stack (argc, argv, envp, auxv and the strings
 /// they point to, 16 fresh AT_RANDOM bytes, the AT_PLATFORM string) below
 /// our frames, from `args`: `argc` then `envc` NUL-terminated strings
-/// (anything else fails). Returns it and the stack pointer for the stub to
-/// go on with.
-pub(crate) fn build_stack(stack: &Stack, args: &[u8], argc: usize, envc: usize, status_fd: i32) -> (Stack, usize) {
+/// (anything else fails), and AT_EXECFN pointing at `execfn` (a copy after
+/// them, as the kernel places it) or else at argv[0]. Returns it and the
+/// stack pointer for the stub to go on with.
+pub(crate) fn build_stack(
+    stack: &Stack,
+    args: &[u8],
+    argc: usize,
+    envc: usize,
+    execfn: Option<&[u8]>,
+    status_fd: i32,
+) -> (Stack, usize) {
     if args.iter().filter(|&&c| c == 0).count() != argc + envc || args.last().is_some_and(|&c| c != 0) {
         fail(status_fd, Stage::Handover, 0, EINVAL, 0, 0);
     }
@@ -367,22 +376,29 @@ pub(crate) fn build_stack(stack: &Stack, args: &[u8], argc: usize, envc: usize, 
         }
     }
     let hi = (rsp - 4096) & !15;
-    let strings = (hi - args.len()) & !15;
+    let execfn_len = execfn.map_or(0, |e| e.len() + 1);
+    let strings = (hi - args.len() - execfn_len) & !15;
     let plat = (strings - plen) & !15;
     let random = (plat - 16) & !15;
     let words = 1 + (argc + 1) + (envc + 1) + 2 * (pairs + 1);
     let sp = (random - words * 8) & !15;
 
     // SAFETY: [sp, hi) is below every live frame of ours, in the stack mapping
-    // (which grows down on first touch); the sources are the plan mapping and
-    // the kernel's auxv and AT_PLATFORM string, above `hi`. getrandom writes
+    // (which grows down on first touch); the sources (`args` and `execfn`:
+    // the plan mapping, or the thin client's block and its frame; the
+    // kernel's auxv and AT_PLATFORM string) are outside it, in live memory. getrandom writes
     // at most the `16 - got` bytes left of the 16 at `random`, inside [sp, hi).
     // The args block holds exactly argc + envc NUL-terminated strings
     // (checked above), so the `cstrlen` walks stay inside `strings`.
+    // The execfn copy and its NUL fit in the `execfn_len` bytes kept for them.
     // The result satisfies `Stack::new`: argc, argv, envp and auxv are laid out
     // from `sp` as the kernel does.
     unsafe {
         crate::memcpy(strings as *mut u8, args.as_ptr(), args.len());
+        if let Some(e) = execfn {
+            crate::memcpy((strings + args.len()) as *mut u8, e.as_ptr(), e.len());
+            *((strings + args.len() + e.len()) as *mut u8) = 0;
+        }
         if plen > 0 {
             crate::memcpy(plat as *mut u8, platform as *const u8, plen);
         }
@@ -415,6 +431,7 @@ pub(crate) fn build_stack(stack: &Stack, args: &[u8], argc: usize, envc: usize, 
             let v = match t {
                 AT_RANDOM => random as u64,
                 AT_PLATFORM if plen > 0 => plat as u64,
+                AT_EXECFN if execfn.is_some() => (strings + args.len()) as u64,
                 AT_EXECFN => strings as u64,
                 _ => v,
             };

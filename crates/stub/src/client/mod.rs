@@ -87,15 +87,13 @@ pub unsafe extern "C" fn client_main(sp: *mut u64) -> ! {
     if let Err(errno) = found {
         not_found(name, errno, !own);
     }
-    if own {
-        let go = Continue { stack, path: &path };
-        continue_main(&go)
-    }
-    // Masquerade: the program's argv[0] becomes the path it was found at
-    // (as ccache runs compilers), so that a program looking for itself
-    // through argv[0] and PATH finds itself, not the link. The stack is
-    // rebuilt below this frame, and the client goes on beneath it.
-    let (new, below) = with_argv0(&stack, &env, path.as_bytes());
+    // The program's stack: argv as decided (in masquerade, argv[0] becomes
+    // the path the program was found at, as ccache runs compilers, so that a
+    // program looking for itself through argv[0] and PATH finds itself, not
+    // the link) and AT_EXECFN the path execve would have been given. It is
+    // built below this frame, and the client goes on beneath it.
+    let argv0 = if own { None } else { Some(path.as_bytes()) };
+    let (new, below) = rebuild(&stack, &env, argv0, path.as_bytes());
     let go = Continue { stack: new, path: &path };
     // SAFETY: `below` is 16-byte aligned, beneath the new initial stack and
     // beneath nothing live (this frame, with `go` and `path`, is above it and
@@ -133,11 +131,14 @@ extern "C" fn continue_main(go: &Continue<'_>) -> ! {
     }
 }
 
-/// A copy of the initial stack with `argv0` for argv[0], built below this
-/// frame (see `prestart::build_stack`); the new stack and where to go on.
-fn with_argv0(stack: &Stack, env: &Env, argv0: &[u8]) -> (Stack, usize) {
-    let args = (1..stack.argc()).filter_map(|i| arg(stack, i));
-    let len = argv0.len() + 1 + args.clone().chain(env.entries()).map(|a| a.len() + 1).sum::<usize>();
+/// A copy of the initial stack with `argv0` (if given) for argv[0] and
+/// AT_EXECFN `execfn`, built below this frame (see `prestart::build_stack`);
+/// the new stack and where to go on.
+fn rebuild(stack: &Stack, env: &Env, argv0: Option<&[u8]>, execfn: &[u8]) -> (Stack, usize) {
+    let first = if argv0.is_some() { 1 } else { 0 };
+    let args = (first..stack.argc()).filter_map(|i| arg(stack, i));
+    let argv0 = argv0.unwrap_or_default();
+    let len = (argv0.len() + 1) * first + args.clone().chain(env.entries()).map(|a| a.len() + 1).sum::<usize>();
     let buf = sys::mmap_anon(len);
     if buf < 0 {
         let errno = (-buf) as i32;
@@ -152,14 +153,16 @@ fn with_argv0(stack: &Stack, env: &Env, argv0: &[u8]) -> (Stack, usize) {
         block[n + s.len()] = 0;
         n += s.len() + 1;
     };
-    put(argv0);
+    if first == 1 {
+        put(argv0);
+    }
     args.for_each(&mut put);
     env.entries().for_each(|e| {
         envc += 1;
         put(e)
     });
-    let argc = stack.argc().max(1);
-    let built = crate::prestart::build_stack(stack, block, argc, envc, -1);
+    let argc = stack.argc().max(first);
+    let built = crate::prestart::build_stack(stack, block, argc, envc, Some(execfn), -1);
     // SAFETY: the block was copied onto the new stack; nothing points into it.
     unsafe { sys::munmap(buf as usize, len) };
     built
@@ -184,7 +187,7 @@ fn become_program(served: daemon::Served, stack: &Stack) -> ! {
     // or vDSO fails with EEXIST and falls back), and nothing of ours lives
     // in the places its ops write.
     unsafe { map_image(&plan, stack, -1, local) };
-    patch_auxv(&h, stack, -1);
+    patch_auxv(&h, stack, -1, true);
     let mm = restore::mm_map(&plan, stack);
     if let Some(m) = &mm {
         let r = restore::set_mm(m);
