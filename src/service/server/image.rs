@@ -146,20 +146,28 @@ async fn answer(state: &Arc<State>, peer: &Peer, body: &[u8], mut fds: Vec<Owned
         _ => return Answer::Other(ImageStatus::Exec, "the program may not be executed by the requester"),
     }
     let loader_env: Vec<Vec<u8>> = req.env_entries().map(<[u8]>::to_vec).collect();
-    let name = path.file_name().map(OsStrExt::as_bytes).unwrap_or_default();
-    let their_root = PathBuf::from(format!("/proc/{}/root", peer.pid));
-    let root = (!zygote_linux::procfs::same_mounts(peer.pid)).then_some(their_root.as_path());
-    let client = ClientSide { personality: req.personality, set_exe: req.flags & FLAG_SET_EXE != 0, name, root };
+    let (personality, set_exe) = (req.personality, req.flags & FLAG_SET_EXE != 0);
     let own_personality = state.own_restrictions.personality;
-    // On the reactor: a lookup never reads, hashes or builds (a few stats).
-    let env = Environment { loader_env: &loader_env, creds: peer_creds(state, peer) };
-    let answer = state.zygote.serve_image(file.as_fd(), &path, &env, client, own_personality);
+    let root =
+        (!zygote_linux::procfs::same_mounts(peer.pid)).then(|| PathBuf::from(format!("/proc/{}/root", peer.pid)));
+    let serve = move |st: &State, who: &Peer, file: &OwnedFd, path: &Path, loader_env: &[Vec<u8>]| {
+        let name = path.file_name().map(OsStrExt::as_bytes).unwrap_or_default();
+        let client = ClientSide { personality, set_exe, name, root: root.as_deref() };
+        let env = Environment { loader_env, creds: peer_creds(st, who) };
+        st.zygote.serve_image(file.as_fd(), path, &env, client, own_personality)
+    };
+    // A lookup never reads, hashes or builds (a few stats): on the reactor.
+    let answer = serve(state, peer, &file, &path, &loader_env);
     match answer {
         Ok(ImageAnswer::Image { image, plan }) => {
             state.image_users.record(*image.key(), peer.uid, &path);
             Answer::Image { plan, image }
         }
         Ok(ImageAnswer::Exec(why)) => Answer::Other(ImageStatus::Exec, why),
+        Ok(ImageAnswer::Unscanned(image)) => {
+            scan_in_background(state, image);
+            Answer::Other(ImageStatus::Exec, "not known yet whether the program reads /proc/self/exe")
+        }
         Ok(ImageAnswer::Miss) => {
             if zygote_linux::identity_of(&file).is_ok_and(|id| state.background.unbuildable(&id)) {
                 return Answer::Other(ImageStatus::Exec, "the daemon cannot image this file");
@@ -191,6 +199,7 @@ fn build_in_background(state: &Arc<State>, peer: &Peer, file: OwnedFd, path: Pat
         match st.zygote.prepare_fd(file.as_fd(), &path, &env) {
             Ok(img) => {
                 st.image_users.record(*img.key(), who.uid, &path);
+                st.zygote.scan_exe_refs(&img);
                 let ms = started.elapsed().as_millis() as u64;
                 tracing::info!(path = %path.display(), key = %img.key(), ms, "built for a caller-side client");
             }
@@ -202,6 +211,19 @@ fn build_in_background(state: &Arc<State>, peer: &Peer, file: OwnedFd, path: Pat
             }
         }
         st.background.building.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
+        drop(permit);
+    });
+}
+
+/// Read the image's libraries for `/proc/self/exe` on the blocking pool
+/// (with the builds' permits), so that clients that cannot set it are served
+/// next time, or told to exec.
+fn scan_in_background(state: &Arc<State>, image: Arc<zygote_linux::Image>) {
+    let Ok(permit) = state.background.permits.clone().try_acquire_owned() else { return };
+    let st = state.clone();
+    tokio::task::spawn_blocking(move || {
+        let reads = st.zygote.scan_exe_refs(&image);
+        tracing::debug!(key = %image.key(), reads, "scanned the libraries for /proc/self/exe");
         drop(permit);
     });
 }

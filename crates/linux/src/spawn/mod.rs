@@ -111,6 +111,8 @@ fn io_err<'a>(path: &'a Path, what: &'static str) -> impl FnOnce(rustix::io::Err
 pub struct Zygote {
     cache: Cache,
     memo: IdentityMemo,
+    /// Which library files name `/proc/self/exe` (serve.rs).
+    exe_refs: std::sync::Mutex<std::collections::HashMap<zygote_core::image::FileIdentity, bool>>,
     stub: Stub,
     /// Spawned processes may get `/proc/self/exe` set (we hold
     /// CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN, which they inherit).
@@ -139,6 +141,7 @@ impl Zygote {
         Ok(Zygote {
             cache: Cache::new(cfg),
             memo: IdentityMemo::default(),
+            exe_refs: Default::default(),
             stub,
             set_exe: crate::procfs::may_set_exe(),
             machine: prototype::machine_fingerprint(),

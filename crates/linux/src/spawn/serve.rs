@@ -23,6 +23,10 @@ pub enum ImageAnswer {
     Exec(&'static str),
     /// Not cached (or cached for a file that changed).
     Miss,
+    /// Cached, but whether its libraries read `/proc/self/exe` (which a
+    /// client that cannot set it must not be served) is not known yet:
+    /// exec now, [`Zygote::scan_exe_refs`] in the background.
+    Unscanned(Arc<Image>),
 }
 
 /// What a client says of itself in its request.
@@ -71,6 +75,18 @@ impl Zygote {
         if image.kind() == ProgramKind::Dynamic && client.root.is_some_and(|r| !image.libraries_unchanged_under(r)) {
             return Ok(ImageAnswer::Exec("its mount namespace or root has other libraries at the image's paths"));
         }
+        if !client.set_exe {
+            match self.exe_refs_known(&image) {
+                None => return Ok(ImageAnswer::Unscanned(image)),
+                Some(true) => {
+                    return Ok(ImageAnswer::Exec(
+                        "a library of the program reads /proc/self/exe, which would name the client (it lacks \
+                         CAP_CHECKPOINT_RESTORE)",
+                    ));
+                }
+                Some(false) => {}
+            }
+        }
         let parts = SpawnParts {
             program: -1,
             fds: &[],
@@ -83,6 +99,75 @@ impl Zygote {
         };
         let plan = crate::plan::build(&image, &parts).plan;
         Ok(ImageAnswer::Image { image, plan })
+    }
+}
+
+impl Zygote {
+    /// Does a library the image maps (not the dynamic loader, whose use of
+    /// it is over by the entry point) contain `/proc/self/exe` or
+    /// `/proc/%d/exe`? Then the program may locate its own files through it
+    /// (clang finds its resource directory with LLVM's getMainExecutable),
+    /// and a client that cannot set it must exec the program. Reads every
+    /// library not seen before (blocking: on a worker thread); remembered
+    /// per file identity.
+    pub fn scan_exe_refs(&self, image: &Image) -> bool {
+        let mut any = false;
+        for f in image.files().iter().skip(1).filter(|f| !is_loader(&f.path)) {
+            let known = self.exe_refs.lock().unwrap_or_else(|e| e.into_inner()).get(&f.identity).copied();
+            let found = known.unwrap_or_else(|| {
+                let found = names_own_exe(&f.file).unwrap_or(true);
+                let mut memo = self.exe_refs.lock().unwrap_or_else(|e| e.into_inner());
+                if memo.len() >= MAX_EXE_REFS {
+                    memo.clear();
+                }
+                memo.insert(f.identity, found);
+                found
+            });
+            any |= found;
+        }
+        any
+    }
+
+    /// [`Zygote::scan_exe_refs`]'s answer if every library was read before.
+    fn exe_refs_known(&self, image: &Image) -> Option<bool> {
+        let memo = self.exe_refs.lock().unwrap_or_else(|e| e.into_inner());
+        let mut any = false;
+        for f in image.files().iter().skip(1).filter(|f| !is_loader(&f.path)) {
+            any |= *memo.get(&f.identity)?;
+        }
+        Some(any)
+    }
+}
+
+/// Most library verdicts remembered.
+const MAX_EXE_REFS: usize = 4096;
+
+/// The dynamic loader (ld-linux-x86-64.so.2, ld-musl-x86_64.so.1, ...).
+fn is_loader(path: &Path) -> bool {
+    path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("ld-"))
+}
+
+/// Does the file contain `/proc/self/exe` or `/proc/%d/exe`? (Read in 1 MiB
+/// chunks that overlap by the needle's length.)
+fn names_own_exe(file: &std::os::fd::OwnedFd) -> std::io::Result<bool> {
+    const NEEDLES: [&[u8]; 2] = [b"/proc/self/exe", b"/proc/%d/exe"];
+    const OVERLAP: usize = 16;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut offset = 0u64;
+    loop {
+        let n = crate::fd::pread_full(file, &mut buf, offset)?;
+        let chunk = &buf[..n];
+        let found = chunk
+            .iter()
+            .enumerate()
+            .any(|(i, &b)| b == b'/' && NEEDLES.iter().any(|needle| chunk[i..].starts_with(needle)));
+        if found {
+            return Ok(true);
+        }
+        if n < buf.len() {
+            return Ok(false);
+        }
+        offset += (n - OVERLAP) as u64;
     }
 }
 
