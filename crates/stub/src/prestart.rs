@@ -35,9 +35,9 @@ use zygote_plan::{
 };
 
 use crate::restore::{AT_PLATFORM, AT_RANDOM, auxval, cstrlen};
+use crate::sys::{EINTR, IoVec, MSG_CTRUNC, MsgHdr, SCM_RIGHTS, SOL_SOCKET};
 use crate::{Launch, Stack, fail, map_image, map_plan, plan_at, sys};
 
-const SYS_RECVMSG: usize = 47;
 const SYS_RT_SIGTIMEDWAIT: usize = 128;
 const SYS_GETRANDOM: usize = 318;
 const SYS_CLONE: usize = 56;
@@ -45,33 +45,9 @@ const SYS_SET_TID_ADDRESS: usize = 218;
 const SYS_SET_ROBUST_LIST: usize = 273;
 const CLONE_PARENT: usize = 0x8000;
 const SIGCHLD: usize = 17;
-const SOL_SOCKET: u32 = 1;
-const SCM_RIGHTS: u32 = 1;
-const MSG_CTRUNC: i32 = 8;
-const EINTR: isize = -4;
 const EINVAL: i32 = 22;
 const AT_NULL: u64 = 0;
 const AT_EXECFN: u64 = 31;
-
-/// `struct iovec`.
-#[repr(C)]
-struct IoVec {
-    base: *mut u8,
-    len: usize,
-}
-
-/// `struct msghdr` (x86_64).
-#[repr(C)]
-struct MsgHdr {
-    name: *mut u8,
-    namelen: u32,
-    _pad: u32,
-    iov: *mut IoVec,
-    iovlen: usize,
-    control: *mut u8,
-    controllen: usize,
-    flags: i32,
-}
 
 /// The control fd if this exec is a pre-started launcher's.
 pub fn control_fd(stack: &Stack) -> Option<i32> {
@@ -124,21 +100,12 @@ fn receive(ctl: i32) -> i32 {
     // cmsghdr (16 bytes) plus the fds, 8-byte aligned.
     let mut control = [0u64; 2 + MAX_HANDOVER_FDS.div_ceil(2) + 1];
     let mut iov = IoVec { base: data.as_mut_ptr(), len: data.len() };
-    let mut msg = MsgHdr {
-        name: core::ptr::null_mut(),
-        namelen: 0,
-        _pad: 0,
-        iov: &mut iov,
-        iovlen: 1,
-        control: control.as_mut_ptr().cast(),
-        controllen: core::mem::size_of_val(&control),
-        flags: 0,
-    };
+    let mut msg = MsgHdr::new(&mut iov, control.as_mut_ptr().cast(), core::mem::size_of_val(&control));
     let n = loop {
         // SAFETY: `msg` is a live msghdr whose iov (`iov`, over `data`) and
         // control buffer (`control`) are live locals of the lengths given; the
         // kernel writes only into those and into `msg` itself.
-        let r = unsafe { sys::syscall3(SYS_RECVMSG, ctl as usize, &mut msg as *mut MsgHdr as usize, 0) };
+        let r = unsafe { sys::syscall3(sys::SYS_RECVMSG, ctl as usize, &mut msg as *mut MsgHdr as usize, 0) };
         if r != EINTR {
             break r;
         }

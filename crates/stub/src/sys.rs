@@ -40,6 +40,48 @@ pub const PROT_WRITE: usize = 2;
 pub const PROT_EXEC: usize = 4;
 
 pub const PROT_READ: usize = 1;
+pub const SOL_SOCKET: u32 = 1;
+pub const SCM_RIGHTS: u32 = 1;
+pub const MSG_CTRUNC: i32 = 8;
+pub const EINTR: isize = -4;
+
+/// `struct iovec`.
+#[repr(C)]
+pub struct IoVec {
+    pub base: *mut u8,
+    pub len: usize,
+}
+
+/// `struct msghdr` (x86_64), without a name.
+#[repr(C)]
+pub struct MsgHdr {
+    name: *mut u8,
+    namelen: u32,
+    _pad: u32,
+    pub iov: *mut IoVec,
+    pub iovlen: usize,
+    pub control: *mut u8,
+    pub controllen: usize,
+    pub flags: i32,
+    _pad2: i32,
+}
+
+impl MsgHdr {
+    /// One iovec and a control buffer (null and 0 for none).
+    pub fn new(iov: *mut IoVec, control: *mut u8, controllen: usize) -> Self {
+        MsgHdr {
+            name: core::ptr::null_mut(),
+            namelen: 0,
+            _pad: 0,
+            iov,
+            iovlen: 1,
+            control,
+            controllen,
+            flags: 0,
+            _pad2: 0,
+        }
+    }
+}
 pub const MAP_PRIVATE: usize = 0x02;
 pub const MAP_ANONYMOUS: usize = 0x20;
 pub const MAP_FIXED_NOREPLACE: usize = 0x10_0000;

@@ -13,22 +13,18 @@ use zygote_plan::image::{
 
 use super::Env;
 use super::resolve::CPath;
-use crate::sys;
+use crate::sys::{self, EINTR, IoVec, MSG_CTRUNC, MsgHdr, SCM_RIGHTS, SOL_SOCKET};
 
 /// How long the daemon may take to accept, read and answer (each step).
 const TIMEOUT_MS: i64 = 500;
 const AF_UNIX: usize = 1;
 const SOCK_STREAM_CLOEXEC: usize = 1 | 0o2000000;
-const SOL_SOCKET: usize = 1;
 const SO_PEERCRED: usize = 17;
 const SO_RCVTIMEO: usize = 20;
 const SO_SNDTIMEO: usize = 21;
-const SCM_RIGHTS: u32 = 1;
 const MSG_WAITALL: usize = 0x100;
 const MSG_NOSIGNAL: usize = 0x4000;
 const MSG_CMSG_CLOEXEC: usize = 0x4000_0000;
-const MSG_CTRUNC: i32 = 0x8;
-const EINTR: isize = -4;
 const CAP_SYS_ADMIN: u32 = 21;
 const CAP_CHECKPOINT_RESTORE: u32 = 40;
 
@@ -109,7 +105,9 @@ fn connect(env: &Env) -> Result<i32, &'static str> {
     let tv = [TIMEOUT_MS / 1000, (TIMEOUT_MS % 1000) * 1000];
     for opt in [SO_RCVTIMEO, SO_SNDTIMEO] {
         // SAFETY: the kernel reads a 16-byte struct timeval from `tv`.
-        unsafe { sys::syscall6(sys::SYS_SETSOCKOPT, sock as usize, SOL_SOCKET, opt, tv.as_ptr() as usize, 16, 0) };
+        unsafe {
+            sys::syscall6(sys::SYS_SETSOCKOPT, sock as usize, SOL_SOCKET as usize, opt, tv.as_ptr() as usize, 16, 0)
+        };
     }
     // SAFETY: the kernel reads `2 + len + 1` bytes of sockaddr_un from `addr`.
     let r = unsafe { sys::syscall3(sys::SYS_CONNECT, sock as usize, addr.as_ptr() as usize, 2 + len + 1) };
@@ -124,7 +122,7 @@ fn connect(env: &Env) -> Result<i32, &'static str> {
         sys::syscall6(
             sys::SYS_GETSOCKOPT,
             sock as usize,
-            SOL_SOCKET,
+            SOL_SOCKET as usize,
             SO_PEERCRED,
             cred.as_mut_ptr() as usize,
             &mut cred_len as *mut u32 as usize,
@@ -222,44 +220,17 @@ fn send_request(sock: i32, program: i32, env: &Env, path: &CPath, set_exe: bool)
     r
 }
 
-#[repr(C)]
-struct MsgHdr {
-    name: usize,
-    name_len: u32,
-    _pad: u32,
-    iov: usize,
-    iov_len: usize,
-    control: usize,
-    control_len: usize,
-    flags: i32,
-    _pad2: i32,
-}
-
-#[repr(C)]
-struct IoVec {
-    base: usize,
-    len: usize,
-}
-
 /// Send `bytes`, with `fd` attached to the first part.
 fn send_all(sock: i32, bytes: &[u8], fd: i32) -> Result<(), &'static str> {
     // cmsghdr { len: u64 = CMSG_LEN(4), level: i32, type: i32 }, then the fd.
     let control: [u64; 3] = [20, SOL_SOCKET as u64 | (SCM_RIGHTS as u64) << 32, fd as u32 as u64];
     let mut sent = 0;
     while sent < bytes.len() {
-        let iov = IoVec { base: bytes[sent..].as_ptr() as usize, len: bytes.len() - sent };
+        // The kernel only reads through these pointers (sendmsg).
+        let mut iov = IoVec { base: bytes[sent..].as_ptr() as *mut u8, len: bytes.len() - sent };
         let first = sent == 0;
-        let msg = MsgHdr {
-            name: 0,
-            name_len: 0,
-            _pad: 0,
-            iov: &iov as *const IoVec as usize,
-            iov_len: 1,
-            control: if first { control.as_ptr() as usize } else { 0 },
-            control_len: if first { 24 } else { 0 },
-            flags: 0,
-            _pad2: 0,
-        };
+        let (ctl, ctl_len) = if first { (control.as_ptr() as *mut u8, 24) } else { (core::ptr::null_mut(), 0) };
+        let msg = MsgHdr::new(&mut iov, ctl, ctl_len);
         // SAFETY: `msg` and what it points at (one iovec over `bytes`, the
         // control buffer) are live locals the kernel only reads.
         let r = unsafe { sys::syscall3(sys::SYS_SENDMSG, sock as usize, &msg as *const MsgHdr as usize, MSG_NOSIGNAL) };
@@ -279,18 +250,8 @@ fn send_all(sock: i32, bytes: &[u8], fd: i32) -> Result<(), &'static str> {
 fn receive(sock: i32) -> Result<Served, &'static str> {
     let mut head = [0u8; FRAME_HEADER_SIZE];
     let mut control = [0u64; 128];
-    let iov = IoVec { base: head.as_mut_ptr() as usize, len: head.len() };
-    let mut msg = MsgHdr {
-        name: 0,
-        name_len: 0,
-        _pad: 0,
-        iov: &iov as *const IoVec as usize,
-        iov_len: 1,
-        control: control.as_mut_ptr() as usize,
-        control_len: core::mem::size_of_val(&control),
-        flags: 0,
-        _pad2: 0,
-    };
+    let mut iov = IoVec { base: head.as_mut_ptr(), len: head.len() };
+    let mut msg = MsgHdr::new(&mut iov, control.as_mut_ptr().cast(), core::mem::size_of_val(&control));
     let r = loop {
         // SAFETY: the kernel writes at most 16 bytes into `head` (the iovec)
         // and at most `control_len` bytes into `control`, both live locals,
@@ -317,7 +278,7 @@ fn receive(sock: i32) -> Result<Served, &'static str> {
         attached: [-1; MAX_REPLY_FDS],
         count: 0,
     };
-    take_fds(&control, msg.control_len, &mut served);
+    take_fds(&control, msg.controllen, &mut served);
     let fail = |s: &Served, why| {
         for &fd in s.attached() {
             sys::close(fd);
@@ -378,7 +339,7 @@ fn take_fds(control: &[u64; 128], len: usize, served: &mut Served) {
         if cmsg_len < 16 || off + cmsg_len > bytes {
             break;
         }
-        if level == SOL_SOCKET as u32 && ty == SCM_RIGHTS {
+        if level == SOL_SOCKET && ty == SCM_RIGHTS {
             for i in 0..(cmsg_len - 16) / 4 {
                 let at = off + 16 + 4 * i;
                 let word = control[at / 8];
