@@ -112,7 +112,7 @@ impl<K: Kernel, P: Preparer<K>> Images<K, P> {
         let (identity, data) =
             read_program::<K>(file).map_err(|source| ImagesError::Read { path: path.into(), source })?;
         let hash = ContentHash::of(&data);
-        self.memo.insert(identity, Identified { hash, dynamic: false });
+        self.memo.insert(identity, Identified { hash, dynamic: false, origin: false });
         let key = self.preparer.key(hash);
         self.cache.get_or_build(key, || self.build(path, file, identity, &data, key, started))
     }

@@ -47,6 +47,11 @@ pub struct Identified {
     pub hash: ContentHash,
     /// Dynamically linked (PT_INTERP): imaged from a prototype.
     pub dynamic: bool,
+    /// Its dynamic strings name `$ORIGIN` (or `${ORIGIN}`): the loader
+    /// looks for its libraries relative to the directory it was run from,
+    /// so that directory is part of its image's key. Remembered here, so a
+    /// lookup need not read the file to know.
+    pub origin: bool,
 }
 
 /// Identity -> content hash memo. Bounded: when full it starts over, which
@@ -134,7 +139,7 @@ mod tests {
     fn the_memo_starts_over_when_full() {
         let memo = IdentityMemo::default();
         let id = |ino| FileIdentity { dev: 1, ino, size: 0, mtime: (0, 0), ctime: (0, 0), mode: 0o100644 };
-        let found = Identified { hash: ContentHash([1; 32]), dynamic: false };
+        let found = Identified { hash: ContentHash([1; 32]), dynamic: false, origin: false };
         for ino in 0..MEMO_LIMIT as u64 {
             memo.insert(id(ino), found);
         }

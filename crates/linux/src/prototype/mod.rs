@@ -128,9 +128,17 @@ fn own_vdso() -> Option<Vec<u8>> {
 }
 
 /// The image key of a dynamic program: its bytes, the file (device, inode:
-/// where it is decides `$ORIGIN` and which files the image maps), the loader
-/// environment, the machine fingerprint, the credentials, the preparer version.
-pub fn key(content: ContentHash, file: (u64, u64), env: &Environment<'_>, machine: &[u8; 32]) -> ImageKey {
+/// which file the image maps), the directory `$ORIGIN` stands for when the
+/// program uses it (`origin`, from [`origin_dir`]: where it was run from
+/// decides which libraries the loader finds), the loader environment, the
+/// machine fingerprint, the credentials, the preparer version.
+pub fn key(
+    content: ContentHash,
+    file: (u64, u64),
+    origin: Option<&[u8]>,
+    env: &Environment<'_>,
+    machine: &[u8; 32],
+) -> ImageKey {
     let mut h = blake3::Hasher::new();
     h.update(b"zygote-prototype-v2");
     h.update(&content.0);
@@ -143,6 +151,11 @@ pub fn key(content: ContentHash, file: (u64, u64), env: &Environment<'_>, machin
         h.update(kv);
     }
     h.update(machine);
+    if let Some(dir) = origin {
+        h.update(b"origin");
+        h.update(&(dir.len() as u64).to_le_bytes());
+        h.update(dir);
+    }
     // An image captured as one user is that user's: what its start-up could
     // read and do is not everyone's.
     if let Some(zygote_core::Credentials { uid, gid, groups }) = env.creds {
@@ -683,6 +696,63 @@ pub fn interpreter(data: &[u8]) -> Option<OsString> {
     let raw = ph.data(e, data).ok()?;
     let s = raw.split(|&b| b == 0).next().unwrap_or(raw);
     Some(OsString::from(String::from_utf8_lossy(s).into_owned()))
+}
+
+/// Does the loader expand `$ORIGIN` for this program: does its dynamic
+/// string table (where DT_NEEDED, DT_RPATH, DT_RUNPATH, DT_AUDIT... point)
+/// name `$ORIGIN` or `${ORIGIN}`? A program whose table cannot be found is
+/// searched whole (a false yes costs only an image per directory).
+pub fn uses_origin(data: &[u8]) -> bool {
+    names_origin(dynamic_strings(data).unwrap_or(data))
+}
+
+/// Does the loader environment expand `$ORIGIN` (in `LD_LIBRARY_PATH`,
+/// `LD_PRELOAD`, `LD_AUDIT`: the main program's directory, as in its own
+/// search path)?
+pub fn env_uses_origin(env: &Environment<'_>) -> bool {
+    env.loader_env.iter().any(|kv| names_origin(kv))
+}
+
+fn names_origin(b: &[u8]) -> bool {
+    (0..b.len()).filter(|&i| b[i] == b'$').any(|i| b[i..].starts_with(b"$ORIGIN") || b[i..].starts_with(b"${ORIGIN}"))
+}
+
+/// The dynamic string table (DT_STRTAB, DT_STRSZ) in the file's bytes.
+fn dynamic_strings(data: &[u8]) -> Option<&[u8]> {
+    use object::read::elf::{Dyn as _, FileHeader as _, ProgramHeader as _};
+    let e = object::LittleEndian;
+    let (ehdr, _) = object::pod::from_bytes::<object::elf::FileHeader64<object::LittleEndian>>(data).ok()?;
+    let phdrs = ehdr.program_headers(e, data).ok()?;
+    let dynamic = phdrs.iter().find_map(|p| p.dynamic(e, data).ok().flatten())?;
+    let value = |tag| dynamic.iter().find(|d| d.tag32(e) == Some(tag)).map(|d| d.d_val(e));
+    let (addr, size) = (value(object::elf::DT_STRTAB)?, value(object::elf::DT_STRSZ)?);
+    phdrs
+        .iter()
+        .filter(|p| p.p_type(e) == object::elf::PT_LOAD)
+        .find_map(|p| p.data_range(e, data, addr, size).ok().flatten())
+}
+
+/// The directory `$ORIGIN` stands for in a prototype of the program `file`
+/// (opened as `path`): the loader reads `/proc/self/exe`, the path of the
+/// file the prototype execs, and keeps what comes before its last `/`. That
+/// is the path of `file` itself (symbolic links resolved, in this process's
+/// root), so it is read from `/proc/self/fd`; without the fd, from the
+/// resolved `path`. Empty when that fails (without `/proc` the loader
+/// cannot expand `$ORIGIN` either; a path that does not resolve does not
+/// open).
+pub fn origin_dir(path: &Path, file: Option<BorrowedFd<'_>>) -> Vec<u8> {
+    use std::os::fd::AsRawFd;
+    let full = match file {
+        Some(fd) => std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())),
+        None => std::fs::canonicalize(path),
+    };
+    let Ok(full) = full else { return Vec::new() };
+    let full = full.as_os_str().as_bytes();
+    match full.iter().rposition(|&b| b == b'/') {
+        Some(0) => b"/".to_vec(),
+        Some(i) => full[..i].to_vec(),
+        None => Vec::new(),
+    }
 }
 
 #[cfg(test)]

@@ -268,3 +268,97 @@ fn restore_ops_in_order() {
     assert!(!ops.iter().any(|o| o.kind() == zygote_plan::OpKind::Canary));
     assert_eq!(ops.last(), Some(&RestoreOp::MmBrk { start_brk: 47 * 0x1000, brk: 47 * 0x1000 }));
 }
+
+/// A 64-bit ELF file with one PT_LOAD (the whole file, at 0x400000) and a
+/// PT_DYNAMIC whose string table holds `strings`, followed by `rest`.
+fn elf_with_dynstr(strings: &[u8], rest: &[u8]) -> Vec<u8> {
+    const BASE: u64 = 0x40_0000;
+    let (phoff, dynoff) = (64u64, 64 + 2 * 56);
+    let stroff = dynoff + 4 * 16;
+    let len = stroff + (strings.len() + rest.len()) as u64;
+    let mut f = vec![0u8; 64];
+    f[..4].copy_from_slice(b"\x7fELF");
+    (f[4], f[5], f[6]) = (2, 1, 1);
+    f[16] = 3; // ET_DYN
+    f[18] = 62; // EM_X86_64
+    f[32..40].copy_from_slice(&phoff.to_le_bytes());
+    f[52..54].copy_from_slice(&64u16.to_le_bytes());
+    f[54..56].copy_from_slice(&56u16.to_le_bytes());
+    f[56..58].copy_from_slice(&2u16.to_le_bytes());
+    let phdr = |f: &mut Vec<u8>, kind: u32, off: u64, size: u64| {
+        f.extend(kind.to_le_bytes());
+        f.extend(4u32.to_le_bytes());
+        for word in [off, BASE + off, BASE + off, size, size, 8] {
+            f.extend(word.to_le_bytes());
+        }
+    };
+    phdr(&mut f, object::elf::PT_LOAD, 0, len);
+    phdr(&mut f, object::elf::PT_DYNAMIC, dynoff, 4 * 16);
+    let dynamic = [
+        (object::elf::DT_STRTAB, BASE + stroff),
+        (object::elf::DT_STRSZ, strings.len() as u64),
+        (object::elf::DT_RUNPATH, 1),
+        (object::elf::DT_NULL, 0),
+    ];
+    for (tag, value) in dynamic {
+        f.extend(u64::from(tag).to_le_bytes());
+        f.extend(value.to_le_bytes());
+    }
+    f.extend(strings);
+    f.extend(rest);
+    f
+}
+
+#[test]
+fn origin_is_found_in_the_dynamic_strings() {
+    for runpath in [&b"\0$ORIGIN/lib\0"[..], b"\0/opt/x:${ORIGIN}/../lib\0", b"\0$ORIGIN\0"] {
+        assert!(uses_origin(&elf_with_dynstr(runpath, b"")), "{}", String::from_utf8_lossy(runpath));
+    }
+    // Outside the string table (a message in .rodata) it is not the loader's.
+    assert!(!uses_origin(&elf_with_dynstr(b"\0/usr/lib/x\0", b"use $ORIGIN or ${ORIGIN}\0")));
+    assert!(!uses_origin(&elf_with_dynstr(b"\0$ORIGI\0", b"")));
+    // A file whose table is not found is searched whole.
+    assert!(uses_origin(b"not an ELF file, but $ORIGIN/lib"));
+    assert!(!uses_origin(b"not an ELF file"));
+    // The loader environment.
+    let env = |kv: &[&str]| kv.iter().map(|s| s.as_bytes().to_vec()).collect::<Vec<_>>();
+    let uses = |kv: &[Vec<u8>]| env_uses_origin(&Environment { loader_env: kv, creds: None });
+    assert!(uses(&env(&["LD_BIND_NOW=1", "LD_LIBRARY_PATH=/usr/lib:$ORIGIN/../lib"])));
+    assert!(uses(&env(&["LD_PRELOAD=${ORIGIN}/p.so"])));
+    assert!(!uses(&env(&["LD_LIBRARY_PATH=/usr/lib"])));
+}
+
+#[test]
+fn the_origin_directory_is_part_of_the_key_only_when_given() {
+    let env = Environment { loader_env: &[], creds: None };
+    let machine = [7u8; 32];
+    let key = |origin: Option<&[u8]>| super::key(ContentHash([1; 32]), (1, 2), origin, &env, &machine);
+    assert_eq!(key(Some(b"/a")), key(Some(b"/a")));
+    assert_ne!(key(Some(b"/a")), key(Some(b"/b")));
+    assert_ne!(key(Some(b"/a")), key(None));
+    assert_ne!(key(Some(b"")), key(None));
+}
+
+/// `$ORIGIN` is the directory of the file's own path: of the hard link it
+/// was opened by, with symbolic links resolved.
+#[test]
+fn the_origin_directory_is_where_the_file_was_opened() {
+    use std::os::unix::ffi::OsStringExt;
+    let top = std::env::temp_dir().join(format!("zygote-origin-test-{}", std::process::id()));
+    let (a, b, c) = (top.join("a"), top.join("b"), top.join("c"));
+    for d in [&a, &b, &c] {
+        std::fs::create_dir_all(d).expect("mkdir");
+    }
+    std::fs::write(a.join("prog"), b"program").expect("write");
+    std::fs::hard_link(a.join("prog"), b.join("prog")).expect("hard link");
+    std::os::unix::fs::symlink("../b/prog", c.join("prog")).expect("symlink");
+    let canonical = |d: &Path| std::fs::canonicalize(d).expect("canonical").into_os_string().into_vec();
+    for (opened, dir) in [(&a, &a), (&b, &b), (&c, &b)] {
+        let path = opened.join("prog");
+        let file = std::fs::File::open(&path).expect("open");
+        assert_eq!(origin_dir(&path, Some(file.as_fd())), canonical(dir), "{}", path.display());
+        assert_eq!(origin_dir(&path, None), canonical(dir), "{} unopened", path.display());
+    }
+    assert_eq!(origin_dir(&top.join("missing"), None), b"");
+    std::fs::remove_dir_all(&top).ok();
+}

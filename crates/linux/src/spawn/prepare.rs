@@ -7,7 +7,7 @@
 
 use std::ffi::OsString;
 use std::io;
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -41,7 +41,7 @@ impl Zygote {
     pub fn prepare_for(&self, path: &Path, env: &prototype::Environment<'_>) -> Result<Arc<Image>, SpawnError> {
         let _span = tracing::debug_span!("identify", path = %path.display()).entered();
         let st = rustix::fs::stat(path).map_err(io_err(path, "stat"))?;
-        if let Some(img) = self.lookup(&crate::identity_from_stat(&st), env) {
+        if let Some(img) = self.lookup(&crate::identity_from_stat(&st), path, None, env) {
             return Ok(img);
         }
         // Unknown identity or not cached: read and hash (the build reuses the bytes).
@@ -61,7 +61,7 @@ impl Zygote {
     ) -> Result<Arc<Image>, SpawnError> {
         let _span = tracing::debug_span!("identify", path = %path.display()).entered();
         let id = crate::identity_of(file).map_err(io_err(path, "fstat"))?;
-        if let Some(img) = self.lookup(&id, env) {
+        if let Some(img) = self.lookup(&id, path, Some(file), env) {
             return Ok(img);
         }
         let file = file.try_clone_to_owned().map_err(|source| SpawnError::Internal { what: "dup", source })?;
@@ -77,27 +77,44 @@ impl Zygote {
             return Ok((i.hash, id));
         }
         let (id, data) = read_program(file, path)?;
-        let found = Identified { hash: ContentHash::of(&data), dynamic: prototype::interpreter(&data).is_some() };
+        let found = identified(&data);
         self.memo.insert(id, found);
         Ok((found.hash, id))
     }
 
     /// A static image depends on the program's bytes only, so every file with
     /// those bytes shares it (its file-backed regions are mapped from each
-    /// requester's own file). A prototype image also depends on where the
-    /// file is (`$ORIGIN` in its library search path) and on who runs it, so
-    /// it is keyed by the file (device, inode) and the credentials too.
-    fn key_for(&self, found: Identified, id: &FileIdentity, env: &prototype::Environment<'_>) -> ImageKey {
+    /// requester's own file). A prototype image also depends on the file it
+    /// maps and on who runs it, so it is keyed by the file (device, inode)
+    /// and the credentials too; and, when the program or its loader
+    /// environment uses `$ORIGIN`, by the directory the program `file`
+    /// (opened as `path`) is run from, which that names.
+    fn key_for(
+        &self,
+        found: Identified,
+        id: &FileIdentity,
+        path: &Path,
+        file: Option<BorrowedFd<'_>>,
+        env: &prototype::Environment<'_>,
+    ) -> ImageKey {
         if found.dynamic {
-            prototype::key(found.hash, (id.dev, id.ino), env, &self.machine)
+            let origin = (found.origin || prototype::env_uses_origin(env)).then(|| prototype::origin_dir(path, file));
+            prototype::key(found.hash, (id.dev, id.ino), origin.as_deref(), env, &self.machine)
         } else {
             ImageKey::relocate(found.hash)
         }
     }
 
-    /// A cached image for a file identity seen before, if still valid.
-    pub(super) fn lookup(&self, id: &FileIdentity, env: &prototype::Environment<'_>) -> Option<Arc<Image>> {
-        let key = self.key_for(self.memo.get(id)?, id, env);
+    /// A cached image for a file identity seen before, if still valid: for
+    /// `file` (when open) as `path`, whose directory is `$ORIGIN`.
+    pub(super) fn lookup(
+        &self,
+        id: &FileIdentity,
+        path: &Path,
+        file: Option<BorrowedFd<'_>>,
+        env: &prototype::Environment<'_>,
+    ) -> Option<Arc<Image>> {
+        let key = self.key_for(self.memo.get(id)?, id, path, file, env);
         let img = self.cache.get(&key)?;
         // A static image maps only sealed objects and the requester's own
         // file. A prototype image was captured from this very file (its key
@@ -118,9 +135,9 @@ impl Zygote {
     fn build(&self, file: OwnedFd, path: &Path, env: &prototype::Environment<'_>) -> Result<Arc<Image>, SpawnError> {
         let started = Instant::now();
         let (id, data) = read_program(&file, path)?;
-        let found = Identified { hash: ContentHash::of(&data), dynamic: prototype::interpreter(&data).is_some() };
+        let found = identified(&data);
         self.memo.insert(id, found);
-        let key = self.key_for(found, &id, env);
+        let key = self.key_for(found, &id, path, Some(file.as_fd()), env);
         // The cache runs the build at most once (FnOnce): it may take the file.
         self.cache.get_or_build(key, || {
             let _span = tracing::debug_span!("prepare", %key).entered();
@@ -154,6 +171,13 @@ impl Zygote {
             })
         })
     }
+}
+
+/// What a program's bytes say about it: their hash, whether it is
+/// dynamically linked and whether it uses `$ORIGIN`.
+fn identified(data: &[u8]) -> Identified {
+    let dynamic = prototype::interpreter(data).is_some();
+    Identified { hash: ContentHash::of(data), dynamic, origin: dynamic && prototype::uses_origin(data) }
 }
 
 /// Reserve `bytes` in the memory cgroup for a build of `path`.

@@ -63,7 +63,7 @@ impl Zygote {
         if client.personality != own_personality {
             return Ok(ImageAnswer::Exec("a personality that changes the layout"));
         }
-        let Some(image) = self.lookup(&program.identity, env) else { return Ok(ImageAnswer::Miss) };
+        let Some(image) = self.lookup(&program.identity, path, Some(file), env) else { return Ok(ImageAnswer::Miss) };
         if image.fallback().is_some() {
             return Ok(ImageAnswer::Exec("an image the zygote does not build"));
         }
