@@ -17,7 +17,6 @@
 mod common;
 
 use common::*;
-use std::ffi::OsString;
 use std::fs;
 use std::io::Write;
 use std::os::fd::AsFd;
@@ -38,14 +37,6 @@ fn exe_prog() -> PathBuf {
     cc_cached(&dyn_src("exe.c"), "exe", &["-O1"], &[])
 }
 
-/// `zygote spawn --socket S --clear-env [--env K=V]... -- PROG ARGS`.
-fn spawn_cli(socket: &Path, prog: &Path, args: &[&str], env: &[(&str, &str)]) -> Vec<OsString> {
-    let mut cli: Vec<OsString> =
-        vec!["spawn".into(), "--daemon-side".into(), "--socket".into(), socket.into(), "--clear-env".into()];
-    push_env_and_command(&mut cli, env, prog, args);
-    cli
-}
-
 #[test]
 fn daemon_runs_dynamic_programs_from_their_images() {
     let socket = socket_path("dyn");
@@ -59,7 +50,7 @@ fn daemon_runs_dynamic_programs_from_their_images() {
     for (i, (args, env)) in cases.iter().enumerate() {
         let env = sorted_env(env);
         let direct = direct_run(&prog, args, &env, true);
-        let out = zygote_cli(spawn_cli(&socket, &prog, args, &env));
+        let out = zygote_cli(daemon_spawn_cli(&socket, &prog, args, &env));
         assert_eq!(
             out,
             direct,
@@ -209,7 +200,11 @@ fn constructors_never_run_with_more_privilege_than_the_client() {
     let daemon = Daemon::start(&socket, &["--config".as_ref(), cfg_path.as_os_str()]);
     fs::set_permissions(&socket, fs::Permissions::from_mode(0o666)).expect("chmod 0666 the socket");
     let out = run_command(
-        Command::new(&zygote).args(spawn_cli(&socket, &prog, &[], &[])).current_dir(&dir.0).uid(NOBODY).gid(NOBODY),
+        Command::new(&zygote)
+            .args(daemon_spawn_cli(&socket, &prog, &[], &[]))
+            .current_dir(&dir.0)
+            .uid(NOBODY)
+            .gid(NOBODY),
     );
     assert_eq!(out.stdout_str(), want, "`zygote spawn` as uid {NOBODY}:\n{out}\n{}", daemon.log_tail(2000));
     let logged = fs::read_to_string(&log).expect("read log");

@@ -11,7 +11,6 @@
 mod common;
 
 use common::*;
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 /// Writes, then exits with a status that says whether a symbol relocation
@@ -113,15 +112,7 @@ fn et_dyn_without_interpreter_runs_like_execve() {
             assert_eq!(run.stats["image"]["kind"], "StaticPie", "{name}: {}", run.stats);
         }
 
-        let mut cli: Vec<OsString> = vec![
-            "spawn".into(),
-            "--daemon-side".into(),
-            "--socket".into(),
-            socket.clone().into(),
-            "--clear-env".into(),
-        ];
-        push_env_and_command(&mut cli, &[], &prog, &args);
-        let out = zygote_cli(cli);
+        let out = zygote_cli(daemon_spawn_cli(socket.as_ref(), &prog, &args, &[]));
         assert_eq!(out, direct, "{name}: `zygote spawn` differs\n{out}\n{direct}\n{}", daemon.log_tail(2000));
     }
 }
@@ -147,15 +138,7 @@ fn what_an_image_cannot_hold_runs_by_plain_exec() {
         assert_eq!(run.outcome, direct, "{name}: `zygote run` differs from a direct run\n{}\n{direct}", run.outcome);
         let fallback = stats_fallback(&run.stats);
         assert!(fallback.as_deref().is_some_and(|f| f.contains(why)), "{name}: {}", run.stats);
-        let mut cli: Vec<OsString> = vec![
-            "spawn".into(),
-            "--daemon-side".into(),
-            "--socket".into(),
-            socket.clone().into(),
-            "--clear-env".into(),
-        ];
-        push_env_and_command(&mut cli, &[], prog, &[]);
-        let out = zygote_cli(cli);
+        let out = zygote_cli(daemon_spawn_cli(socket.as_ref(), prog, &[], &[]));
         assert_eq!(out, direct, "{name}: `zygote spawn` differs\n{out}\n{direct}\n{}", daemon.log_tail(2000));
     }
 }

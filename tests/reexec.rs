@@ -8,7 +8,6 @@
 mod common;
 
 use common::*;
-use std::ffi::OsString;
 use std::path::PathBuf;
 
 /// Without an argument: re-exec /proc/self/exe with one. With one: print it
@@ -59,15 +58,7 @@ fn reexec_of_proc_self_exe_runs_the_program() {
 
         // Twice through the daemon: the second spawn goes through a launcher.
         for round in 0..2 {
-            let mut cli: Vec<OsString> = vec![
-                "spawn".into(),
-                "--daemon-side".into(),
-                "--socket".into(),
-                socket.clone().into(),
-                "--clear-env".into(),
-            ];
-            push_env_and_command(&mut cli, &[], &prog, &[]);
-            let out = zygote_cli(cli);
+            let out = zygote_cli(daemon_spawn_cli(socket.as_ref(), &prog, &[], &[]));
             assert_eq!(out, direct, "{name} round {round}: `zygote spawn` differs\n{out}\n{}", daemon.log_tail(2000));
         }
     }

@@ -184,6 +184,15 @@ pub fn push_env_and_command(cli: &mut Vec<OsString>, env: &[(&str, &str)], prog:
     cli.extend(args.iter().map(OsString::from));
 }
 
+/// `zygote spawn --daemon-side --socket S --clear-env [--env K=V]... -- PROG
+/// ARGS`: the daemon starts PROG with exactly `env`.
+pub fn daemon_spawn_cli(socket: &Path, prog: &Path, args: &[&str], env: &[(&str, &str)]) -> Vec<OsString> {
+    let mut cli: Vec<OsString> =
+        vec!["spawn".into(), "--daemon-side".into(), "--socket".into(), socket.into(), "--clear-env".into()];
+    push_env_and_command(&mut cli, env, prog, args);
+    cli
+}
+
 /// Run PROG directly the same way [`zygote_run`] would.
 pub fn direct_run(prog: &Path, args: &[&str], env: &[(&str, &str)], clear_env: bool) -> Outcome {
     let mut cmd = Command::new(prog);
