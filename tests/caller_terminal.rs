@@ -249,3 +249,42 @@ fn an_interactive_program_reads_the_terminal() {
     let after = requests(&daemon);
     assert_eq!((after.served, after.misses), (before.served + 1, before.misses), "{before:?} -> {after:?}");
 }
+
+/// `zygote spawn -- sh -c 'cat > OUT'` (issue 9, defect 6: through the
+/// daemon the program was not in the caller's session or process group, so
+/// Ctrl-Z stopped only the client and lines typed at the shell went to the
+/// program). Caller-side, `zygote spawn`, sh and cat are one job of the
+/// shell's session: Ctrl-Z stops all three, what is typed meanwhile goes to
+/// the shell, `fg` resumes them, and the program has the terminal
+/// (`/dev/tty` opens).
+#[test]
+fn zygote_spawn_is_a_job_of_the_callers_terminal() {
+    let (s, daemon, env) = setup(&["cat"]);
+    run_until_served(&daemon, || command("cat", &[], &env));
+    let zygote = Path::new(zygote_bin()).canonicalize().expect("zygote binary");
+    let socket = s.socket();
+    let spawn = |script: &str| format!("{} spawn --socket {} -- sh -c '{script}'", zygote.display(), socket.display());
+    let out = s.path("out.txt");
+    let t = Tmux::start(&env);
+    let shell = t.shell();
+    t.line(&spawn("test -r /dev/tty && echo tty-$((6*7)) || echo no-tty"));
+    t.wait_screen("the program opened /dev/tty", |s| s.lines().any(|l| l.trim_end() == "tty-42"));
+    t.line(&spawn(&format!("cat > {}; echo sh-after-cat", out.display())));
+    let cli = child_running(shell, &zygote);
+    let sh = child_running(cli, Path::new("/bin/sh"));
+    let cat = child_running(sh, Path::new("/usr/bin/cat"));
+    let (_, ppid, pgrp, sid, tpgid) = stat_of(cli).expect("zygote's stat");
+    assert_eq!((ppid, pgrp, sid, tpgid), (shell, cli, shell, cli), "zygote spawn's (ppid, pgrp, sid, tpgid)");
+    for p in [sh, cat] {
+        assert_eq!(stat_of(p).map(|s| (s.2, s.3)), Some((cli, shell)), "pid {p}: (pgrp, sid) of the job");
+    }
+    t.line("first");
+    wait_file(&out, "first\n");
+    stop_type_and_resume(&t, shell, &[cli, sh, cat], &out, "first\n");
+    t.line("second");
+    wait_file(&out, "first\nsecond\n");
+    t.keys(&["C-d"]);
+    t.wait_screen("sh went on after cat", |s| s.lines().any(|l| l.trim_end() == "sh-after-cat"));
+    eventually("the job ended", SETTLE, || if pid_running(cli) { Err("running".into()) } else { Ok(()) });
+    assert_eq!(fs::read_to_string(&out).expect("read"), "first\nsecond\n");
+}
