@@ -53,7 +53,8 @@ fn lua_sources() -> PathBuf {
 }
 
 fn require(tool: &str) {
-    let found = Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().is_ok_and(|o| o.status.success());
+    let found =
+        Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().is_ok_and(|o| o.status.success());
     assert!(found, "{tool} is not installed (tests/run installs it: apt-get install {tool})");
 }
 
@@ -146,7 +147,8 @@ fn objects_are_identical_through_masquerade_links() {
         let after = daemon.stats().image_requests;
 
         let (a, b) = (objects(&direct), objects(&served));
-        let c_files = fs::read_dir(&sources).unwrap().flatten().filter(|e| e.path().extension().is_some_and(|x| x == "c"));
+        let c_files =
+            fs::read_dir(&sources).unwrap().flatten().filter(|e| e.path().extension().is_some_and(|x| x == "c"));
         assert_eq!(a.len(), c_files.count(), "{cc}: one object per .c file");
         let names = |v: &[(String, Vec<u8>)]| v.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
         assert_eq!(names(&a), names(&b), "{cc}: the same object files");

@@ -160,7 +160,11 @@ impl Setup {
 
     /// Run `once` (a caller-side run) until the daemon serves it: the first
     /// runs miss and start a build in the background.
-    pub(super) fn warm(&self, what: &str, mut once: impl FnMut() -> Result<(), BenchExecError>) -> Result<u32, BenchExecError> {
+    pub(super) fn warm(
+        &self,
+        what: &str,
+        mut once: impl FnMut() -> Result<(), BenchExecError>,
+    ) -> Result<u32, BenchExecError> {
         let start = Instant::now();
         let mut runs = 0;
         loop {

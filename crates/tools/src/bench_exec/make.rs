@@ -35,7 +35,9 @@ impl Project {
                 None => {
                     fetch()?;
                     find_lua_sources().ok_or_else(|| {
-                        BenchExecError::Failed(format!("no lua-src sources in Cargo's registry after fetching {MANIFEST}"))
+                        BenchExecError::Failed(format!(
+                            "no lua-src sources in Cargo's registry after fetching {MANIFEST}"
+                        ))
                     })?
                 }
             },
@@ -105,7 +107,7 @@ struct Builder {
     dir: PathBuf,
     cc: String,
     env: Vec<(OsString, OsString)>,
-    times: Vec<Duration>,
+    times: Vec<Option<Duration>>,
     pss: Vec<PssSummary>,
     failures: usize,
     first_failure: Option<String>,
@@ -210,15 +212,14 @@ pub(super) fn run(
     for round in 0..args.make_rounds {
         for i in 0..m {
             let b = &mut builders[(i + round) % m];
-            if let Some(t) = b.build(setup, args, opt)? {
-                b.times.push(t);
-            }
+            let t = b.build(setup, args, opt)?;
+            b.times.push(t);
             progress(format_args!(
                 "{label}: round {} of {}: {} {:.2} s (load {})",
                 round + 1,
                 args.make_rounds,
                 b.method.name(),
-                b.times.last().map_or(0.0, |t| t.as_secs_f64()),
+                b.times.last().copied().flatten().map_or(0.0, |t| t.as_secs_f64()),
                 loadavg()
             ));
         }

@@ -109,7 +109,8 @@ fn summarise(samples: &[Sample], interval: Duration) -> PssSummary {
     let n = samples.len().max(1) as f64;
     let busy: Vec<&Sample> = samples.iter().filter(|s| s.processes > 0).collect();
     let total: u64 = samples.iter().map(|s| s.pss).sum();
-    let per_process: f64 = busy.iter().map(|s| s.pss as f64 / s.processes as f64).sum::<f64>() / busy.len().max(1) as f64;
+    let per_process: f64 =
+        busy.iter().map(|s| s.pss as f64 / s.processes as f64).sum::<f64>() / busy.len().max(1) as f64;
     PssSummary {
         interval_ms: interval.as_secs_f64() * 1e3,
         samples: samples.len(),

@@ -18,7 +18,7 @@ struct Runner {
     method: Method,
     command: String,
     spawn: Baseline,
-    times: Vec<Duration>,
+    times: Vec<Option<Duration>>,
     failures: usize,
     first_failure: Option<String>,
 }
@@ -31,7 +31,8 @@ impl Runner {
         let c_path = cstr(path.clone().into_os_string().into_vec())?;
         let c_argv = argv.into_iter().map(|a| cstr(a.into_vec())).collect::<Result<Vec<_>, _>>()?;
         let c_env = environ(&env).into_iter().map(cstr).collect::<Result<Vec<_>, _>>()?;
-        let spawn = Baseline::new(&c_path, &c_argv, &c_env, Stdio::Null).map_err(io_err(format!("{command}: setup")))?;
+        let spawn =
+            Baseline::new(&c_path, &c_argv, &c_env, Stdio::Null).map_err(io_err(format!("{command}: setup")))?;
         Ok(Runner { method, command, spawn, times: Vec::new(), failures: 0, first_failure: None })
     }
 
@@ -111,9 +112,8 @@ pub(super) fn run(
     for round in 0..args.rounds {
         for i in 0..m {
             let r = &mut runners[(i + round) % m];
-            if let Some(t) = r.once()? {
-                r.times.push(t);
-            }
+            let t = r.once()?;
+            r.times.push(t);
         }
         if (round + 1) % 50 == 0 || round + 1 == args.rounds {
             progress(format_args!("{label}: {} of {} rounds", round + 1, args.rounds));

@@ -25,8 +25,8 @@ pub struct Dist {
 }
 
 impl Dist {
-    fn new(times: &[Duration], scale: f64) -> Dist {
-        let mut v: Vec<f64> = times.iter().map(|t| t.as_secs_f64() * scale).collect();
+    fn new(times: &[f64]) -> Dist {
+        let mut v = times.to_vec();
         v.sort_by(f64::total_cmp);
         Dist {
             n: v.len(),
@@ -90,8 +90,13 @@ pub struct MethodReport {
     /// Runs that did not exit with status 0 (left out of `wall`).
     pub failures: usize,
     pub first_failure: Option<String>,
+    /// Every timed round's wall time (None: the run failed), in the case's unit.
+    pub rounds: Vec<Option<f64>>,
     /// `median(direct) / median(this)`: how many times faster than direct.
     pub speedup: Option<f64>,
+    /// The median over the rounds of `direct / this` in the same round (the
+    /// runs of one round are adjacent in time: less sensitive to drifting load).
+    pub paired_speedup: Option<f64>,
     /// `1 - median(this) / median(direct)`, in percent: wall time saved.
     pub saved_pct: Option<f64>,
     /// Median over the builds (make only).
@@ -102,13 +107,14 @@ impl MethodReport {
     pub(super) fn new(
         method: Method,
         command: String,
-        times: &[Duration],
+        times: &[Option<Duration>],
         failures: usize,
         first_failure: Option<String>,
         pss: Option<PssSummary>,
     ) -> MethodReport {
-        let wall = Dist::new(times, 1.0);
-        MethodReport { method, command, wall, failures, first_failure, speedup: None, saved_pct: None, pss }
+        let rounds: Vec<Option<f64>> = times.iter().map(|t| t.map(|t| t.as_secs_f64())).collect();
+        let (wall, speedup, paired_speedup, saved_pct) = (Dist::default(), None, None, None);
+        MethodReport { method, command, wall, rounds, failures, first_failure, speedup, paired_speedup, saved_pct, pss }
     }
 }
 
@@ -166,14 +172,20 @@ impl CaseReport {
     ) -> CaseReport {
         let scale = if unit == "us" { 1e6 } else { 1e3 };
         for m in methods.iter_mut() {
-            for v in [&mut m.wall.median, &mut m.wall.p10, &mut m.wall.p90, &mut m.wall.min, &mut m.wall.max] {
-                *v *= scale;
-            }
+            m.rounds.iter_mut().flatten().for_each(|v| *v *= scale);
+            m.wall = Dist::new(&m.rounds.iter().flatten().copied().collect::<Vec<_>>());
         }
-        let direct = methods.iter().find(|m| m.method == Method::Direct).map_or(0.0, |m| m.wall.median);
+        let direct = methods.iter().find(|m| m.method == Method::Direct).cloned();
+        let Some(direct) = direct else {
+            return CaseReport { case, unit, rounds, methods, served, load_before, load_after };
+        };
         for m in methods.iter_mut().filter(|m| m.method != Method::Direct) {
-            m.speedup = ratio(direct, m.wall.median);
-            m.saved_pct = ratio(m.wall.median, direct).map(|r| (1.0 - r) * 100.0);
+            m.speedup = ratio(direct.wall.median, m.wall.median);
+            m.saved_pct = ratio(m.wall.median, direct.wall.median).map(|r| (1.0 - r) * 100.0);
+            let mut pairs: Vec<f64> =
+                direct.rounds.iter().zip(&m.rounds).filter_map(|(d, x)| ratio((*d)?, (*x)?)).collect();
+            pairs.sort_by(f64::total_cmp);
+            m.paired_speedup = (!pairs.is_empty()).then(|| percentile(&pairs, 50.0));
         }
         CaseReport { case, unit, rounds, methods, served, load_before, load_after }
     }
@@ -229,7 +241,11 @@ impl BenchExecReport {
     }
 
     pub fn write_table(&self, w: &mut dyn Write) -> io::Result<()> {
-        writeln!(w, "zygote bench-exec: {} CPUs, load {} at the start, {} at the end", self.cpus, self.load_start, self.load_end)?;
+        writeln!(
+            w,
+            "zygote bench-exec: {} CPUs, load {} at the start, {} at the end",
+            self.cpus, self.load_start, self.load_end
+        )?;
         writeln!(
             w,
             "daemon: {} ({}); compiler {} ({})",
@@ -255,25 +271,28 @@ impl CaseReport {
         writeln!(w, "{}: {} rounds, load {} -> {}", self.case, self.rounds, self.load_before, self.load_after)?;
         writeln!(
             w,
-            "  {:<14} {:>10} {:>10} {:>10} {:>9} {:>8}  command",
+            "  {:<14} {:>10} {:>10} {:>10} {:>9} {:>7} {:>8}  command",
             "method",
             format!("median {u}"),
             "p10",
             "p90",
             "vs direct",
+            "paired",
             "saved"
         )?;
         for m in &self.methods {
             let speed = m.speedup.map_or("-".into(), |s| format!("{s:.2}x"));
             let saved = m.saved_pct.map_or("-".into(), |s| format!("{s:.1}%"));
+            let paired = m.paired_speedup.map_or("-".into(), |s| format!("{s:.2}x"));
             writeln!(
                 w,
-                "  {:<14} {:>10.1} {:>10.1} {:>10.1} {:>9} {:>8}  {}",
+                "  {:<14} {:>10.1} {:>10.1} {:>10.1} {:>9} {:>7} {:>8}  {}",
                 m.method.name(),
                 m.wall.median,
                 m.wall.p10,
                 m.wall.p90,
                 speed,
+                paired,
                 saved,
                 m.command
             )?;
@@ -307,7 +326,13 @@ impl CaseReport {
             if s.ok { "" } else { "  NOT ALL SERVED" }
         )?;
         for m in self.methods.iter().filter(|m| m.failures > 0) {
-            writeln!(w, "  {}: {} failed; first: {}", m.method.name(), m.failures, m.first_failure.as_deref().unwrap_or("?"))?;
+            writeln!(
+                w,
+                "  {}: {} failed; first: {}",
+                m.method.name(),
+                m.failures,
+                m.first_failure.as_deref().unwrap_or("?")
+            )?;
         }
         Ok(())
     }
