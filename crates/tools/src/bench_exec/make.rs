@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::daemon::Setup;
 use super::pss::Sampler;
-use super::report::{CaseReport, MethodReport, PssSummary, ServedCheck};
+use super::report::{CaseReport, Dist, MethodReport, PssSummary, ServedCheck};
 use super::{BenchExecArgs, BenchExecError, Method, io_err, loadavg, methods, progress};
 
 /// The project's Makefile (one object per source file).
@@ -109,6 +109,8 @@ struct Builder {
     env: Vec<(OsString, OsString)>,
     times: Vec<Option<Duration>>,
     pss: Vec<PssSummary>,
+    /// CPU time (ms) of each successful build: see [`cpu_ms`].
+    cpu: Vec<Duration>,
     failures: usize,
     first_failure: Option<String>,
 }
@@ -128,11 +130,13 @@ impl Builder {
         cmd.arg(format!("-j{}", args.jobs)).arg(format!("CC={}", self.cc)).arg(format!("CFLAGS={opt}"));
         cmd.current_dir(&self.dir).env_clear().envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd.stdin(Stdio::null()).stdout(log).stderr(err);
+        let daemon = setup.daemon_pid();
+        let cpu_before = cpu_ms(daemon);
         let t = Instant::now();
         let mut child = cmd.spawn().map_err(io_err("starting make"))?;
         let mut roots = vec![child.id() as i32];
         if self.method == Method::DaemonSide {
-            roots.extend(setup.daemon_pid());
+            roots.extend(daemon);
         }
         let exes = vec![setup.compiler_exe.clone(), fs::canonicalize(setup.client()).unwrap_or(setup.client())];
         let sampler = Sampler::start(roots, exes, Duration::from_millis(args.pss_interval_ms));
@@ -141,6 +145,7 @@ impl Builder {
         let pss = sampler.finish();
         if st.success() {
             self.pss.extend(pss);
+            self.cpu.push(Duration::from_millis(cpu_ms(daemon).saturating_sub(cpu_before)));
             return Ok(Some(took));
         }
         self.failures += 1;
@@ -151,6 +156,24 @@ impl Builder {
         }
         Ok(None)
     }
+}
+
+/// CPU time so far, in ms, user + system: of this process's reaped children
+/// (make, and through it the compilers it reaped) and of the daemon with its
+/// reaped children (what it did to serve, and the compilers `zygote spawn`
+/// started). From `/proc/PID/stat` (clock ticks).
+fn cpu_ms(daemon: Option<i32>) -> u64 {
+    let ticks = |pid: &str, fields: &[usize]| -> u64 {
+        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0 };
+        let Some(after) = stat.rfind(')').map(|i| &stat[i + 1..]) else { return 0 };
+        // `after` starts at field 3 (state).
+        let words: Vec<&str> = after.split_whitespace().collect();
+        fields.iter().filter_map(|f| words.get(f - 3)?.parse::<u64>().ok()).sum()
+    };
+    let own = ticks("self", &[16, 17]);
+    let d = daemon.map_or(0, |pid| ticks(&pid.to_string(), &[14, 15, 16, 17]));
+    let hz = rustix::param::clock_ticks_per_second().max(1);
+    (own + d) * 1000 / hz
 }
 
 /// Remove the objects.
@@ -181,7 +204,17 @@ pub(super) fn run(
             _ => args.compiler.clone(),
         };
         let env = setup.env(method);
-        let b = Builder { method, dir, cc, env, times: Vec::new(), pss: Vec::new(), failures: 0, first_failure: None };
+        let b = Builder {
+            method,
+            dir,
+            cc,
+            env,
+            times: Vec::new(),
+            pss: Vec::new(),
+            cpu: Vec::new(),
+            failures: 0,
+            first_failure: None,
+        };
         builders.push(b);
     }
     let link_env = setup.env(Method::Link);
@@ -204,6 +237,7 @@ pub(super) fn run(
             b.build(setup, args, opt)?;
             (b.failures, b.first_failure) = (0, None);
             b.pss.clear();
+            b.cpu.clear();
         }
     }
     let load_before = loadavg();
@@ -230,7 +264,10 @@ pub(super) fn run(
         .iter()
         .map(|b| {
             let pss = PssSummary::median_of(&b.pss);
-            MethodReport::new(b.method, b.command(args, opt), &b.times, b.failures, b.first_failure.clone(), pss)
+            let mut m =
+                MethodReport::new(b.method, b.command(args, opt), &b.times, b.failures, b.first_failure.clone(), pss);
+            m.cpu_ms = Some(Dist::new(&b.cpu.iter().map(|d| d.as_secs_f64() * 1e3).collect::<Vec<_>>()));
+            m
         })
         .collect();
     Ok(CaseReport::new(

@@ -25,7 +25,7 @@ pub struct Dist {
 }
 
 impl Dist {
-    fn new(times: &[f64]) -> Dist {
+    pub(super) fn new(times: &[f64]) -> Dist {
         let mut v = times.to_vec();
         v.sort_by(f64::total_cmp);
         Dist {
@@ -101,6 +101,9 @@ pub struct MethodReport {
     pub saved_pct: Option<f64>,
     /// Median over the builds (make only).
     pub pss: Option<PssSummary>,
+    /// make only: CPU time per build (ms, user + system) of make, the
+    /// compilers, the daemon and the processes it started.
+    pub cpu_ms: Option<Dist>,
 }
 
 impl MethodReport {
@@ -114,7 +117,19 @@ impl MethodReport {
     ) -> MethodReport {
         let rounds: Vec<Option<f64>> = times.iter().map(|t| t.map(|t| t.as_secs_f64())).collect();
         let (wall, speedup, paired_speedup, saved_pct) = (Dist::default(), None, None, None);
-        MethodReport { method, command, wall, rounds, failures, first_failure, speedup, paired_speedup, saved_pct, pss }
+        MethodReport {
+            method,
+            command,
+            wall,
+            rounds,
+            failures,
+            first_failure,
+            speedup,
+            paired_speedup,
+            saved_pct,
+            pss,
+            cpu_ms: None,
+        }
     }
 }
 
@@ -312,6 +327,14 @@ impl CaseReport {
                 m.wall.n,
                 p.interval_ms
             )?;
+        }
+        let cpu: Vec<String> = self
+            .methods
+            .iter()
+            .filter_map(|m| Some(format!("{} {:.2} s", m.method.name(), m.cpu_ms.as_ref()?.median / 1e3)))
+            .collect();
+        if !cpu.is_empty() {
+            writeln!(w, "  CPU time per build (make, compilers, daemon; median): {}", cpu.join(", "))?;
         }
         let s = &self.served;
         writeln!(
