@@ -75,7 +75,7 @@ fn sample(roots: &[i32], exes: &[PathBuf]) -> Sample {
             }
             stack.push(child);
             let Ok(exe) = fs::read_link(format!("/proc/{child}/exe")) else { continue };
-            if exes.iter().any(|e| *e == exe)
+            if exes.contains(&exe)
                 && let Some(pss) = pss_of(child)
             {
                 s.pss += pss;
