@@ -39,6 +39,9 @@ enum Command {
     /// Measure spawns through a running daemon (concurrent clients) against posix_spawn.
     #[cfg(feature = "tools")]
     BenchDaemon(tools::BenchDaemonArgs),
+    /// Whole processes from a shell-like parent: direct against the thin client and masquerade links.
+    #[cfg(feature = "tools")]
+    BenchExec(tools::BenchExecArgs),
     /// Serve spawn requests on a Unix socket (the main job).
     Daemon(daemon::DaemonArgs),
     /// Start PROGRAM through the daemon, with this terminal's stdio; exits with its status.
@@ -88,6 +91,7 @@ from_exit_code!(zygote_linux::SpawnError, zygote::remote::RemoteError);
 from_exit_code!(
     zygote_tools::bench::BenchError,
     zygote_tools::bench_daemon::DaemonBenchError,
+    zygote_tools::bench_exec::BenchExecError,
     zygote_tools::experiment::ExperimentError,
     zygote_tools::stress::StressError,
 );
@@ -203,6 +207,8 @@ pub fn main() -> ExitCode {
                 Command::Bench(a) => tools::bench(a),
                 #[cfg(feature = "tools")]
                 Command::BenchDaemon(a) => tools::bench_daemon(a),
+                #[cfg(feature = "tools")]
+                Command::BenchExec(a) => tools::bench_exec(a),
                 Command::Spawn(a) => remote::spawn(a),
                 Command::Preload(a) => remote::preload(a),
                 Command::InstallLinks(a) => links::install_links(a),

@@ -7,7 +7,9 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 use zygote_linux::Zygote;
-use zygote_tools::{bench, bench_daemon, experiment, stress};
+use zygote_tools::{bench, bench_daemon, bench_exec, experiment, stress};
+
+pub use zygote_tools::bench_exec::BenchExecArgs;
 
 use super::{CacheArgs, CliError, SocketArg};
 
@@ -163,6 +165,12 @@ pub fn bench_daemon(a: BenchDaemonArgs) -> Result<i32, CliError> {
     };
     let report = bench_daemon::run(&opts)?;
     emit("bench-daemon", &report, a.json, |r, w| r.write_table(w))?;
+    Ok(if report.failures() > 0 { 1 } else { 0 })
+}
+
+pub fn bench_exec(a: BenchExecArgs) -> Result<i32, CliError> {
+    let report = bench_exec::run(&a)?;
+    emit("bench-exec", &report, a.json, |r, w| r.write_table(w))?;
     Ok(if report.failures() > 0 { 1 } else { 0 })
 }
 

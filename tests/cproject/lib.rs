@@ -1,0 +1,1 @@
+//! Empty: this manifest only fetches lua-src (see Cargo.toml).
