@@ -200,7 +200,7 @@ pub(super) fn run(
         let dir = setup.subdir(&format!("make-{}", method.name().replace(' ', "-")))?;
         project.lay_out(&dir)?;
         let cc = match method {
-            Method::DaemonSide => format!("{} spawn -- {}", setup.zygote.display(), args.compiler),
+            Method::DaemonSide => format!("{} spawn --daemon-side -- {}", setup.zygote.display(), args.compiler),
             _ => args.compiler.clone(),
         };
         let env = setup.env(method);

@@ -1,7 +1,7 @@
 //! `zygote bench-exec`: whole processes started from a shell-like parent
 //! (vfork + execve of the command, then waitpid), a direct run against the
 //! same command through the thin exec client (`zygote-exec`), a masquerade
-//! link, and the daemon-side path (`zygote spawn`), interleaved round by
+//! link, and the daemon-side path (`zygote spawn --daemon-side`), interleaved round by
 //! round; then a C project (Lua's sources, from the crates.io package
 //! lua-src) built with `make -jN` with the compiler direct, through a
 //! masquerade link and through `zygote spawn`, with the compilers' Pss
@@ -65,7 +65,7 @@ pub struct BenchExecArgs {
     /// Milliseconds between samples of the compilers' Pss during a build (0: no sampling).
     #[arg(long, default_value_t = DEFAULT_PSS_INTERVAL_MS)]
     pub pss_interval_ms: u64,
-    /// Leave out the daemon-side method (`zygote spawn`).
+    /// Leave out the daemon-side method (`zygote spawn --daemon-side`).
     #[arg(long)]
     pub no_daemon_side: bool,
     /// Print the report as JSON on stdout; the table then goes to stderr.
@@ -113,7 +113,8 @@ pub enum Method {
     Client,
     /// A masquerade link named after the program, first in PATH.
     Link,
-    /// `zygote spawn -- PROGRAM ARGS`: the daemon starts it as its child.
+    /// `zygote spawn --daemon-side -- PROGRAM ARGS`: the daemon starts it as
+    /// its child (the path before caller-side spawning).
     DaemonSide,
 }
 
@@ -123,7 +124,7 @@ impl Method {
             Method::Direct => "direct",
             Method::Client => "zygote-exec",
             Method::Link => "link",
-            Method::DaemonSide => "zygote spawn",
+            Method::DaemonSide => "zygote spawn --daemon-side",
         }
     }
 

@@ -87,7 +87,7 @@ pub(super) fn run(
             Method::Link => (with(vec![&name]), setup.links.join(&name)),
             Method::DaemonSide => {
                 let z = setup.zygote.to_string_lossy().into_owned();
-                (with(vec![&z, "spawn", "--", &given]), setup.zygote.clone())
+                (with(vec![&z, "spawn", "--daemon-side", "--", &given]), setup.zygote.clone())
             }
         };
         runners.push(Runner::new(setup, method, argv, path)?);
