@@ -13,13 +13,14 @@
 //! name and bytes), so a different loader configuration or interpreter is a
 //! different image.
 //!
-//! Also here: the program-header reader both the interpreter and the vDSO
-//! are loaded with. Pure, tested on every host.
+//! The headers are read by the core's ELF decoder
+//! ([`zygote_core::elf::decode_as_is`], as the vDSO's are). Pure, tested on
+//! every host.
 
 use std::path::Path;
 use std::time::Duration;
 
-use zygote_core::elf::{PAGE_SIZE, ProgramKind, page_down, page_up};
+use zygote_core::elf::{AsIsInfo, ElfError, ProgramKind, decode_as_is, page_down, page_up};
 use zygote_core::image::{
     ContentHash, EntryState, FileIdentity, Image, ImageError, ImageKey, ImageParts, ImageRegion, MappedFile,
     RegionKind, RelocSummary,
@@ -29,163 +30,13 @@ use zygote_core::kernel::Kernel;
 /// The preparer version of interpreter images (relocate: 1, prototype: 2).
 pub const INTERP_V1: u32 = 3;
 
-const PT_LOAD: u32 = 1;
-const PT_INTERP: u32 = 3;
-const PT_GNU_STACK: u32 = 0x6474_e551;
-const PF_X: u32 = 1;
-const PF_W: u32 = 2;
-const PF_R: u32 = 4;
-
-#[derive(Debug, PartialEq, Eq, thiserror::Error)]
-pub enum HeadersError {
-    #[error("not a little-endian ELF64 file")]
-    NotElf64,
-    #[error("the program headers ({phnum} at {phoff:#x}) run past the end of the {len} bytes read")]
-    Truncated { phoff: u64, phnum: u64, len: usize },
-    #[error("program header {index}: {why}")]
-    BadSegment { index: usize, why: &'static str },
-    #[error("no PT_LOAD segments")]
-    NoLoads,
-}
-
 /// Why an interpreter image could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum InterpError {
     #[error("{path}: the interpreter: {source}")]
-    Headers { path: std::path::PathBuf, source: HeadersError },
+    Headers { path: std::path::PathBuf, source: ElfError },
     #[error(transparent)]
     Image(#[from] ImageError),
-}
-
-/// A PT_LOAD.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Load {
-    pub index: usize,
-    pub vaddr: u64,
-    pub memsz: u64,
-    pub offset: u64,
-    pub filesz: u64,
-    /// `PF_*`.
-    pub flags: u32,
-}
-
-impl Load {
-    pub fn writable(&self) -> bool {
-        self.flags & PF_W != 0
-    }
-    /// `PROT_*` bits.
-    pub fn prot(&self) -> u32 {
-        let mut p = 0;
-        if self.flags & PF_R != 0 {
-            p |= zygote_plan::PROT_READ;
-        }
-        if self.writable() {
-            p |= zygote_plan::PROT_WRITE;
-        }
-        if self.flags & PF_X != 0 {
-            p |= zygote_plan::PROT_EXEC;
-        }
-        p
-    }
-}
-
-/// What loading needs from an ELF file's headers.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Headers {
-    pub entry: u64,
-    /// PT_LOADs in address order, each on its own pages.
-    pub loads: Vec<Load>,
-    /// The PT_INTERP name, without its NUL.
-    pub interp: Option<Vec<u8>>,
-    /// PT_GNU_STACK's p_memsz, when non-zero.
-    pub stack_size: Option<u64>,
-}
-
-impl Headers {
-    /// Page-aligned `(start, end)` of the PT_LOADs (unbiased).
-    pub fn span(&self) -> (u64, u64) {
-        let start = self.loads.first().map_or(0, |l| page_down(l.vaddr));
-        let end = self.loads.last().map_or(0, |l| page_up(l.vaddr + l.memsz));
-        (start, end)
-    }
-}
-
-fn u16_at(b: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?)))
-}
-fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
-}
-fn u64_at(b: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
-}
-
-/// Read the headers from the start of a file (`bytes` must hold the
-/// program header table; the interpreter name is read when it is there).
-pub fn headers(bytes: &[u8]) -> Result<Headers, HeadersError> {
-    if bytes.get(..6) != Some(b"\x7fELF\x02\x01") {
-        return Err(HeadersError::NotElf64);
-    }
-    let field = |v: Option<u64>| v.ok_or(HeadersError::NotElf64);
-    let (entry, phoff, phentsize, phnum) = (
-        field(u64_at(bytes, 0x18))?,
-        field(u64_at(bytes, 0x20))?,
-        field(u16_at(bytes, 0x36))?,
-        field(u16_at(bytes, 0x38))?,
-    );
-    let table_end = phoff.checked_add(phnum * phentsize);
-    if phentsize != 56 || table_end.is_none_or(|e| e > bytes.len() as u64) {
-        return Err(HeadersError::Truncated { phoff, phnum, len: bytes.len() });
-    }
-    let mut h = Headers { entry, loads: Vec::new(), interp: None, stack_size: None };
-    for index in 0..phnum as usize {
-        let at = phoff as usize + index * 56;
-        let read = || -> Option<(u32, u32, u64, u64, u64, u64)> {
-            Some((
-                u32_at(bytes, at)?,
-                u32_at(bytes, at + 4)?,
-                u64_at(bytes, at + 8)?,
-                u64_at(bytes, at + 16)?,
-                u64_at(bytes, at + 32)?,
-                u64_at(bytes, at + 40)?,
-            ))
-        };
-        let (ptype, flags, offset, vaddr, filesz, memsz) =
-            read().ok_or(HeadersError::Truncated { phoff, phnum, len: bytes.len() })?;
-        match ptype {
-            PT_LOAD if memsz > 0 => {
-                let bad = |why| HeadersError::BadSegment { index, why };
-                if filesz > memsz {
-                    return Err(bad("p_filesz is larger than p_memsz"));
-                }
-                if vaddr % PAGE_SIZE != offset % PAGE_SIZE {
-                    return Err(bad("p_vaddr and p_offset differ modulo the page size"));
-                }
-                if vaddr.checked_add(memsz).is_none() || offset.checked_add(filesz).is_none() {
-                    return Err(bad("the segment wraps around"));
-                }
-                if let Some(prev) = h.loads.last()
-                    && page_down(vaddr) < page_up(prev.vaddr + prev.memsz)
-                {
-                    return Err(bad("PT_LOADs overlap or are not sorted"));
-                }
-                h.loads.push(Load { index, vaddr, memsz, offset, filesz, flags });
-            }
-            PT_INTERP => {
-                let name = usize::try_from(offset)
-                    .ok()
-                    .zip(usize::try_from(offset.saturating_add(filesz)).ok())
-                    .and_then(|(a, b)| bytes.get(a..b));
-                h.interp = name.map(|n| n.split(|&c| c == 0).next().unwrap_or(n).to_vec());
-            }
-            PT_GNU_STACK if memsz > 0 => h.stack_size = Some(memsz),
-            _ => {}
-        }
-    }
-    if h.loads.is_empty() {
-        return Err(HeadersError::NoLoads);
-    }
-    Ok(h)
 }
 
 /// What the loader service answered, in the order the zygote asked.
@@ -223,20 +74,19 @@ pub fn interp_key(program: &ContentHash, answers: &LoaderAnswers) -> ImageKey {
 /// The regions of an ELF file loaded as it is at `bias`, and the bytes of
 /// each sealed copy (writable file pages with everything past p_filesz
 /// zeroed), indexed by [`RegionKind::Sealed`]'s `object`.
-pub fn load_regions(h: &Headers, data: &[u8], bias: u64) -> Result<(Vec<ImageRegion>, Vec<Vec<u8>>), HeadersError> {
+pub fn load_regions(h: &AsIsInfo, data: &[u8], bias: u64) -> Result<(Vec<ImageRegion>, Vec<Vec<u8>>), ElfError> {
     let mut regions = Vec::new();
     let mut copies = Vec::new();
-    for l in &h.loads {
+    for l in &h.segments {
         let start = page_down(l.vaddr);
         let file_end = page_up(l.vaddr + l.filesz);
         let at = bias.wrapping_add(start);
         if l.filesz > 0 {
             let kind = if l.writable() {
-                let src = usize::try_from(l.offset)
-                    .ok()
-                    .zip(usize::try_from(l.offset + l.filesz).ok())
-                    .and_then(|(a, b)| data.get(a..b))
-                    .ok_or(HeadersError::BadSegment { index: l.index, why: "file bytes past the end of the file" })?;
+                let (a, b) = (l.offset, l.offset + l.filesz);
+                let src = usize::try_from(a).ok().zip(usize::try_from(b).ok()).and_then(|(a, b)| data.get(a..b));
+                let what = "a writable PT_LOAD's file bytes";
+                let src = src.ok_or(ElfError::Truncated { what, start: a, end: b, len: data.len() as u64 })?;
                 let mut copy = vec![0u8; (file_end - start) as usize];
                 let head = (l.vaddr - start) as usize;
                 copy[head..head + src.len()].copy_from_slice(src);
@@ -282,7 +132,7 @@ pub fn prepare<K: Kernel>(
     build_time: Duration,
 ) -> Result<Image<K>, InterpError> {
     let bad = |source| InterpError::Headers { path: path.to_path_buf(), source };
-    let h = headers(data).map_err(bad)?;
+    let h = decode_as_is(data, data.len() as u64).map_err(bad)?;
     let (regions, copies) = load_regions(&h, data, bias).map_err(bad)?;
     let mut objects = Vec::with_capacity(copies.len());
     for (i, bytes) in copies.iter().enumerate() {

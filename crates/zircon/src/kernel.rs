@@ -157,9 +157,9 @@ pub fn prepare_interp(path: &Path, interp: FileVmo, key: ImageKey) -> Result<Zir
     let n =
         Zircon::read_at(&interp, &mut data, 0).map_err(|source| PrepareError::Read { path: path.into(), source })?;
     data.truncate(n);
-    let h = crate::interp::headers(&data)
+    let h = zygote_core::elf::decode_as_is(&data, data.len() as u64)
         .map_err(|source| PrepareError::Interp(InterpError::Headers { path: path.into(), source }))?;
-    let (start, end) = h.span();
+    let (start, end) = (h.start(), h.end());
     let (lo, hi) = relocate::BIAS_WINDOW;
     let slots = (hi - lo).saturating_sub(end - start) / zygote_core::elf::PAGE_SIZE;
     let r = Zircon::random_u64().map_err(|source| PrepareError::Read { path: path.into(), source })?;

@@ -12,11 +12,10 @@
 use std::cell::RefCell;
 use std::sync::Arc;
 
-use zygote_core::elf::{ProgramKind, page_up};
+use zygote_core::elf::{ElfError, ProgramKind, decode_as_is, page_down, page_up};
 use zygote_core::kernel::Starter;
 use zygote_core::vmar::{self, MapStep, Perms, PlanError, Relro, Source};
 
-use crate::interp::{self, HeadersError};
 use crate::kernel::{Zircon, ZirconImage};
 use crate::process::ZirconProcess;
 use crate::processargs::{self, Contents, HandleInfo, HandleType, ProcessargsError};
@@ -38,7 +37,7 @@ pub enum LaunchError {
     #[error("{image}: the bootstrap message: {source}")]
     Processargs { image: String, source: ProcessargsError },
     #[error("{image}: the vDSO: {source}")]
-    Vdso { image: String, source: HeadersError },
+    Vdso { image: String, source: ElfError },
     #[error("{image}: the vDSO has a writable segment (program header {index})")]
     VdsoWritable { image: String, index: usize },
     #[error("{image}: relocated text needs the VMEX resource (fuchsia.kernel.VmexResource), which this launcher lacks")]
@@ -408,9 +407,10 @@ impl Launcher {
             return DEFAULT_STACK_SIZE;
         };
         let mut head = vec![0u8; page_size() as usize];
-        let size = vmo.get_content_size().unwrap_or(0).min(head.len() as u64);
-        head.truncate(size as usize);
-        let asked = vmo.read(&mut head, 0).ok().and_then(|()| interp::headers(&head).ok()).and_then(|h| h.stack_size);
+        let size = vmo.get_content_size().unwrap_or(0);
+        head.truncate(size.min(head.len() as u64) as usize);
+        let asked =
+            vmo.read(&mut head, 0).ok().and_then(|()| decode_as_is(&head, size).ok()).and_then(|h| h.stack?.size());
         asked.unwrap_or(DEFAULT_STACK_SIZE)
     }
 
@@ -424,19 +424,19 @@ impl Launcher {
         let size = vdso.get_size().map_err(zx("zx_vmo_get_size", "vDSO"))?;
         head.truncate(size.min(head.len() as u64) as usize);
         vdso.read(&mut head, 0).map_err(zx("zx_vmo_read", "vDSO headers"))?;
-        let h = interp::headers(&head).map_err(|source| LaunchError::Vdso { image: image.into(), source })?;
-        if let Some(l) = h.loads.iter().find(|l| l.writable()) {
+        let h = decode_as_is(&head, size).map_err(|source| LaunchError::Vdso { image: image.into(), source })?;
+        if let Some(l) = h.segments.iter().find(|l| l.writable()) {
             return Err(LaunchError::VdsoWritable { image: image.into(), index: l.index });
         }
-        let (start, end) = h.span();
+        let (start, end) = (h.start(), h.end());
         let flags = VmarFlags::CAN_MAP_SPECIFIC | VmarFlags::CAN_MAP_READ | VmarFlags::CAN_MAP_EXECUTE;
         let (vmar, addr) = root.allocate(0, end - start, flags).map_err(zx("zx_vmar_allocate", "vDSO"))?;
-        for l in &h.loads {
-            let from = zygote_core::elf::page_down(l.vaddr);
+        for l in &h.segments {
+            let from = page_down(l.vaddr);
             let len = page_up(l.vaddr + l.memsz) - from;
             let perms = Perms::from_prot(l.prot());
             let flags = VmarFlags::SPECIFIC | perm_flags(perms);
-            let off = zygote_core::elf::page_down(l.offset);
+            let off = page_down(l.offset);
             vmar.map(from - start, vdso, off, len, flags).map_err(zx("zx_vmar_map", "vDSO segment"))?;
         }
         Ok(addr.wrapping_sub(start))

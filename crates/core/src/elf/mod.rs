@@ -7,6 +7,7 @@
 //! zero-fill) decides how the preparer backs it. Structures are typed zero-copy
 //! views from the `object` crate.
 
+mod as_is;
 pub mod reloc;
 
 use std::fmt;
@@ -15,6 +16,10 @@ use object::elf;
 use object::read::elf::{Dyn as _, FileHeader as _, ProgramHeader as _};
 use object::{LittleEndian as LE, pod};
 
+pub use as_is::{AsIsInfo, GnuStack, decode_as_is};
+/// The ELF ABI's names (`PT_*`, `PF_*`, `ET_*`, `EM_*`, ...), from `object`,
+/// so that no caller keeps constants of its own.
+pub use object::elf as abi;
 pub use reloc::Machine;
 
 /// Dynamic tags `object` 0.36 does not name (generic ABI, 2017).
@@ -247,6 +252,15 @@ pub struct ElfInfo {
     pub max_align: u64,
 }
 
+/// The pages PT_LOADs sorted by address span: the lowest and one past the
+/// highest.
+fn span_start(segments: &[Segment]) -> u64 {
+    segments.first().map_or(0, |s| page_down(s.vaddr))
+}
+fn span_end(segments: &[Segment]) -> u64 {
+    segments.last().map_or(0, |s| page_up(s.vaddr + s.memsz))
+}
+
 impl ElfInfo {
     /// The segment whose file-backed part contains `[vaddr, vaddr+len)`.
     pub fn segment_for(&self, vaddr: u64, len: u64) -> Option<&Segment> {
@@ -260,11 +274,11 @@ impl ElfInfo {
 
     /// Lowest page of the image.
     pub fn start(&self) -> u64 {
-        self.segments.first().map_or(0, |s| page_down(s.vaddr))
+        span_start(&self.segments)
     }
     /// One past the highest page of the image.
     pub fn end(&self) -> u64 {
-        self.segments.last().map_or(0, |s| page_up(s.vaddr + s.memsz))
+        span_end(&self.segments)
     }
 }
 
@@ -366,16 +380,15 @@ struct Scan {
     dynamic: Option<Ph>,
     interp: Option<Ph>,
     phdr_vaddr: Option<u64>,
-    /// The PT_GNU_STACK, when it asks for PF_X.
-    exec_stack: Option<Ph>,
+    stack: Option<Ph>,
 }
 
 /// Decode and validate a program file held in memory. Errors say what is
 /// wrong and where in the file; the caller knows which file it is.
 pub fn decode(data: &[u8]) -> Result<ElfInfo, ElfError> {
     let header = decode_header(data)?;
-    let scan = scan_program_headers(data, &header)?;
-    let Scan { segments, relro, tls, dynamic, interp, phdr_vaddr, exec_stack } = scan;
+    let scan = scan_program_headers(data, &header, data.len() as u64)?;
+    let Scan { segments, relro, tls, dynamic, interp, phdr_vaddr, stack } = scan;
     check_layout(&segments, &header)?;
     let max_align = segments.iter().map(|s| s.align).max().unwrap_or(PAGE_SIZE).max(PAGE_SIZE);
     let entry = header.entry;
@@ -386,7 +399,7 @@ pub fn decode(data: &[u8]) -> Result<ElfInfo, ElfError> {
         Some(v) => v,
         None => phdrs_in_load(&segments, &header)?,
     };
-    refuse_unsupported(data, interp, exec_stack)?;
+    refuse_unsupported(data, interp, stack)?;
     let dynamic = dynamic.map(|ph| decode_dynamic(data, &ph).map(|d| (ph, d))).transpose()?;
     let kind = classify(data, &segments, &header, dynamic.as_ref())?;
     if let Some(t) = tls
@@ -475,8 +488,9 @@ fn decode_header(data: &[u8]) -> Result<Header, ElfError> {
     Ok(header)
 }
 
-/// Read and check every program header, in order.
-fn scan_program_headers(data: &[u8], header: &Header) -> Result<Scan, ElfError> {
+/// Read and check every program header, in order, in a file of `file_len`
+/// bytes that starts with `data`.
+fn scan_program_headers(data: &[u8], header: &Header, file_len: u64) -> Result<Scan, ElfError> {
     let e = LE;
     // decode_header checked the identification and size; this re-view cannot fail.
     let phdrs = pod::from_bytes::<elf::FileHeader64<LE>>(data)
@@ -486,7 +500,7 @@ fn scan_program_headers(data: &[u8], header: &Header) -> Result<Scan, ElfError> 
     let mut scan = Scan::default();
     for (index, raw) in phdrs.iter().enumerate() {
         let ph = Ph::read(index, header.phoff, raw);
-        check_in_file(&ph, data.len() as u64)?;
+        check_in_file(&ph, file_len)?;
         match ph.ptype {
             elf::PT_LOAD => {
                 if let Some(segment) = check_load(&ph)? {
@@ -498,7 +512,7 @@ fn scan_program_headers(data: &[u8], header: &Header) -> Result<Scan, ElfError> 
             elf::PT_DYNAMIC => scan.dynamic = Some(ph),
             elf::PT_INTERP => scan.interp = Some(ph),
             elf::PT_PHDR => scan.phdr_vaddr = Some(ph.vaddr),
-            elf::PT_GNU_STACK => scan.exec_stack = (ph.flags & elf::PF_X != 0).then_some(ph),
+            elf::PT_GNU_STACK => scan.stack = Some(ph),
             _ => {}
         }
     }
@@ -617,13 +631,13 @@ fn phdrs_in_load(segments: &[Segment], header: &Header) -> Result<u64, ElfError>
 }
 
 /// What the relocating preparer cannot run: an interpreter, an executable stack.
-fn refuse_unsupported(data: &[u8], interp: Option<Ph>, exec_stack: Option<Ph>) -> Result<(), ElfError> {
+fn refuse_unsupported(data: &[u8], interp: Option<Ph>, stack: Option<Ph>) -> Result<(), ElfError> {
     if let Some(ph) = interp {
         let raw = ph.bytes(data);
         let s = raw.split(|&b| b == 0).next().unwrap_or(raw);
         return Err(ElfError::Dynamic { index: ph.index, interp: String::from_utf8_lossy(s).into_owned() });
     }
-    if let Some(ph) = exec_stack {
+    if let Some(ph) = stack.filter(|ph| ph.flags & elf::PF_X != 0) {
         return Err(ElfError::ExecStack { index: ph.index });
     }
     Ok(())

@@ -28,6 +28,14 @@ impl Machine {
         }
     }
 
+    /// The e_machine value.
+    pub fn em(self) -> u16 {
+        match self {
+            Machine::X86_64 => elf::EM_X86_64,
+            Machine::AArch64 => elf::EM_AARCH64,
+        }
+    }
+
     /// The machine this build runs on.
     pub fn host() -> Self {
         if cfg!(target_arch = "aarch64") { Machine::AArch64 } else { Machine::X86_64 }

@@ -66,10 +66,7 @@ fn at(i: usize) -> u64 {
 }
 
 fn host_em() -> u16 {
-    match Machine::host() {
-        Machine::X86_64 => elf::EM_X86_64,
-        Machine::AArch64 => elf::EM_AARCH64,
-    }
+    Machine::host().em()
 }
 
 /// An ELF file to build.
@@ -435,4 +432,86 @@ fn messages_say_where_and_not_which_file() {
     s.entry = 0x5000;
     let msg = decode_spec(&s).expect_err("bad").to_string();
     assert_eq!(msg, "e_entry = 0x5000 (ELF header offset 0x18): is not inside an executable PT_LOAD");
+}
+
+// --- Loading as it is ---------------------------------------------------
+
+#[test]
+fn as_is_reads_the_headers() {
+    let b = build(&static_pie());
+    let info = decode_as_is(&b, LEN as u64).expect("a valid static PIE");
+    assert_eq!(info.machine, Machine::host());
+    assert_eq!((info.entry, info.phoff, info.phnum, info.phentsize), (0x100, PHOFF, 6, 56));
+    assert_eq!(info.segments, decode(&b).expect("decodes").segments, "the same PT_LOADs");
+    assert_eq!((info.start(), info.end()), (0, 0x3000));
+    assert_eq!(info.interp, None);
+    assert_eq!(info.stack, Some(GnuStack { index: 5, flags: RW, memsz: 0 }));
+    assert_eq!(info.stack.and_then(|s| s.size()), None, "p_memsz 0 asks for no size");
+}
+
+/// What only the relocating preparer cannot run is loaded as it is: an
+/// interpreter, an executable stack, a shared library, an entry point
+/// outside the text.
+#[test]
+fn as_is_takes_what_relocating_refuses() {
+    let mut s = static_pie();
+    s.phdrs.push(p(elf::PT_INTERP, elf::PF_R, 0x1700, 0, 0x10, 0x10, 1));
+    s.phdrs[5] = p(elf::PT_GNU_STACK, RW | elf::PF_X, 0, 0, 0, 0x40000, 16);
+    let mut b = build(&s);
+    b[0x1700..0x170b].copy_from_slice(b"/lib/ld.so\0");
+    assert_eq!(check(&b), Err(ElfError::Dynamic { index: 6, interp: "/lib/ld.so".into() }));
+    let info = decode_as_is(&b, b.len() as u64).expect("an interpreter and an executable stack");
+    assert_eq!(info.interp, Some(6));
+    let stack = info.stack.expect("PT_GNU_STACK");
+    assert!(stack.executable());
+    assert_eq!(stack.size(), Some(0x40000));
+
+    let mut s = static_pie();
+    s.phdrs[2].filesz = 0x40;
+    s.phdrs[2].memsz = 0x40;
+    s.dynamic = vec![(u64::from(elf::DT_NEEDED), 1), (u64::from(elf::DT_FLAGS_1), 0)];
+    let mut b = build(&s);
+    assert!(matches!(check(&b), Err(ElfError::SharedLibrary { .. })), "{:?}", check(&b));
+    assert!(decode_as_is(&b, b.len() as u64).is_ok(), "a shared library");
+    b[0x10] = elf::ET_EXEC as u8;
+    b[0x18..0x20].copy_from_slice(&0x5000u64.to_le_bytes());
+    let err = check(&b).expect_err("e_entry 0x5000 is in no executable PT_LOAD");
+    assert!(matches!(err, ElfError::BadField { field: "e_entry", .. }), "{err:?}");
+    assert_eq!(decode_as_is(&b, b.len() as u64).map(|i| i.entry), Ok(0x5000));
+}
+
+/// The same checks of the headers and the layout, with the same errors.
+#[test]
+fn as_is_keeps_the_checks() {
+    let as_is = |s: &Spec| {
+        let b = build(s);
+        decode_as_is(&b, b.len() as u64).map(drop)
+    };
+    let mut s = static_pie();
+    s.phdrs[0].memsz = 0x2800;
+    assert_eq!(as_is(&s), check_spec(&s), "overlapping PT_LOADs");
+    assert!(matches!(as_is(&s), Err(ElfError::BadSegment { index: 1, field: "p_vaddr", .. })));
+    let mut s = static_pie();
+    s.phdrs[1].memsz = 0x100;
+    assert_eq!(as_is(&s), check_spec(&s), "p_filesz > p_memsz");
+    let mut s = static_pie();
+    s.machine = elf::EM_RISCV;
+    assert!(matches!(as_is(&s), Err(ElfError::Machine { machine: elf::EM_RISCV, .. })));
+    let mut s = static_pie();
+    s.phdrs.retain(|p| p.ptype != elf::PT_LOAD);
+    assert!(matches!(as_is(&s), Err(ElfError::BadField { field: "e_phnum", why: "no PT_LOAD segments", .. })));
+    assert_eq!(decode_as_is(b"\x7fELF\x01\x01", 6), Err(ElfError::Class { class: 1 }));
+}
+
+/// The start of a file is enough when it holds the program headers; the
+/// segments' file bytes are checked against the whole file's length.
+#[test]
+fn as_is_reads_the_head_of_a_longer_file() {
+    let b = build(&static_pie());
+    let head = &b[..0x200];
+    assert_eq!(decode_as_is(head, LEN as u64), decode_as_is(&b, LEN as u64));
+    let err = decode_as_is(head, 0x200).expect_err("PT_LOADs past the end of the file");
+    assert!(matches!(err, ElfError::BadSegment { index: 0, field: "p_offset + p_filesz", .. }), "{err:?}");
+    let err = decode_as_is(&b[..0x100], LEN as u64).expect_err("the head lacks the program headers");
+    assert!(matches!(err, ElfError::Truncated { what: "the program headers", start: PHOFF, .. }), "{err:?}");
 }

@@ -1,5 +1,8 @@
-//! Tests of the header reader, the as-is load layout and the interpreter key,
-//! on ELF files built in memory.
+//! Tests of the as-is load layout (with the headers as the core's decoder
+//! reads them) and the interpreter key, on ELF files built in memory.
+
+use zygote_core::elf::Machine;
+use zygote_core::elf::abi::{ET_DYN, PF_R, PF_W, PF_X, PT_GNU_STACK, PT_INTERP, PT_LOAD};
 
 use super::*;
 
@@ -9,11 +12,13 @@ const RW: u32 = PF_R | PF_W;
 /// (type, flags, offset, vaddr, filesz, memsz)
 type Ph = (u32, u32, u64, u64, u64, u64);
 
-/// An ELF64 file of `len` bytes with program headers at 64, entry `entry`,
-/// and `tail` written at 0x800.
+/// An ELF64 ET_DYN for this host of `len` bytes with program headers at
+/// 64, entry `entry`, and `tail` written at 0x800.
 fn elf(entry: u64, phs: &[Ph], len: usize, tail: &[u8]) -> Vec<u8> {
     let mut b = vec![0u8; len];
-    b[..6].copy_from_slice(b"\x7fELF\x02\x01");
+    b[..7].copy_from_slice(b"\x7fELF\x02\x01\x01");
+    b[0x10..0x12].copy_from_slice(&ET_DYN.to_le_bytes());
+    b[0x12..0x14].copy_from_slice(&Machine::host().em().to_le_bytes());
     b[0x18..0x20].copy_from_slice(&entry.to_le_bytes());
     b[0x20..0x28].copy_from_slice(&64u64.to_le_bytes());
     b[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
@@ -47,37 +52,40 @@ fn program() -> Vec<u8> {
     data
 }
 
+/// What decoding an ELF file as it is gives the interpreter's loading.
+fn as_is(data: &[u8]) -> Result<AsIsInfo, ElfError> {
+    decode_as_is(data, data.len() as u64)
+}
+
 #[test]
 fn reads_loads_interpreter_and_stack() {
-    let h = headers(&program()).expect("headers");
+    let h = as_is(&program()).expect("headers");
     assert_eq!(h.entry, 0x1010);
-    assert_eq!(h.interp.as_deref(), Some(&b"ld.so.1"[..]));
-    assert_eq!(h.stack_size, Some(0x40000));
-    assert_eq!(h.loads.iter().map(|l| (l.index, l.vaddr)).collect::<Vec<_>>(), [(1, 0), (2, 0x2a00), (3, 0x6000)]);
-    assert_eq!(h.span(), (0, 0x7000));
+    assert_eq!(h.interp, Some(0));
+    assert_eq!(h.stack.and_then(|s| s.size()), Some(0x40000));
+    let loads: Vec<_> = h.segments.iter().map(|l| (l.index, l.vaddr)).collect();
+    assert_eq!(loads, [(1, 0), (2, 0x2a00), (3, 0x6000)]);
+    assert_eq!((h.start(), h.end()), (0, 0x7000));
 }
 
 #[test]
 fn refuses_bad_headers() {
-    assert_eq!(headers(b"\x7fELF\x01\x01"), Err(HeadersError::NotElf64));
+    assert_eq!(as_is(b"\x7fELF\x01\x01"), Err(ElfError::Class { class: 1 }));
     let mut short = program();
     short[0x38] = 200;
-    assert!(matches!(headers(&short), Err(HeadersError::Truncated { phnum: 200, .. })));
+    assert!(matches!(as_is(&short), Err(ElfError::Truncated { what: "the program headers", .. })));
     let overlap = elf(0, &[(PT_LOAD, RX, 0, 0, 0x1000, 0x1800), (PT_LOAD, RW, 0x1000, 0x1000, 8, 8)], 0x1100, b"");
-    assert_eq!(
-        headers(&overlap),
-        Err(HeadersError::BadSegment { index: 1, why: "PT_LOADs overlap or are not sorted" })
-    );
+    assert!(matches!(as_is(&overlap), Err(ElfError::BadSegment { index: 1, field: "p_vaddr", .. })));
     let incongruent = elf(0, &[(PT_LOAD, RX, 0x10, 0x1000, 8, 8)], 0x900, b"");
-    assert!(matches!(headers(&incongruent), Err(HeadersError::BadSegment { index: 0, .. })));
+    assert!(matches!(as_is(&incongruent), Err(ElfError::BadSegment { index: 0, field: "p_vaddr", .. })));
     let none = elf(0, &[(PT_GNU_STACK, RW, 0, 0, 0, 0)], 0x900, b"");
-    assert_eq!(headers(&none), Err(HeadersError::NoLoads));
+    assert!(matches!(as_is(&none), Err(ElfError::BadField { why: "no PT_LOAD segments", .. })));
 }
 
 #[test]
 fn loads_as_is_with_the_partial_page_zeroed_in_the_copy() {
     let data = program();
-    let h = headers(&data).expect("headers");
+    let h = as_is(&data).expect("headers");
     let bias = 0x10_0000;
     let (regions, copies) = load_regions(&h, &data, bias).expect("layout");
     let got: Vec<_> = regions.iter().map(|r| (r.vaddr - bias, r.len, r.kind)).collect();
@@ -102,8 +110,14 @@ fn loads_as_is_with_the_partial_page_zeroed_in_the_copy() {
 #[test]
 fn file_bytes_must_be_in_the_file() {
     let data = elf(0, &[(PT_LOAD, RW, 0x800, 0x800, 0x1000, 0x1000)], 0x900, b"");
-    let h = headers(&data).expect("headers");
-    assert!(matches!(load_regions(&h, &data, 0), Err(HeadersError::BadSegment { index: 0, .. })));
+    let err = as_is(&data).expect_err("file bytes past the end");
+    assert!(matches!(err, ElfError::BadSegment { index: 0, field: "p_offset + p_filesz", .. }), "{err:?}");
+    // Only the head of a longer file was decoded: laying out the loads with
+    // what was read finds the bytes missing.
+    let h = decode_as_is(&data, 0x1800).expect("headers");
+    let (start, end, len) = (0x800, 0x1800, 0x900);
+    let what = "a writable PT_LOAD's file bytes";
+    assert_eq!(load_regions(&h, &data, 0), Err(ElfError::Truncated { what, start, end, len }));
 }
 
 #[test]
