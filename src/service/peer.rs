@@ -15,8 +15,9 @@ pub struct Peer {
     pub pidfd: Option<Arc<OwnedFd>>,
     pub uid: u32,
     pub gid: u32,
-    /// Supplementary groups (from /proc/PID/status; empty if unreadable).
-    pub groups: Vec<u32>,
+    /// Supplementary groups, read from /proc/PID/status when first asked
+    /// for (most requests never need them).
+    groups: std::sync::OnceLock<Vec<u32>>,
 }
 
 impl Peer {
@@ -24,7 +25,16 @@ impl Peer {
         let cred = socket_peercred(sock)?;
         let pid = cred.pid.as_raw_nonzero().get();
         let pidfd = zygote_linux::restrictions::peer_pidfd(sock).ok().map(Arc::new);
-        Ok(Peer { pid, pidfd, uid: cred.uid.as_raw(), gid: cred.gid.as_raw(), groups: groups_of(pid) })
+        Ok(Peer::new(pid, pidfd, cred.uid.as_raw(), cred.gid.as_raw()))
+    }
+
+    pub fn new(pid: i32, pidfd: Option<Arc<OwnedFd>>, uid: u32, gid: u32) -> Self {
+        Peer { pid, pidfd, uid, gid, groups: std::sync::OnceLock::new() }
+    }
+
+    /// Supplementary groups (from /proc/PID/status; empty if unreadable).
+    pub fn groups(&self) -> &[u32] {
+        self.groups.get_or_init(|| groups_of(self.pid))
     }
 
     /// Can this peer read `file` through the fd it passed? Its open proved
@@ -55,7 +65,7 @@ impl Peer {
         }
         let bit = if self.uid == st.st_uid {
             0o100
-        } else if self.gid == st.st_gid || self.groups.contains(&st.st_gid) {
+        } else if self.gid == st.st_gid || self.groups().contains(&st.st_gid) {
             0o010
         } else {
             0o001
@@ -98,7 +108,8 @@ mod tests {
         let passwd = std::fs::File::open("/etc/passwd").unwrap();
         assert!(!p.may_execute(&passwd).unwrap());
         // Another user: /bin/sh is world-executable, a 0700 file of root is not.
-        let other = Peer { pid: 1, pidfd: None, uid: 65534, gid: 65534, groups: vec![] };
+        let other = Peer::new(1, None, 65534, 65534);
+        other.groups.get_or_init(Vec::new);
         assert!(other.may_execute(&sh).unwrap());
         let dir = std::env::temp_dir().join(format!("zygote-peer-{}", std::process::id()));
         std::fs::write(&dir, b"x").unwrap();

@@ -27,6 +27,12 @@ pub struct LiveProcess {
     pub started: Instant,
 }
 
+/// Has the process of `pidfd` exited? (Its pidfd polls readable.)
+pub fn exited(pidfd: &OwnedFd) -> bool {
+    let mut fds = [rustix::event::PollFd::new(pidfd, rustix::event::PollFlags::IN)];
+    rustix::event::poll(&mut fds, Some(&rustix::event::Timespec { tv_sec: 0, tv_nsec: 0 })).is_ok_and(|n| n > 0)
+}
+
 /// Daemon-wide: pid -> live process. The spawner inserts, the reaper removes.
 #[derive(Debug, Default)]
 pub struct Registry {
@@ -48,6 +54,16 @@ impl Registry {
 
     pub fn remove(&self, pid: i32) -> Option<LiveProcess> {
         self.lock().remove(&pid)
+    }
+
+    /// Keep only the processes for which `keep` holds.
+    pub fn retain(&self, mut keep: impl FnMut(&LiveProcess) -> bool) {
+        self.lock().retain(|_, p| keep(p));
+    }
+
+    /// Drop the processes that have exited (their pidfd is readable).
+    pub fn prune_exited(&self) {
+        self.retain(|p| !exited(&p.pidfd));
     }
 
     /// The live processes now, by pid.

@@ -35,9 +35,11 @@ use crate::service::peer::Peer;
 const BUILDS_AT_ONCE: usize = 2;
 /// Most files remembered as unbuildable.
 const MAX_UNBUILDABLE: usize = 4096;
-/// Most caller-side processes followed for the memory figures at once (each
-/// costs the daemon a pidfd).
-const MAX_FOLLOWED: u64 = 4096;
+/// Most live processes the registry holds before served clients are no
+/// longer followed for the memory figures (each costs the daemon a pidfd).
+const MAX_FOLLOWED: usize = 4096;
+/// Exited processes leave the registry every this many follows.
+const PRUNE_EVERY: u64 = 64;
 
 /// Image requests so far, and the builds they started.
 #[derive(Default)]
@@ -47,7 +49,8 @@ pub(super) struct ImageCounters {
     misses: AtomicU64,
     errors: AtomicU64,
     builds: AtomicU64,
-    followed: AtomicU64,
+    /// Served clients followed so far.
+    follows: AtomicU64,
 }
 
 /// Builds started by misses: a few at once, one per file; and the files
@@ -229,25 +232,15 @@ fn scan_in_background(state: &Arc<State>, image: Arc<zygote_linux::Image>) {
 }
 
 /// Count the served client (now the program) among the image's live
-/// processes until it exits.
+/// processes (its pidfd, from the connection, is the registry's proof of
+/// life); exited ones are dropped every so often and before each Stats.
 fn follow(state: &Arc<State>, peer: &Peer, image: Arc<zygote_linux::Image>) {
     let Some(pidfd) = peer.pidfd.clone() else { return };
-    if state.images.followed.fetch_add(1, Ordering::Relaxed) >= MAX_FOLLOWED {
-        state.images.followed.fetch_sub(1, Ordering::Relaxed);
+    if state.images.follows.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == 0 {
+        state.live.prune_exited();
+    }
+    if state.live.len() >= MAX_FOLLOWED {
         return;
     }
-    let Ok(watch) = pidfd.try_clone().map(zygote_linux::process::async_fd) else {
-        state.images.followed.fetch_sub(1, Ordering::Relaxed);
-        return;
-    };
-    let (pid, uid) = (peer.pid, peer.uid);
-    state.live.insert(LiveProcess { pid, uid, pidfd, image, started: Instant::now() });
-    let st = state.clone();
-    tokio::spawn(async move {
-        if let Ok(afd) = watch {
-            let _ = afd.readable().await;
-        }
-        st.live.remove(pid);
-        st.images.followed.fetch_sub(1, Ordering::Relaxed);
-    });
+    state.live.insert(LiveProcess { pid: peer.pid, uid: peer.uid, pidfd, image, started: Instant::now() });
 }

@@ -167,7 +167,16 @@ pub fn run(opts: ServerOptions) -> Result<(), ServerError> {
         .enable_all()
         .build()
         .map_err(ServerError::Runtime)?;
-    rt.block_on(serve(opts, activated))
+    // The accept loop runs as a task on a worker thread, not on this one:
+    // a connection task it spawns then starts on the same worker, without a
+    // wake-up across threads (a short image request is over before another
+    // thread would have woken).
+    rt.block_on(async move {
+        match tokio::spawn(serve(opts, activated)).await {
+            Ok(r) => r,
+            Err(e) => Err(ServerError::Runtime(std::io::Error::other(e.to_string()))),
+        }
+    })
 }
 
 async fn serve(opts: ServerOptions, activated: Option<std::os::unix::net::UnixListener>) -> Result<(), ServerError> {

@@ -177,7 +177,7 @@ pub(super) fn peer_creds<'p>(state: &State, peer: &'p Peer) -> Option<Credential
     (peer.uid != state.own_uid && state.own_uid == 0).then_some(Credentials {
         uid: peer.uid,
         gid: peer.gid,
-        groups: &peer.groups,
+        groups: peer.groups(),
     })
 }
 

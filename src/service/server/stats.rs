@@ -59,6 +59,7 @@ fn stats_counters(state: &State) -> DaemonStats {
 /// processes (those `scope` may see) measured.
 fn stats(state: &State, scope: Scope) -> DaemonStats {
     let images = state.zygote.cache().images();
+    state.live.prune_exited();
     let live = state.live.snapshot();
     state.image_users.retain(|k| images.iter().chain(live.iter().map(|p| &p.image)).any(|i| i.key() == k));
     let images: Vec<_> = images.into_iter().filter(|i| state.image_users.sees(scope, i.key())).collect();
