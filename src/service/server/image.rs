@@ -236,7 +236,7 @@ fn scan_in_background(state: &Arc<State>, image: Arc<zygote_linux::Image>) {
 /// life); exited ones are dropped every so often and before each Stats.
 fn follow(state: &Arc<State>, peer: &Peer, image: Arc<zygote_linux::Image>) {
     let Some(pidfd) = peer.pidfd.clone() else { return };
-    if state.images.follows.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == 0 {
+    if state.images.follows.fetch_add(1, Ordering::Relaxed).is_multiple_of(PRUNE_EVERY) {
         state.live.prune_exited();
     }
     if state.live.len() >= MAX_FOLLOWED {
