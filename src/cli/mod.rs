@@ -44,7 +44,7 @@ enum Command {
     BenchExec(tools::BenchExecArgs),
     /// Serve spawn requests on a Unix socket (the main job).
     Daemon(daemon::DaemonArgs),
-    /// Start PROGRAM through the daemon, with this terminal's stdio; exits with its status.
+    /// Start PROGRAM from the daemon's cached image as this command's child (caller-side); exits with its status.
     Spawn(remote::SpawnArgs),
     /// Prepare programs into the daemon's cache.
     Preload(remote::PreloadArgs),
