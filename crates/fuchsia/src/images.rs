@@ -7,12 +7,14 @@
 //! hashed, and the image is built from those same bytes (single flight, in
 //! core's cache). A program the preparer cannot image (core's ELF or
 //! relocation verdicts: a PT_INTERP executable, say) becomes a *refused*
-//! image that the cache remembers, and is then launched plainly by the
-//! backend: the zygote never refuses what the platform launcher would run.
+//! image that the cache remembers; the service then loads the program as it
+//! is ([`Images::loaded`]: a PT_INTERP program's interpreter, asked of the
+//! launch's loader, or the program's own segments), as the platform
+//! launcher would, and launches plainly only what cannot be loaded so.
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use zygote_core::cache::{Cache, CacheConfig, CacheStats};
@@ -94,13 +96,17 @@ pub type Duplicate<K> = dyn Fn(&<K as Kernel>::File) -> io::Result<<K as Kernel>
 pub struct Images<K: Kernel, P> {
     cache: Cache<K>,
     memo: IdentityMemo,
+    /// Interpreter image keys and the program each was built for (its key
+    /// does not say), so evicting a program evicts them too.
+    interps: Mutex<Vec<(ImageKey, ContentHash)>>,
     preparer: P,
     duplicate: Box<Duplicate<K>>,
 }
 
 impl<K: Kernel, P: Preparer<K>> Images<K, P> {
     pub fn new(cfg: CacheConfig, preparer: P, duplicate: Box<Duplicate<K>>) -> Self {
-        Images { cache: Cache::new(cfg), memo: IdentityMemo::default(), preparer, duplicate }
+        let interps = Mutex::new(Vec::new());
+        Images { cache: Cache::new(cfg), memo: IdentityMemo::default(), interps, preparer, duplicate }
     }
 
     pub fn cache(&self) -> &Cache<K> {
@@ -209,7 +215,12 @@ impl<K: Kernel, P: Preparer<K>> Images<K, P> {
         let (ld_identity, data) =
             read_program::<K>(&ld).map_err(|source| ImagesError::Read { path: ld_path.into(), source })?;
         let program = Program { path, file: ld, identity: ld_identity, data: &data, key, started };
-        self.cache.get_or_build(key, || self.load(program, true))
+        let img = self.cache.get_or_build(key, || self.load(program, true))?;
+        let live: Vec<ImageKey> = self.cache.images().iter().map(|i| *i.key()).collect();
+        let mut interps = self.interps.lock().unwrap_or_else(|e| e.into_inner());
+        interps.retain(|(k, _)| *k != key && live.contains(k));
+        interps.push((key, hash));
+        Ok(img)
     }
 
     /// The content hash of `file`: memoised by identity, else read.
@@ -267,8 +278,13 @@ impl<K: Kernel, P: Preparer<K>> Images<K, P> {
     }
 
     /// Drop every cached image of these contents; how many.
+    /// (Interpreter images built for these contents included.)
     pub fn evict_hash(&self, hash: &ContentHash) -> u64 {
-        let keys: Vec<ImageKey> = self.cache.images().iter().map(|i| *i.key()).filter(|k| k.content == *hash).collect();
+        let mut keys: Vec<ImageKey> =
+            self.cache.images().iter().map(|i| *i.key()).filter(|k| k.content == *hash).collect();
+        let interps = self.interps.lock().unwrap_or_else(|e| e.into_inner());
+        keys.extend(interps.iter().filter(|(_, program)| program == hash).map(|(k, _)| *k));
+        drop(interps);
         keys.iter().filter(|k| self.cache.remove(k).is_some()).count() as u64
     }
 

@@ -182,6 +182,9 @@ fn a_pt_interp_program_is_the_image_of_the_interpreter_its_loader_gives() {
     assert!(matches!(e, ImagesError::Loader { status: Status::NOT_FOUND, .. }), "{e:?}");
     let bad = im.loaded(Path::new("dyn"), &exe, Some(&mut loader(b"not ELF".to_vec()))).expect("a refusal");
     assert!(bad.fallback().is_some_and(|why| why.contains("the interpreter")), "{:?}", bad.fallback());
+    let evicted = im.evict_file(Path::new("dyn"), &exe).expect("evict");
+    assert_eq!(evicted, 4, "the refusal and the three interpreter images (one refused)");
+    assert_eq!(im.stats().entries, 0);
     let e = im.loaded::<u32>(Path::new("dyn"), &exe, None).unwrap_err();
     assert!(matches!(e, ImagesError::NoLoader { ref name, .. } if name == "ld.so.1"), "{e:?}");
 }
