@@ -10,12 +10,19 @@
 //! between those and the FIDL bindings' `zx` here, by ownership
 //! (`zygote_zircon::adopt`, `Handle::release`: `zygote_zircon::zx::Foreign`,
 //! implemented for `zx::Handle` when BUILD.gn builds the backend with
-//! `--cfg zygote_in_tree`).
+//! `--cfg zygote_in_tree`). It also implements the service's
+//! `zygote_fuchsia::interp::Loader` over a launch's `PA_LDSVC_LOADER`
+//! channel (`fuchsia.ldsvc.Loader`, synchronous calls: a launch is
+//! synchronous work on the executor's threads anyway).
 
 use anyhow::Context as _;
+use fidl::endpoints::SynchronousProxy as _;
 use fidl_fuchsia_kernel as fkernel;
+use fidl_fuchsia_ldsvc as fldsvc;
 use fidl_fuchsia_process as fproc;
 use fuchsia_runtime::{HandleInfo, HandleType};
+use zygote_fuchsia::Status;
+use zygote_fuchsia::interp::Loader;
 use zygote_fuchsia::launcher::{HandleEntry, LaunchInfo, NameEntry};
 use zygote_zircon::zx as zyx;
 
@@ -89,5 +96,42 @@ pub fn start_data(c: Created) -> fproc::ProcessStartData {
         bootstrap: theirs(c.bootstrap),
         vdso_base: c.vdso_base,
         base: c.base,
+    }
+}
+
+/// A launch's `fuchsia.ldsvc.Loader` (its `PA_LDSVC_LOADER` handle), for the
+/// service to ask for a PT_INTERP program's interpreter
+/// (`Service::with_loaders`); the channel then goes on to the interpreter.
+pub fn loader(handle: zyx::Handle) -> Box<dyn Loader<Kernel, zyx::Handle>> {
+    let channel: zx::Channel = theirs(handle);
+    Box::new(LdsvcLoader(fldsvc::LoaderSynchronousProxy::new(channel)))
+}
+
+struct LdsvcLoader(fldsvc::LoaderSynchronousProxy);
+
+/// The service's status for a FIDL error (the channel closed, say).
+fn fidl_status(e: fidl::Error) -> Status {
+    match e {
+        fidl::Error::ClientChannelClosed { status, .. } => Status(status.into_raw()),
+        _ => Status::IO,
+    }
+}
+
+impl Loader<Kernel, zyx::Handle> for LdsvcLoader {
+    fn config(&mut self, config: &str) -> Result<(), Status> {
+        let rv = self.0.config(config, zx::MonotonicInstant::INFINITE).map_err(fidl_status)?;
+        zx::Status::ok(rv).map_err(|s| Status(s.into_raw()))
+    }
+
+    fn load_object(&mut self, name: &str) -> Result<FileVmo, Status> {
+        let (rv, vmo) = self.0.load_object(name, zx::MonotonicInstant::INFINITE).map_err(fidl_status)?;
+        zx::Status::ok(rv).map_err(|s| Status(s.into_raw()))?;
+        let vmo = vmo.ok_or(Status::NOT_FOUND)?;
+        file(vmo).map_err(|s| Status(s.into_raw()))
+    }
+
+    fn into_handle(self: Box<Self>) -> Option<zyx::Handle> {
+        let channel: zx::Channel = self.0.into_channel();
+        ours(channel).ok()
     }
 }

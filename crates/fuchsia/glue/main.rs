@@ -53,7 +53,9 @@ async fn main() -> anyhow::Result<()> {
     });
 
     let backend = backend::connect().await.context("the Zircon backend")?;
-    let service = Arc::new(ZygoteService::new(&config, Relocating, backend).context("the service")?);
+    let service = ZygoteService::new(&config, Relocating, backend).context("the service")?;
+    // PT_INTERP programs: their interpreter through the launch's loader.
+    let service = Arc::new(service.with_loaders(Box::new(backend::loader)));
     for path in &config.preload {
         if let Err(e) = preload(&service, path).await {
             log::warn!("preload {path}: {e:#}");

@@ -21,6 +21,7 @@
 pub mod config;
 pub mod images;
 pub mod inspect;
+pub mod interp;
 pub mod launcher;
 pub mod processargs;
 pub mod protocol;

@@ -10,6 +10,7 @@ use zygote_core::image::ReadError;
 use zygote_core::kernel::Kernel;
 
 use crate::images::{Images, ImagesError, Preparer};
+use crate::interp::InterpError;
 
 /// `fuchsia.process.zygote/Error`, numbered from 1 in this order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,7 +60,10 @@ impl ErrorCode {
             }
             ImagesError::Read { source: ReadError::Io(e), .. } | ImagesError::Identify { source: e, .. } => io_code(e),
             ImagesError::Duplicate { source: e, .. } => io_code(e),
-            ImagesError::Build(_) => ErrorCode::Internal,
+            ImagesError::Build(_) | ImagesError::Interp(InterpError::Image(_)) => ErrorCode::Internal,
+            ImagesError::Interp(InterpError::Headers { .. } | InterpError::Name { .. }) => ErrorCode::BadExecutable,
+            ImagesError::Loader { .. } => ErrorCode::Io,
+            ImagesError::NoLoader { .. } => ErrorCode::InvalidArgs,
         }
     }
 }

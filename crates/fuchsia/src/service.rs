@@ -5,11 +5,13 @@
 //!
 //! A launch looks the executable up in the cache (building its image on a
 //! miss) and has the backend map the image into a process in the caller's
-//! job. What the zygote cannot image it launches plainly, as the platform
-//! launcher would: a program the preparer refuses, an executable it cannot
-//! read or hash, a launch with process options (`SetOptions`, e.g. a shared
-//! process) — so routing `fuchsia.process.Launcher` to the zygote never makes
-//! a launch fail that would otherwise succeed.
+//! job. A program with PT_INTERP (every ordinary Fuchsia executable) is the
+//! image of its interpreter, which the launch's `PA_LDSVC_LOADER` loader
+//! gives (`LoadObject`, as process_builder asks; [`crate::interp`]); another
+//! program the relocating preparer refuses is loaded as it is. What is left
+//! is a [`Source::Plain`] launch: an executable that is no loadable ELF file
+//! or cannot be read, a PT_INTERP program without a loader, a launch with
+//! process options (`SetOptions`, e.g. a shared process).
 
 use std::borrow::Cow;
 use std::path::Path;
@@ -21,8 +23,9 @@ use zygote_core::image::Image;
 use zygote_core::kernel::Kernel;
 
 use crate::config::{Config, ConfigError};
-use crate::images::{Images, Preparer};
+use crate::images::{Images, ImagesError, Preparer};
 use crate::inspect::{ExponentialHistogram, Node, histogram::LATENCY_US};
+use crate::interp::OpenLoader;
 use crate::launcher::{HandleEntry, LaunchInfo, LaunchSpec, LaunchState, NameEntry};
 use crate::status::Status;
 
@@ -30,7 +33,9 @@ use crate::status::Status;
 #[derive(Debug)]
 pub enum Source<'a, K: Kernel> {
     /// Map this image's plan (its sealed VMOs' copy-on-write children, the
-    /// executable's constant segments, bss).
+    /// executable's constant segments, bss). An image of kind `Dynamic` is
+    /// the program's interpreter: the backend hands it `spec.loader` and
+    /// `spec.executable` in a first bootstrap message.
     Image(&'a Arc<Image<K>>),
     /// Load `spec.executable` as process_builder does, for this reason.
     Plain { reason: Cow<'a, str> },
@@ -85,6 +90,7 @@ struct Counters {
 pub struct Service<K: Kernel, P, B: Backend<K>> {
     images: Images<K, P>,
     backend: Arc<B>,
+    loaders: Option<Box<OpenLoader<K, B::Handle>>>,
     counters: Counters,
 }
 
@@ -104,7 +110,14 @@ impl<K: Kernel, P: Preparer<K>, B: Backend<K>> Service<K, P, B> {
             open: AtomicU64::new(0),
             latency_us: ExponentialHistogram::new(LATENCY_US),
         };
-        Ok(Service { images, backend, counters })
+        Ok(Service { images, backend, loaders: None, counters })
+    }
+
+    /// Load the interpreters of PT_INTERP programs through `open`'s
+    /// `fuchsia.ldsvc.Loader` clients (without, such a program is launched
+    /// plainly).
+    pub fn with_loaders(self, open: Box<OpenLoader<K, B::Handle>>) -> Self {
+        Service { loaders: Some(open), ..self }
     }
 
     pub fn images(&self) -> &Images<K, P> {
@@ -125,18 +138,11 @@ impl<K: Kernel, P: Preparer<K>, B: Backend<K>> Service<K, P, B> {
         then: impl FnOnce(&B, B::Created) -> Result<T, B::Error>,
     ) -> Result<T, LaunchFailure> {
         let began = Instant::now();
-        let found;
-        let source = if spec.options != 0 {
-            Source::Plain { reason: format!("process options {:#x}", spec.options).into() }
-        } else {
-            found = self.images.image(Path::new(&spec.name), &spec.executable);
-            match &found {
-                Ok(img) => match img.fallback() {
-                    Some(reason) => Source::Plain { reason: reason.into() },
-                    None => Source::Image(img),
-                },
-                Err(e) => Source::Plain { reason: e.to_string().into() },
-            }
+        let mut spec = spec;
+        let found = self.source(&mut spec)?;
+        let source = match &found {
+            Ok(img) => Source::Image(img),
+            Err(reason) => Source::Plain { reason: reason.as_str().into() },
         };
         if matches!(source, Source::Plain { .. }) {
             self.counters.plain.fetch_add(1, Ordering::Relaxed);
@@ -150,6 +156,45 @@ impl<K: Kernel, P: Preparer<K>, B: Backend<K>> Service<K, P, B> {
         let us = u64::try_from(began.elapsed().as_micros()).unwrap_or(u64::MAX);
         self.counters.latency_us.insert(us);
         Ok(done)
+    }
+
+    /// The image a launch maps, or why it is launched plainly; a failure
+    /// when the loader does not give the interpreter (process_builder fails
+    /// then too).
+    fn source(&self, spec: &mut Spec<K, B>) -> Result<Result<Arc<Image<K>>, String>, LaunchFailure> {
+        if spec.options != 0 {
+            return Ok(Err(format!("process options {:#x}", spec.options)));
+        }
+        let path = Path::new(&spec.name);
+        let img = match self.images.image(path, &spec.executable) {
+            Ok(img) => img,
+            Err(e) => return Ok(Err(e.to_string())),
+        };
+        let Some(reason) = img.fallback() else { return Ok(Ok(img)) };
+        let got = match (&self.loaders, spec.loader.take()) {
+            (Some(open), Some(handle)) => {
+                let mut loader = open(handle);
+                let got = self.images.loaded(path, &spec.executable, Some(&mut *loader));
+                spec.loader = loader.into_handle();
+                got
+            }
+            (_, handle) => {
+                spec.loader = handle;
+                self.images.loaded::<B::Handle>(path, &spec.executable, None)
+            }
+        };
+        match got {
+            Ok(img) => match img.fallback() {
+                Some(why) => Ok(Err(format!("{reason}; loading it as it is: {why}"))),
+                None => Ok(Ok(img)),
+            },
+            Err(ImagesError::Loader { path, name, status }) => {
+                self.counters.failed.fetch_add(1, Ordering::Relaxed);
+                let message = format!("{}: the interpreter {name:?}: LoadObject answered {status}", path.display());
+                Err(LaunchFailure { status, message })
+            }
+            Err(e) => Ok(Err(format!("{reason}; loading it as it is: {e}"))),
+        }
     }
 
     /// The Inspect tree, but for the lazy per-image node.

@@ -7,7 +7,11 @@
 //! AddHandles' with their `PA_HND` id, AddNames' directories as `PA_NS_DIR`
 //! with the index of their path. A `PA_LDSVC_LOADER` is the interpreter's
 //! loader and a `PA_VMO_VDSO` replaces the launcher's vDSO (the service
-//! keeps both aside). Errors become the `zx_status_t` the client gets.
+//! keeps both aside; after asking the loader for a PT_INTERP program's
+//! interpreter, it passes the loader on, and the image of kind `Dynamic` is
+//! that interpreter's). A `Source::Plain` launch (what the service could not
+//! load as it is) is refused, `ZX_ERR_NOT_SUPPORTED`. Errors become the
+//! `zx_status_t` the client gets.
 
 use std::io;
 

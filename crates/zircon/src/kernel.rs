@@ -7,8 +7,10 @@ use std::io;
 use std::path::Path;
 use std::time::Instant;
 
+use zygote_core::elf::ProgramKind;
 use zygote_core::image::{ContentHash, FileIdentity, Image, ImageError, ImageKey, RegionKind, relocate};
 use zygote_core::kernel::{Kernel, SealedObject};
+use zygote_fuchsia::images::Program;
 
 use crate::interp::InterpError;
 use crate::zx::{AsHandleRef, HandleBased, Koid, Rights, Status, Vmo, cprng_draw};
@@ -147,10 +149,11 @@ pub fn prepare_static(path: &Path, file: FileVmo) -> Result<ZirconImage, Prepare
 
 /// Build the image of a program started through an interpreter: `interp`
 /// is the VMO `fuchsia.ldsvc.Loader/LoadObject` answered for the program's
-/// PT_INTERP name (the FIDL glue makes that call, as process_builder's
-/// `get_dynamic_linker` does), and `key` is [`crate::interp::interp_key`] of
-/// the program's content hash and every loader answer. The interpreter is
-/// placed at a random page in the static-PIE window, once per image.
+/// PT_INTERP name (the service asks, `zygote_fuchsia::images::Images::interp`,
+/// as process_builder's `get_dynamic_linker` does), and `key` is
+/// [`crate::interp::interp_key`] of the program's content hash and every
+/// loader answer. The interpreter is placed at a random page in the
+/// static-PIE window, once per image.
 pub fn prepare_interp(path: &Path, interp: FileVmo, key: ImageKey) -> Result<ZirconImage, PrepareError> {
     let started = Instant::now();
     let mut data = vec![0u8; interp.identity.size as usize];
@@ -159,14 +162,11 @@ pub fn prepare_interp(path: &Path, interp: FileVmo, key: ImageKey) -> Result<Zir
     data.truncate(n);
     let h = zygote_core::elf::decode_as_is(&data, data.len() as u64)
         .map_err(|source| PrepareError::Interp(InterpError::Headers { path: path.into(), source }))?;
-    let (start, end) = (h.start(), h.end());
-    let (lo, hi) = relocate::BIAS_WINDOW;
-    let slots = (hi - lo).saturating_sub(end - start) / zygote_core::elf::PAGE_SIZE;
     let r = Zircon::random_u64().map_err(|source| PrepareError::Read { path: path.into(), source })?;
-    let bias = (lo + (r % slots.max(1)) * zygote_core::elf::PAGE_SIZE).wrapping_sub(start);
+    let bias = crate::interp::random_bias(&h, r);
     let identity = interp.identity;
-    crate::interp::prepare::<Zircon>(path, interp, identity, &data, key, bias, started.elapsed())
-        .map_err(PrepareError::Interp)
+    let program = Program { path, file: interp, identity, data: &data, key, started };
+    crate::interp::load_as_is::<Zircon>(program, bias, ProgramKind::Dynamic).map_err(PrepareError::Interp)
 }
 
 #[derive(Debug, thiserror::Error)]

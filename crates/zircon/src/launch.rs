@@ -56,7 +56,7 @@ pub enum LaunchError {
     Placement { image: String, want: u64, why: String },
     #[error("{image}: not imaged ({why}): it starts by plain loading")]
     Refused { image: String, why: String },
-    #[error("{image}: not imaged ({reason}), and this backend does not load programs plainly yet")]
+    #[error("{image}: cannot be loaded ({reason})")]
     Plain { image: String, reason: String },
 }
 

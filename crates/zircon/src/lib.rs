@@ -4,8 +4,9 @@
 //! a fresh process's VMAR, and memory accounting from the kernel's maps.
 //!
 //! What is pure is compiled and tested on every host: the processargs
-//! encoder ([`processargs`]), the memory accounting ([`account`]) and the key
-//! of an image started through an interpreter ([`interp`]). The mapping
+//! encoder ([`processargs`]) and the memory accounting ([`account`]); images
+//! loaded as they are, interpreters included, and their keys are the service
+//! layer's ([`interp`], `zygote_fuchsia::interp`). The mapping
 //! policy itself is `zygote_core::vmar`. Everything that makes system calls
 //! is `cfg(target_os = "fuchsia")`: the thin wrappers in [`zx`] (named and
 //! shaped like the in-tree `zx` crate, the only `unsafe` code), the
@@ -16,8 +17,13 @@
 #![deny(unsafe_code)]
 
 pub mod account;
-pub mod interp;
 pub mod processargs;
+
+/// Images loaded as they are (interpreters, plain programs) and their keys:
+/// kernel-neutral, in the service layer.
+pub mod interp {
+    pub use zygote_fuchsia::interp::*;
+}
 
 #[cfg(target_os = "fuchsia")]
 #[allow(unsafe_code)]

@@ -124,3 +124,89 @@ fn keys_are_64_lowercase_hex_digits() {
         assert!(matches!(parse_key(bad), Err(ImagesError::BadKey { .. })), "{bad:?}");
     }
 }
+
+/// A `fuchsia.ldsvc.Loader` of in-memory objects: what it was asked, and
+/// its handle back.
+pub(crate) struct FakeLoader {
+    pub objects: Vec<(&'static str, Vec<u8>)>,
+    pub asked: Vec<String>,
+    pub handle: u32,
+}
+
+impl Loader<MemKernel, u32> for FakeLoader {
+    fn config(&mut self, config: &str) -> Result<(), Status> {
+        self.asked.push(format!("config {config}"));
+        Ok(())
+    }
+    fn load_object(&mut self, name: &str) -> Result<MemFile, Status> {
+        self.asked.push(name.to_string());
+        let found = self.objects.iter().position(|(n, _)| *n == name).ok_or(Status::NOT_FOUND)?;
+        // Other contents, another identity (as another VMO's koid).
+        let bytes = &self.objects[found].1;
+        Ok(file(bytes, 1000 + bytes.iter().map(|&b| u64::from(b)).sum::<u64>()))
+    }
+    fn into_handle(self: Box<Self>) -> Option<u32> {
+        Some(self.handle)
+    }
+}
+
+pub(crate) fn loader(ld: Vec<u8>) -> FakeLoader {
+    FakeLoader { objects: vec![("ld.so.1", ld)], asked: Vec::new(), handle: 77 }
+}
+
+#[test]
+fn a_pt_interp_program_is_the_image_of_the_interpreter_its_loader_gives() {
+    use crate::interp::tests::{interpreter, program};
+    let im = images();
+    let exe = file(&program(), 50);
+    let refused = im.image(Path::new("dyn"), &exe).expect("a refusal");
+    assert!(refused.fallback().is_some());
+    let mut ld = loader(interpreter(1));
+    let img = im.loaded(Path::new("dyn"), &exe, Some(&mut ld)).expect("interpreter image");
+    assert_eq!(ld.asked, ["ld.so.1"], "LoadObject of the PT_INTERP name, no Config");
+    assert!(img.fallback().is_none(), "{:?}", img.fallback());
+    assert_eq!((img.kind(), img.key().preparer), (ProgramKind::Dynamic, crate::interp::INTERP_V1));
+    let hash = ContentHash::of(&program());
+    let answers = LoaderAnswers { config: None, objects: vec![("ld.so.1".into(), ContentHash::of(&interpreter(1)))] };
+    assert_eq!(*img.key(), interp_key(&hash, &answers));
+    assert_eq!(img.files()[0].file.bytes, interpreter(1), "the image maps the interpreter");
+    assert_eq!(img.sealed_bytes(), 0x1000, "its data page");
+
+    let again = im.loaded(Path::new("dyn"), &exe, Some(&mut loader(interpreter(1)))).expect("hit");
+    assert!(Arc::ptr_eq(&img, &again));
+    let other = im.loaded(Path::new("dyn"), &exe, Some(&mut loader(interpreter(2)))).expect("another interpreter");
+    assert_ne!(other.key(), img.key(), "the loader's answer is in the key");
+
+    let mut none = FakeLoader { objects: Vec::new(), asked: Vec::new(), handle: 1 };
+    let e = im.loaded(Path::new("dyn"), &exe, Some(&mut none)).unwrap_err();
+    assert!(matches!(e, ImagesError::Loader { status: Status::NOT_FOUND, .. }), "{e:?}");
+    let bad = im.loaded(Path::new("dyn"), &exe, Some(&mut loader(b"not ELF".to_vec()))).expect("a refusal");
+    assert!(bad.fallback().is_some_and(|why| why.contains("the interpreter")), "{:?}", bad.fallback());
+    let evicted = im.evict_file(Path::new("dyn"), &exe).expect("evict");
+    assert_eq!(evicted, 4, "the refusal and the three interpreter images (one refused)");
+    assert_eq!(im.stats().entries, 0);
+    let e = im.loaded::<u32>(Path::new("dyn"), &exe, None).unwrap_err();
+    assert!(matches!(e, ImagesError::NoLoader { ref name, .. } if name == "ld.so.1"), "{e:?}");
+}
+
+#[test]
+fn a_refused_static_program_is_loaded_as_it_is() {
+    let im = images();
+    let mut exec_stack = static_exec(3);
+    exec_stack[64 + 2 * 56 + 4] = 7; // PT_GNU_STACK RWX
+    let f = file(&exec_stack, 60);
+    assert!(im.image(Path::new("xs"), &f).expect("refusal").fallback().is_some());
+    let img = im.loaded::<u32>(Path::new("xs"), &f, None).expect("as is");
+    assert!(img.fallback().is_none(), "{:?}", img.fallback());
+    assert_eq!((img.kind(), img.load_bias(), img.entry().pc), (ProgramKind::Static, 0, 0x40_0100));
+    assert_eq!(img.key().preparer, AS_IS_V1);
+    assert!(Arc::ptr_eq(&img, &im.loaded::<u32>(Path::new("xs"), &f, None).expect("hit")));
+
+    let pie = crate::interp::tests::interpreter(4);
+    let img = im.loaded::<u32>(Path::new("pie"), &file(&pie, 61), None).expect("as is");
+    assert_eq!(img.kind(), ProgramKind::StaticPie);
+    assert_ne!(img.load_bias(), 0, "an ET_DYN at a random bias");
+
+    let text = im.loaded::<u32>(Path::new("txt"), &file(b"#!/bin/sh\n", 63), None).unwrap_err();
+    assert!(text.to_string().starts_with("txt: "), "{text}");
+}

@@ -8,6 +8,7 @@ use crate::images::Relocating;
 use crate::images::tests::{file, static_exec};
 use crate::inspect::Value;
 use crate::processargs::{PA_FD, pa_hnd};
+use zygote_core::elf::ProgramKind;
 use zygote_core::test_kernel::{MemFile, MemKernel};
 
 /// What the fake backend saw: the image key or the plain reason, and the
@@ -19,6 +20,7 @@ struct Seen {
     args: Vec<Vec<u8>>,
     handles: usize,
     job: &'static str,
+    loader: Option<u32>,
 }
 
 #[derive(Default)]
@@ -46,10 +48,12 @@ impl Backend<MemKernel> for Fake {
             return Err(FakeError);
         }
         let source = match source {
+            Source::Image(img) if img.kind() == ProgramKind::Dynamic => format!("interp {}", img.key()),
             Source::Image(img) => format!("image {}", img.key()),
             Source::Plain { reason } => format!("plain: {reason}"),
         };
-        let seen = Seen { source, name: spec.name, args: spec.args, handles: spec.handles.len(), job: spec.job };
+        let (name, args, handles, job, loader) = (spec.name, spec.args, spec.handles.len(), spec.job, spec.loader);
+        let seen = Seen { source, name, args, handles, job, loader };
         self.seen.lock().unwrap().push(seen.clone());
         Ok(seen)
     }
@@ -190,4 +194,52 @@ fn connections_are_counted_and_images_listed_lazily() {
 fn a_bad_config_is_refused() {
     let bad = Config { log_filter: "verbose".into(), ..config() };
     assert!(Service::<MemKernel, Relocating, Fake>::new(&bad, Relocating, Fake::default()).is_err());
+}
+
+fn with_loaders(s: Service<MemKernel, Relocating, Fake>, ld: Vec<u8>) -> Service<MemKernel, Relocating, Fake> {
+    s.with_loaders(Box::new(move |handle| {
+        let mut l = crate::images::tests::loader(ld.clone());
+        l.handle = handle;
+        Box::new(l)
+    }))
+}
+
+#[test]
+fn a_pt_interp_program_starts_from_its_interpreter_with_the_loader_passed_on() {
+    use crate::interp::tests::{interpreter, program};
+    use crate::processargs::PA_LDSVC_LOADER;
+    let s = with_loaders(service(Fake::default()), interpreter(1));
+    let mut c = s.connect();
+    c.add_handles(vec![HandleEntry { handle: 5, id: pa_hnd(PA_LDSVC_LOADER, 0) }]);
+    let (seen, _) = c.launch(info(file(&program(), 70), "dyn")).expect("launched");
+    assert!(seen.source.starts_with("interp "), "{}", seen.source);
+    assert_eq!(seen.loader, Some(5), "the loader channel goes on to the interpreter");
+    assert_eq!(uint(&s.inspect(), "spawns", "plain"), 0);
+
+    // Without a loader it is a plain launch, which the backend decides.
+    let (seen, _) = c.launch(info(file(&program(), 70), "dyn")).expect("the backend decides");
+    assert!(seen.source.contains("needs a loader"), "{}", seen.source);
+    assert_eq!(seen.loader, None);
+
+    // A loader that does not have it fails the launch, as process_builder's.
+    let s = with_loaders(service(Fake::default()), Vec::new());
+    let s = s.with_loaders(Box::new(|handle| {
+        Box::new(crate::images::tests::FakeLoader { objects: Vec::new(), asked: Vec::new(), handle })
+    }));
+    let mut c = s.connect();
+    c.add_handles(vec![HandleEntry { handle: 6, id: pa_hnd(PA_LDSVC_LOADER, 0) }]);
+    let e = c.launch(info(file(&program(), 71), "dyn")).unwrap_err();
+    assert_eq!(e.status, Status::NOT_FOUND);
+    assert!(e.message.contains("the interpreter \"ld.so.1\""), "{e}");
+    assert_eq!(uint(&s.inspect(), "spawns", "failed"), 1);
+}
+
+#[test]
+fn a_refused_static_program_is_mapped_as_it_is() {
+    let s = service(Fake::default());
+    let mut exec_stack = static_exec(3);
+    exec_stack[64 + 2 * 56 + 4] = 7; // PT_GNU_STACK RWX: the relocating preparer refuses it
+    let (seen, _) = s.connect().launch(info(file(&exec_stack, 72), "xs")).expect("launched");
+    assert!(seen.source.starts_with("image "), "{}", seen.source);
+    assert_eq!(uint(&s.inspect(), "spawns", "plain"), 0);
 }

@@ -4,17 +4,22 @@
 use zygote_core::elf::Machine;
 use zygote_core::elf::abi::{ET_DYN, PF_R, PF_W, PF_X, PT_GNU_STACK, PT_INTERP, PT_LOAD};
 
+use std::path::Path;
+use std::time::Instant;
+
+use zygote_core::image::FileIdentity;
+
 use super::*;
 
-const RX: u32 = PF_R | PF_X;
-const RW: u32 = PF_R | PF_W;
+pub(crate) const RX: u32 = PF_R | PF_X;
+pub(crate) const RW: u32 = PF_R | PF_W;
 
 /// (type, flags, offset, vaddr, filesz, memsz)
 type Ph = (u32, u32, u64, u64, u64, u64);
 
 /// An ELF64 ET_DYN for this host of `len` bytes with program headers at
 /// 64, entry `entry`, and `tail` written at 0x800.
-fn elf(entry: u64, phs: &[Ph], len: usize, tail: &[u8]) -> Vec<u8> {
+pub(crate) fn elf(entry: u64, phs: &[Ph], len: usize, tail: &[u8]) -> Vec<u8> {
     let mut b = vec![0u8; len];
     b[..7].copy_from_slice(b"\x7fELF\x02\x01\x01");
     b[0x10..0x12].copy_from_slice(&ET_DYN.to_le_bytes());
@@ -35,7 +40,7 @@ fn elf(entry: u64, phs: &[Ph], len: usize, tail: &[u8]) -> Vec<u8> {
     b
 }
 
-fn program() -> Vec<u8> {
+pub(crate) fn program() -> Vec<u8> {
     let mut data = elf(
         0x1010,
         &[
@@ -104,7 +109,7 @@ fn loads_as_is_with_the_partial_page_zeroed_in_the_copy() {
     assert!(copy[..0xa00].iter().all(|&b| b == 0), "before p_vaddr in the page");
     assert!(copy[0xa00..0xb00].iter().all(|&b| b == 0xdd), "the file bytes");
     assert!(copy[0xb00..].iter().all(|&b| b == 0), "past p_filesz: zeroed ahead of time");
-    assert_eq!(regions[1].prot, zygote_plan::PROT_READ | zygote_plan::PROT_WRITE);
+    assert_eq!(regions[1].prot, h.segments[1].prot());
 }
 
 #[test]
@@ -184,7 +189,8 @@ fn prepares_an_interpreter_image() {
     let identity =
         FileIdentity { dev: 0, ino: 1, size: data.len() as u64, mtime: (0, 0), ctime: (0, 0), mode: 0o100755 };
     let bias = 0x5a00_0000_0000;
-    let image = prepare::<Mem>(Path::new("ld.so.1"), (), identity, &data, key, bias, Duration::ZERO).expect("image");
+    let p = |data| Program { path: Path::new("ld.so.1"), file: (), identity, data, key, started: Instant::now() };
+    let image = load_as_is::<Mem>(p(&data), bias, ProgramKind::Dynamic).expect("image");
     assert_eq!(image.kind(), ProgramKind::Dynamic);
     assert_eq!(image.entry().pc, bias + 0x1010);
     assert_eq!(image.load_bias(), bias);
@@ -199,6 +205,43 @@ fn prepares_an_interpreter_image() {
     assert_eq!(plan.base, bias);
     assert!(matches!(plan.steps[1].source, zygote_core::vmar::Source::SealedChild { object: 0, .. }));
     let bad = elf(0, &[(PT_LOAD, RW, 0x800, 0x800, 0x1000, 0x1000)], 0x900, b"");
-    let err = prepare::<Mem>(Path::new("ld.so.1"), (), identity, &bad, key, bias, Duration::ZERO).unwrap_err();
+    let err = load_as_is::<Mem>(p(&bad), bias, ProgramKind::Dynamic).unwrap_err();
     assert!(err.to_string().contains("ld.so.1: the interpreter: program header 0"), "{err}");
+}
+
+/// An interpreter: an ET_DYN without PT_INTERP, `tag` in its data.
+pub(crate) fn interpreter(tag: u8) -> Vec<u8> {
+    let mut data =
+        elf(0x1010, &[(PT_LOAD, RX, 0, 0, 0x900, 0x900), (PT_LOAD, RW, 0x1a00, 0x2a00, 0x100, 0x2000)], 0x1b00, b"");
+    data[0x1a00..0x1b00].fill(tag);
+    data
+}
+
+#[test]
+fn the_interpreter_is_named_by_pt_interp() {
+    let data = program();
+    let h = as_is(&data).expect("headers");
+    let read = |off: u64, len: usize| Ok(data[off as usize..off as usize + len].to_vec());
+    assert_eq!(interp_name(Path::new("p"), &data, &h, read).expect("name"), Some("ld.so.1".into()));
+    let ld = interpreter(1);
+    let none = as_is(&ld).expect("headers");
+    assert_eq!(interp_name(Path::new("ld"), &ld, &none, |_, _| unreachable!()).expect("none"), None);
+    let empty = |_: u64, _: usize| Ok(vec![0u8; 9]);
+    let e = interp_name(Path::new("p"), &data, &h, empty).unwrap_err();
+    assert!(e.to_string().contains("p: the PT_INTERP name is empty"), "{e}");
+    let failed = |_: u64, _: usize| Err(std::io::ErrorKind::UnexpectedEof.into());
+    assert!(matches!(interp_name(Path::new("p"), &data, &h, failed), Err(InterpError::Name { .. })));
+    assert_eq!(elf_type(&data), Some(ET_DYN));
+    assert_eq!(elf_type(b"short"), None);
+}
+
+#[test]
+fn a_random_bias_keeps_the_image_in_the_window() {
+    let h = as_is(&program()).expect("headers");
+    let (lo, hi) = relocate::BIAS_WINDOW;
+    for r in [0, 1, 0x1234_5678, u64::MAX] {
+        let bias = random_bias(&h, r);
+        assert_eq!(bias % PAGE_SIZE, 0);
+        assert!(bias + h.start() >= lo && bias + h.end() <= hi, "{bias:#x}");
+    }
 }

@@ -17,18 +17,62 @@
 //! ([`zygote_core::elf::decode_as_is`], as the vDSO's are). Pure, tested on
 //! every host.
 
-use std::path::Path;
-use std::time::Duration;
+//! Programs loaded as they are, without relocating ahead.
+//!
+//! Programs started through an interpreter (PT_INTERP `ld.so.1`, every
+//! ordinary Fuchsia executable) start as Fuchsia's process_builder starts
+//! them: the zygote asks the launch's `fuchsia.ldsvc.Loader` for the
+//! interpreter ([`Loader`], `LoadObject` of the PT_INTERP name), loads the
+//! interpreter, not the program, and the backend hands the interpreter the
+//! program's VMO and the loader channel in a first bootstrap message; the
+//! interpreter maps the program and its libraries and relocates them in the
+//! new process.
+//!
+//! The image of such a program is therefore the interpreter's segments,
+//! loaded as they are (it relocates itself): constant segments map its VMO,
+//! writable ones are a sealed copy with the partial page before bss zeroed,
+//! bss is fresh. Its key covers the program's bytes, the loader's `Config`
+//! string and every `LoadObject` answer the zygote used (the interpreter's
+//! name and bytes), so a different loader configuration or interpreter is a
+//! different image.
+//!
+//! A program without an interpreter that the relocating preparer refuses
+//! is loaded the same way, as it is ([`AS_IS_V1`]): the platform launcher
+//! would load it so too.
+//!
+//! The headers are read by the core's ELF decoder
+//! ([`zygote_core::elf::decode_as_is`], as the vDSO's are). Pure, tested on
+//! every host.
 
-use zygote_core::elf::{AsIsInfo, ElfError, ProgramKind, decode_as_is, page_down, page_up};
+use zygote_core::elf::{AsIsInfo, ElfError, PAGE_SIZE, ProgramKind, decode_as_is, page_down, page_up};
 use zygote_core::image::{
-    ContentHash, EntryState, FileIdentity, Image, ImageError, ImageKey, ImageParts, ImageRegion, MappedFile,
-    RegionKind, RelocSummary,
+    ContentHash, EntryState, Image, ImageError, ImageKey, ImageParts, ImageRegion, MappedFile, RegionKind,
+    RelocSummary, relocate,
 };
 use zygote_core::kernel::Kernel;
 
+use crate::images::Program;
+use crate::status::Status;
+
+/// A `fuchsia.ldsvc.Loader` client, over the launch's `PA_LDSVC_LOADER`
+/// channel (the glue implements it with the FIDL bindings).
+pub trait Loader<K: Kernel, H> {
+    /// `Config(config)`: the loader's configuration for what follows.
+    fn config(&mut self, config: &str) -> Result<(), Status>;
+    /// `LoadObject(name)`: the object's VMO, as a file.
+    fn load_object(&mut self, name: &str) -> Result<K::File, Status>;
+    /// The channel back, to hand it to the interpreter; `None` if it
+    /// cannot be.
+    fn into_handle(self: Box<Self>) -> Option<H>;
+}
+
+/// Makes a [`Loader`] of a launch's `PA_LDSVC_LOADER` handle.
+pub type OpenLoader<K, H> = dyn Fn(H) -> Box<dyn Loader<K, H>> + Send + Sync;
+
 /// The preparer version of interpreter images (relocate: 1, prototype: 2).
 pub const INTERP_V1: u32 = 3;
+/// The preparer version of programs loaded as they are (no interpreter).
+pub const AS_IS_V1: u32 = 4;
 
 /// Why an interpreter image could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +81,54 @@ pub enum InterpError {
     Headers { path: std::path::PathBuf, source: ElfError },
     #[error(transparent)]
     Image(#[from] ImageError),
+    #[error("{path}: the PT_INTERP name {why}")]
+    Name { path: std::path::PathBuf, why: String },
+}
+
+/// The PT_INTERP name of the program `data` (its first bytes, holding the
+/// program headers, of a file of `file_len`) and `h`, its headers: `None`
+/// for a program without one. The string itself is read by `read` at its
+/// file offset, with its length (the NUL and what follows it dropped).
+pub fn interp_name(
+    path: &std::path::Path,
+    data: &[u8],
+    h: &AsIsInfo,
+    read: impl FnOnce(u64, usize) -> std::io::Result<Vec<u8>>,
+) -> Result<Option<String>, InterpError> {
+    let Some(index) = h.interp else { return Ok(None) };
+    let bad = |why: String| InterpError::Name { path: path.to_path_buf(), why };
+    let at = h.phoff + index as u64 * h.phentsize;
+    let field = |off: u64| {
+        let a = usize::try_from(at + off).ok()?;
+        Some(u64::from_le_bytes(data.get(a..a + 8)?.try_into().ok()?))
+    };
+    let (Some(offset), Some(size)) = (field(8), field(32)) else {
+        return Err(bad("header is not in the file's first bytes".into()));
+    };
+    if size == 0 || size > 4096 {
+        return Err(bad(format!("is {size} bytes long")));
+    }
+    let bytes = read(offset, size as usize).map_err(|e| bad(format!("could not be read: {e}")))?;
+    let name = bytes.split(|&b| b == 0).next().unwrap_or_default();
+    let name = std::str::from_utf8(name).map_err(|_| bad("is not UTF-8".into()))?;
+    if name.is_empty() {
+        return Err(bad("is empty".into()));
+    }
+    Ok(Some(name.to_string()))
+}
+
+/// The ELF `e_type` of `data` (ET_EXEC: 2, ET_DYN: 3).
+pub fn elf_type(data: &[u8]) -> Option<u16> {
+    Some(u16::from_le_bytes(data.get(16..18)?.try_into().ok()?))
+}
+
+/// A load bias putting `h`'s pages at a random page of the static-PIE
+/// window (`random` drawn from the kernel).
+pub fn random_bias(h: &AsIsInfo, random: u64) -> u64 {
+    let (start, end) = (h.start(), h.end());
+    let (lo, hi) = relocate::BIAS_WINDOW;
+    let slots = (hi - lo).saturating_sub(end - start) / PAGE_SIZE;
+    (lo + (random % slots.max(1)) * PAGE_SIZE).wrapping_sub(start)
 }
 
 /// What the loader service answered, in the order the zygote asked.
@@ -120,25 +212,20 @@ pub fn load_regions(h: &AsIsInfo, data: &[u8], bias: u64) -> Result<(Vec<ImageRe
     Ok((regions, copies))
 }
 
-/// Build the image of the interpreter `data` (held in `file`) for a
-/// program keyed `key`, at `bias`.
-pub fn prepare<K: Kernel>(
-    path: &Path,
-    file: K::File,
-    identity: FileIdentity,
-    data: &[u8],
-    key: ImageKey,
-    bias: u64,
-    build_time: Duration,
-) -> Result<Image<K>, InterpError> {
+/// Build the image of `p.data` (held in `p.file`) loaded as it is at
+/// `bias`: an interpreter (`kind` Dynamic; `p.key` is the program's
+/// [`interp_key`]) or a program loaded plainly.
+pub fn load_as_is<K: Kernel>(p: Program<K>, bias: u64, kind: ProgramKind) -> Result<Image<K>, InterpError> {
+    let Program { path, file, identity, data, key, started } = p;
     let bad = |source| InterpError::Headers { path: path.to_path_buf(), source };
     let h = decode_as_is(data, data.len() as u64).map_err(bad)?;
     let (regions, copies) = load_regions(&h, data, bias).map_err(bad)?;
     let mut objects = Vec::with_capacity(copies.len());
+    let tag = if kind == ProgramKind::Dynamic { "ld" } else { "phdr" };
     for (i, bytes) in copies.iter().enumerate() {
         let segment =
             regions.iter().find(|r| r.kind == RegionKind::Sealed { object: i, offset: 0 }).map_or(0, |r| r.segment);
-        let name = zygote_core::vmar::vmo_name(&key.to_string(), &format!("ld{segment}"));
+        let name = zygote_core::vmar::vmo_name(&key.to_string(), &format!("{tag}{segment}"));
         objects.push(K::seal(&name, bytes).map_err(|source| ImageError::Seal {
             path: path.to_path_buf(),
             segment,
@@ -156,11 +243,11 @@ pub fn prepare<K: Kernel>(
         entry,
         ops: Vec::new(),
         load_bias: bias,
-        kind: ProgramKind::Dynamic,
+        kind,
         relocs: RelocSummary::default(),
-        build_time,
+        build_time: started.elapsed(),
     }))
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
