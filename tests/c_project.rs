@@ -6,7 +6,9 @@
 //! gcc and with clang-14. Every object file must be byte-identical, and the
 //! daemon must have served the compilers of the masquerade build (its
 //! image_requests.served grows) once a warm-up build has had them built.
-//! Nothing here measures time (`zygote bench-exec` does).
+//! Nothing here measures time (`zygote bench-exec` does, and finds the
+//! sources the same way: `zygote_tools::bench_exec::find_lua_sources`).
+#![cfg(feature = "tools")]
 
 mod common;
 
@@ -16,31 +18,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
+use zygote_tools::bench_exec::find_lua_sources;
 
 const MANIFEST: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/cproject/Cargo.toml");
 const MAKEFILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/cproject/Makefile");
-
-/// `$CARGO_HOME/registry/src/*/lua-src-*/lua-5.4*`, the newest.
-fn find_lua_sources() -> Option<PathBuf> {
-    let home = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))?;
-    let mut found = Vec::new();
-    for index in fs::read_dir(home.join("registry/src")).ok()?.flatten() {
-        for pkg in fs::read_dir(index.path()).into_iter().flatten().flatten() {
-            if !pkg.file_name().to_string_lossy().starts_with("lua-src-") {
-                continue;
-            }
-            for v in fs::read_dir(pkg.path()).into_iter().flatten().flatten() {
-                if v.file_name().to_string_lossy().starts_with("lua-5.4") && v.path().join("lapi.c").is_file() {
-                    found.push(v.path());
-                }
-            }
-        }
-    }
-    found.sort();
-    found.pop()
-}
 
 /// Lua's sources, fetched with Cargo when they are not in its registry yet.
 fn lua_sources() -> PathBuf {

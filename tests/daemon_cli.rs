@@ -176,15 +176,7 @@ fn stats_json_has_the_documented_keys() {
     let daemon = Daemon::start(&socket_path("json"), &[]);
     let echo = static_pie("daemon_echo.c");
     let exit = static_pie("daemon_exit.c");
-    let out = run_command(
-        Command::new(zygote_bin())
-            .arg("spawn")
-            .arg("--daemon-side")
-            .arg("--socket")
-            .arg(&daemon.socket)
-            .arg("--")
-            .arg(&echo),
-    );
+    let out = zyg(&daemon, "spawn", &["--daemon-side".as_ref(), "--".as_ref(), echo.as_os_str()]);
     assert_eq!(out.code, 0, "{out}");
     let pre = zyg(&daemon, "preload", &[exit.as_os_str()]);
     assert_eq!(pre.code, 0, "{pre}");
@@ -273,15 +265,7 @@ fn preload_and_evict() {
     assert_eq!(cached_keys(&daemon), both);
 
     // A spawn after preload builds nothing new.
-    let out = run_command(
-        Command::new(zygote_bin())
-            .arg("spawn")
-            .arg("--daemon-side")
-            .arg("--socket")
-            .arg(&daemon.socket)
-            .arg("--")
-            .arg(&echo),
-    );
+    let out = zyg(&daemon, "spawn", &["--daemon-side".as_ref(), "--".as_ref(), echo.as_os_str()]);
     assert_eq!(out.code, 0, "{out}");
     assert_eq!(daemon.stats().cache.builds, 2);
 
@@ -299,16 +283,7 @@ fn preload_and_evict() {
     assert_eq!(cached_keys(&daemon), Vec::<String>::new());
 
     // The next spawn rebuilds, and works.
-    let out = run_command(
-        Command::new(zygote_bin())
-            .arg("spawn")
-            .arg("--daemon-side")
-            .arg("--socket")
-            .arg(&daemon.socket)
-            .arg("--")
-            .arg(&echo)
-            .arg("back"),
-    );
+    let out = zyg(&daemon, "spawn", &["--daemon-side".as_ref(), "--".as_ref(), echo.as_os_str(), "back".as_ref()]);
     assert_eq!((out.code, out.stdout_str()), (0, "argc=2\n[1]=back\n".to_string()), "{out}");
     let s = daemon.stats();
     assert_eq!((s.cache.builds, s.cache.entries), (3, 1), "{s:?}");

@@ -13,6 +13,9 @@ mod pss;
 mod quick;
 mod report;
 
+/// Where lua-src's Lua sources are in Cargo's registry (also for tests/c_project.rs).
+pub use make::find_lua_sources;
+
 use std::ffi::OsString;
 use std::io;
 use std::path::PathBuf;
