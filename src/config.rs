@@ -218,13 +218,7 @@ impl Config {
 /// `/tmp/zygote-$UID/zygote.sock` (the thin exec client looks in the same
 /// places: crates/stub/src/client/daemon.rs).
 pub fn default_socket_path() -> PathBuf {
-    if let Some(s) = std::env::var_os("ZYGOTE_SOCKET").filter(|s| !s.is_empty()) {
-        return PathBuf::from(s);
-    }
-    match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
-        Some(dir) => PathBuf::from(dir).join("zygote").join("zygote.sock"),
-        None => PathBuf::from(format!("/tmp/zygote-{}", rustix::process::getuid().as_raw())).join("zygote.sock"),
-    }
+    zygote_linux::client::default_socket()
 }
 
 #[cfg(test)]

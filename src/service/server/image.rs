@@ -149,18 +149,18 @@ async fn answer(state: &Arc<State>, peer: &Peer, body: &[u8], mut fds: Vec<Owned
         _ => return Answer::Other(ImageStatus::Exec, "the program may not be executed by the requester"),
     }
     let loader_env: Vec<Vec<u8>> = req.env_entries().map(<[u8]>::to_vec).collect();
-    let (personality, set_exe) = (req.personality, req.flags & FLAG_SET_EXE != 0);
-    let own_personality = state.own_restrictions.personality;
+    let name = path.file_name().map(OsStrExt::as_bytes).unwrap_or_default();
     let root =
         (!zygote_linux::procfs::same_mounts(peer.pid)).then(|| PathBuf::from(format!("/proc/{}/root", peer.pid)));
-    let serve = move |st: &State, who: &Peer, file: &OwnedFd, path: &Path, loader_env: &[Vec<u8>]| {
-        let name = path.file_name().map(OsStrExt::as_bytes).unwrap_or_default();
-        let client = ClientSide { personality, set_exe, name, root: root.as_deref() };
-        let env = Environment { loader_env, creds: peer_creds(st, who) };
-        st.zygote.serve_image(file.as_fd(), path, &env, client, own_personality)
+    let client = ClientSide {
+        personality: req.personality,
+        set_exe: req.flags & FLAG_SET_EXE != 0,
+        name,
+        root: root.as_deref(),
     };
+    let env = Environment { loader_env: &loader_env, creds: peer_creds(state, peer) };
     // A lookup never reads, hashes or builds (a few stats): on the reactor.
-    let answer = serve(state, peer, &file, &path, &loader_env);
+    let answer = state.zygote.serve_image(file.as_fd(), &path, &env, client, state.own_restrictions.personality);
     match answer {
         Ok(ImageAnswer::Image { image, plan }) => {
             state.image_users.record(*image.key(), peer.uid, &path);
