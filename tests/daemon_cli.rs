@@ -97,32 +97,15 @@ fn exit_status_is_the_programs_or_128_plus_the_signal() {
         [("kill", libc::SIGKILL), ("term", libc::SIGTERM), ("abort", libc::SIGABRT), ("segv", libc::SIGSEGV)]
     {
         let direct = direct_run(&signal, &[how], &[], false);
-        let remote = run_command(
-            Command::new(zygote_bin())
-                .arg("spawn")
-                .arg("--daemon-side")
-                .arg("--socket")
-                .arg(&daemon.socket)
-                .arg("--")
-                .arg(&signal)
-                .arg(how),
-        );
+        let remote =
+            zyg(&daemon, "spawn", &["--daemon-side".as_ref(), "--".as_ref(), signal.as_os_str(), how.as_ref()]);
         assert_eq!(remote.code, 128 + sig, "`zygote spawn -- signal {how}`:\n{remote}");
         assert_eq!((remote.code, &remote.stdout), (direct.code, &direct.stdout), "signal {how}: remote vs direct");
     }
     let exit = static_pie("daemon_exit.c");
     for code in ["0", "1", "42", "255"] {
         let direct = direct_run(&exit, &[code], &[], false);
-        let remote = run_command(
-            Command::new(zygote_bin())
-                .arg("spawn")
-                .arg("--daemon-side")
-                .arg("--socket")
-                .arg(&daemon.socket)
-                .arg("--")
-                .arg(&exit)
-                .arg(code),
-        );
+        let remote = zyg(&daemon, "spawn", &["--daemon-side".as_ref(), "--".as_ref(), exit.as_os_str(), code.as_ref()]);
         assert_eq!(remote, direct, "`zygote spawn -- exit {code}`");
         assert_eq!(remote.code.to_string(), code);
     }

@@ -13,21 +13,6 @@ mod common;
 use common::*;
 use std::path::{Path, PathBuf};
 
-/// Writes, then exits with a status that says whether a symbol relocation
-/// was applied; built `-shared -nostdlib`, entered at `zt_entry`.
-const SHARED_ENTRY: &str = r#"
-int zt_x = 5;
-__attribute__((visibility("hidden"))) int *zt_p = &zt_x;
-static const char yes[] = "symbol relocation applied\n", no[] = "symbol relocation not applied\n";
-void zt_entry(void) {
-    const char *m = zt_p ? yes : no;
-    long n = zt_p ? sizeof yes - 1 : sizeof no - 1, r;
-    __asm__ volatile("syscall" : "=a"(r) : "a"(1), "D"(1), "S"(m), "d"(n) : "rcx", "r11", "memory");
-    __asm__ volatile("syscall" :: "a"(60), "D"(zt_p ? 3 : 4) : "rcx", "r11", "memory");
-    for (;;) {}
-}
-"#;
-
 /// Position-independent, no libc and no relocations: writes and exits 5.
 const NO_RELOCS: &str = r#"
 static const char msg[] = "no PT_DYNAMIC here\n";
@@ -84,7 +69,7 @@ fn programs() -> Vec<(&'static str, PathBuf)> {
         write_phdr(b, &p);
     });
     let lib_flags = ["-O1", "-shared", "-fPIC", "-nostdlib", "-Wl,-e,zt_entry"];
-    let shared = cc(&source("etdyn-shared.c", SHARED_ENTRY), "etdyn-shared.so", &lib_flags, &[]);
+    let shared = cc(&c_src("caller_shared_entry.c"), "etdyn-shared.so", &lib_flags, &[]);
     sync();
     for p in [&no_pie_flag, &no_dynamic, &shared] {
         assert!(!has_interp(p), "{} has no interpreter", p.display());
