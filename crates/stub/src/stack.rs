@@ -50,31 +50,6 @@ impl Stack {
         Stack { sp, argc, argv, envp, auxv }
     }
 
-    /// Drop `argv[0]`, as if the kernel had been given `argv[1..]`: the
-    /// pointer arrays and the auxv move down one word so `sp` keeps its
-    /// alignment; the strings stay where they are. Nothing happens when
-    /// `argc` is 0.
-    pub fn drop_first_arg(&mut self) {
-        if self.argc == 0 {
-            return;
-        }
-        // SAFETY: by the invariant, the words from `argv + 1` through the
-        // auxv's AT_NULL pair are readable and writable stack memory; they
-        // move one word down (overlapping: `ptr::copy`), onto argv[0]'s slot.
-        unsafe {
-            let mut end = self.auxv;
-            while *end != 0 {
-                end = end.add(2);
-            }
-            let words = end.add(2).offset_from(self.argv.add(1)) as usize;
-            core::ptr::copy(self.argv.add(1), self.argv, words);
-            self.argc -= 1;
-            *self.sp = self.argc as u64;
-            self.envp = self.envp.sub(1);
-            self.auxv = self.auxv.sub(1);
-        }
-    }
-
     /// The initial stack pointer (`&argc`).
     pub fn sp(&self) -> *mut u64 {
         self.sp

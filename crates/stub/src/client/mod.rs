@@ -50,32 +50,25 @@ static DEBUG: AtomicBool = AtomicBool::new(false);
 /// `sp` must be the kernel's initial stack pointer (&argc) of this exec.
 pub unsafe extern "C" fn client_main(sp: *mut u64) -> ! {
     // SAFETY: `sp` is the initial stack pointer the kernel gave _start.
-    let mut stack = unsafe { Stack::from_sp(sp) };
+    let stack = unsafe { Stack::from_sp(sp) };
     let argv0 = arg(&stack, 0).unwrap_or_default();
     let own = basename(argv0) == CLIENT_NAME;
     let mut path = CPath::new();
-    let (name, exact, skip_self) = if own {
+    // The program's argv starts at argument `from` of ours (after our own).
+    let (name, exact, skip_self, from) = if own {
         match arg(&stack, 1) {
             Some(b"--help" | b"-h") => usage(0),
             // `-p PATH ARGV0 ARGS...`: run PATH (as execve, no search) with
             // the argv that follows (as `exec -a` in a shell).
             Some(b"-p") => match (arg(&stack, 2), arg(&stack, 3)) {
-                (Some(file), Some(_)) if !file.is_empty() => {
-                    for _ in 0..3 {
-                        stack.drop_first_arg();
-                    }
-                    (file, true, None)
-                }
+                (Some(file), Some(_)) if !file.is_empty() => (file, true, None, 3),
                 _ => usage(2),
             },
-            Some(name) if !name.is_empty() => {
-                stack.drop_first_arg();
-                (name, false, None)
-            }
+            Some(name) if !name.is_empty() => (name, false, None, 1),
             _ => usage(2),
         }
     } else {
-        (basename(argv0), false, resolve::own_identity())
+        (basename(argv0), false, resolve::own_identity(), 0)
     };
     let env = Env(stack.envp());
     DEBUG.store(env.get(b"ZYGOTE_EXEC_DEBUG").is_some_and(|v| !v.is_empty() && v != b"0"), Ordering::Relaxed);
@@ -92,8 +85,11 @@ pub unsafe extern "C" fn client_main(sp: *mut u64) -> ! {
     // program looking for itself through argv[0] and PATH finds itself, not
     // the link) and AT_EXECFN the path execve would have been given. It is
     // built below this frame, and the client goes on beneath it.
-    let argv0 = if own { None } else { Some(path.as_bytes()) };
-    let (new, below) = rebuild(&stack, &env, argv0, path.as_bytes());
+    let (new, below) = if own {
+        rebuild(&stack, &env, None, from, path.as_bytes())
+    } else {
+        rebuild(&stack, &env, Some(path.as_bytes()), 1, path.as_bytes())
+    };
     let go = Continue { stack: new, path: &path };
     // SAFETY: `below` is 16-byte aligned, beneath the new initial stack and
     // beneath nothing live (this frame, with `go` and `path`, is above it and
@@ -131,12 +127,13 @@ extern "C" fn continue_main(go: &Continue<'_>) -> ! {
     }
 }
 
-/// A copy of the initial stack with `argv0` (if given) for argv[0] and
-/// AT_EXECFN `execfn`, built below this frame (see `prestart::build_stack`);
-/// the new stack and where to go on.
-fn rebuild(stack: &Stack, env: &Env, argv0: Option<&[u8]>, execfn: &[u8]) -> (Stack, usize) {
-    let first = if argv0.is_some() { 1 } else { 0 };
-    let args = (first..stack.argc()).filter_map(|i| arg(stack, i));
+/// The program's initial stack, built below this frame (see
+/// `prestart::build_stack`): argv `argv0` (if given) then our arguments from
+/// `from` on, our environment, AT_EXECFN `execfn`. The new stack and where
+/// to go on.
+fn rebuild(stack: &Stack, env: &Env, argv0: Option<&[u8]>, from: usize, execfn: &[u8]) -> (Stack, usize) {
+    let first = usize::from(argv0.is_some());
+    let args = (from..stack.argc()).filter_map(|i| arg(stack, i));
     let argv0 = argv0.unwrap_or_default();
     let len = (argv0.len() + 1) * first + args.clone().chain(env.entries()).map(|a| a.len() + 1).sum::<usize>();
     let buf = sys::mmap_anon(len);
@@ -161,7 +158,7 @@ fn rebuild(stack: &Stack, env: &Env, argv0: Option<&[u8]>, execfn: &[u8]) -> (St
         envc += 1;
         put(e)
     });
-    let argc = stack.argc().max(first);
+    let argc = first + stack.argc().saturating_sub(from);
     let built = crate::prestart::build_stack(stack, block, argc, envc, Some(execfn), -1);
     // SAFETY: the block was copied onto the new stack; nothing points into it.
     unsafe { sys::munmap(buf as usize, len) };
