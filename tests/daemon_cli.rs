@@ -113,14 +113,24 @@ fn exit_status_is_the_programs_or_128_plus_the_signal() {
 
 /// A signal sent to the `zygote spawn` process reaches the program: SIGTERM
 /// runs its handler (it prints and exits 42); SIGINT and SIGHUP kill it
-/// (status 128+N).
+/// (status 128+N). The client starts with those signals at their defaults
+/// (`env --default-signal`): ignored ones (under nohup, or in a shell's
+/// background job) would stay ignored in the program, as under execve.
 #[test]
 fn signals_to_the_client_reach_the_program() {
     let daemon = Daemon::start(&socket_path("sig"), &[]);
     let prog = static_pie("daemon_sleep.c");
     for (sig, want) in [(libc::SIGTERM, 42), (libc::SIGINT, 128 + libc::SIGINT), (libc::SIGHUP, 128 + libc::SIGHUP)] {
-        let mut cmd = Command::new(zygote_bin());
-        cmd.arg("spawn").arg("--daemon-side").arg("--socket").arg(&daemon.socket).arg("--").arg(&prog).arg("term");
+        let mut cmd = Command::new("env");
+        cmd.arg("--default-signal=HUP,INT,TERM")
+            .arg(zygote_bin())
+            .arg("spawn")
+            .arg("--daemon-side")
+            .arg("--socket")
+            .arg(&daemon.socket)
+            .arg("--")
+            .arg(&prog)
+            .arg("term");
         let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
         let mut lines = Lines::new(child.stdout.take().expect("stdout"));
         let stderr = spawn_reader(child.stderr.take().expect("stderr"));

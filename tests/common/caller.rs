@@ -30,6 +30,9 @@ pub const WHY_NO_ANSWER: &str = "no answer from the daemon in time";
 pub const WHY_EXEC: &str = "the daemon says the program needs exec";
 /// How the client's debug line starts when mapping a served image failed.
 pub const MAP_FAILED: &str = "zygote-exec: mapping the image failed";
+/// The client's debug line when it starts again for a placement collision
+/// (and asks the daemon again).
+pub const AGAIN: &str = "zygote-exec: the image collided with the client's own layout; starting again";
 
 /// A world-readable scratch directory under /tmp (uid 65534 can run what
 /// is in it), removed on drop: `run/` (0711, the daemon's socket
@@ -189,17 +192,39 @@ pub fn command(prog: impl AsRef<OsStr>, args: &[&str], env: &Env) -> Command {
 }
 
 /// The client's debug lines (why it execs the program instead) at the
-/// start of stderr, and the outcome without them.
+/// start of stderr, and the outcome without them. Its [`AGAIN`] lines are
+/// left out of both ([`starts`] counts them).
 pub fn split_debug(o: &Outcome) -> (Vec<String>, Outcome) {
     let mut rest: &[u8] = &o.stderr;
     let mut lines = Vec::new();
-    let client_line = |r: &[u8]| r.starts_with(EXEC_INSTEAD.as_bytes()) || r.starts_with(MAP_FAILED.as_bytes());
+    let client_line = |r: &[u8]| [EXEC_INSTEAD, MAP_FAILED, AGAIN].iter().any(|p| r.starts_with(p.as_bytes()));
     while client_line(rest) {
         let end = rest.iter().position(|&c| c == b'\n').map_or(rest.len(), |i| i + 1);
-        lines.push(String::from_utf8_lossy(&rest[..end]).trim_end().to_string());
+        let line = String::from_utf8_lossy(&rest[..end]).trim_end().to_string();
+        if line != AGAIN {
+            lines.push(line);
+        }
         rest = &rest[end..];
     }
     (lines, Outcome { code: o.code, stdout: o.stdout.clone(), stderr: rest.to_vec() })
+}
+
+/// How many times the client asked the daemon for the image in `o`: once,
+/// plus once for each new start after a placement collision.
+pub fn starts(o: &Outcome) -> u64 {
+    1 + restarts(&o.stderr_str())
+}
+
+/// The client's new starts after placement collisions in `text` (its
+/// [`AGAIN`] lines; each asked the daemon once more).
+pub fn restarts(text: &str) -> u64 {
+    text.lines().filter(|l| l.trim_end() == AGAIN).count() as u64
+}
+
+/// The client's lines in `text` (stderr of several runs, or a screen) that
+/// say a run was not served: all but [`AGAIN`].
+pub fn not_served_lines(text: &str) -> Vec<&str> {
+    text.lines().filter(|l| l.contains("zygote-exec:") && l.trim_end() != AGAIN).collect()
 }
 
 /// The daemon's image-request counters.
@@ -216,7 +241,7 @@ pub fn run_served(d: &Daemon, cmd: &mut Command) -> Outcome {
     let after = requests(d);
     let (debug, _) = split_debug(&out);
     assert!(
-        debug.is_empty() && after.served == before.served + 1,
+        debug.is_empty() && after.served == before.served + starts(&out),
         "{cmd:?} was not served from the image: client said {debug:?}; requests before {before:?}, after \
          {after:?}\n{out}\nthe daemon's log:\n{}",
         d.log_tail(3000)
@@ -234,7 +259,7 @@ pub fn run_until_served(d: &Daemon, mut make: impl FnMut() -> Command) -> Outcom
         let out = run_command(&mut make());
         let after = requests(d);
         let (debug, _) = split_debug(&out);
-        if debug.is_empty() && after.served == before.served + 1 {
+        if debug.is_empty() && after.served == before.served + starts(&out) {
             return out;
         }
         let miss = format!("{EXEC_INSTEAD}{WHY_MISS}");

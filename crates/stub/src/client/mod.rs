@@ -31,6 +31,7 @@ use resolve::CPath;
 /// The client's own file name: invoked as this, it takes the program from
 /// its first argument.
 pub const CLIENT_NAME: &[u8] = b"zygote-exec";
+const CLIENT_NAME_Z: &core::ffi::CStr = c"zygote-exec";
 /// Exit status when the program cannot be found (as a shell's).
 const NOT_FOUND: i32 = 127;
 /// Exit status when it is found but cannot be executed.
@@ -43,6 +44,14 @@ static FALLBACK_ARGV: AtomicUsize = AtomicUsize::new(0);
 static FALLBACK_ENVP: AtomicUsize = AtomicUsize::new(0);
 /// `ZYGOTE_EXEC_DEBUG` is set: say on stderr why the program is exec'd.
 static DEBUG: AtomicBool = AtomicBool::new(false);
+/// How many times this client was started again for a placement collision.
+static AGAIN: AtomicUsize = AtomicUsize::new(0);
+/// At most this many new starts for placement collisions.
+const MAX_AGAIN: usize = 2;
+/// `Stage::Map` and `Stage::Vdso`, and EEXIST: a place the image needs is
+/// taken by this client's own stack or mappings (laid out at random by the
+/// kernel, and the image's layout is fixed).
+const COLLISION: ([u32; 2], i32) = ([Stage::Map as u32, Stage::Vdso as u32], 17);
 
 /// The thin client's entry (called by `_start` only).
 ///
@@ -54,17 +63,25 @@ pub unsafe extern "C" fn client_main(sp: *mut u64) -> ! {
     let argv0 = arg(&stack, 0).unwrap_or_default();
     let own = basename(argv0) == CLIENT_NAME;
     let mut path = CPath::new();
+    // `--again N` (first, from `retry_placement` only): the Nth start.
+    let o = match (arg(&stack, 1), arg(&stack, 2)) {
+        (Some(b"--again"), Some(&[n])) if own && n.is_ascii_digit() => {
+            AGAIN.store(usize::from(n - b'0'), Ordering::Relaxed);
+            2
+        }
+        _ => 0,
+    };
     // The program's argv starts at argument `from` of ours (after our own).
     let (name, exact, skip_self, from) = if own {
-        match arg(&stack, 1) {
+        match arg(&stack, o + 1) {
             Some(b"--help" | b"-h") => usage(0),
             // `-p PATH ARGV0 ARGS...`: run PATH (as execve, no search) with
             // the argv that follows (as `exec -a` in a shell).
-            Some(b"-p") => match (arg(&stack, 2), arg(&stack, 3)) {
-                (Some(file), Some(_)) if !file.is_empty() => (file, true, None, 3),
+            Some(b"-p") => match (arg(&stack, o + 2), arg(&stack, o + 3)) {
+                (Some(file), Some(_)) if !file.is_empty() => (file, true, None, o + 3),
                 _ => usage(2),
             },
-            Some(name) if !name.is_empty() => (name, false, None, 1),
+            Some(name) if !name.is_empty() => (name, false, None, o + 1),
             _ => usage(2),
         }
     } else {
@@ -213,6 +230,9 @@ fn become_program(served: daemon::Served, stack: &Stack) -> ! {
 /// (returns when it has not: then the failure is reported as the stub's).
 pub(crate) fn fall_back_if_armed(stage: u32, errno: i32) {
     if FALLBACK_PATH.load(Ordering::Relaxed) != 0 {
+        if COLLISION.0.contains(&stage) && errno == COLLISION.1 {
+            retry_placement();
+        }
         if DEBUG.load(Ordering::Relaxed) {
             let mut line = *b"zygote-exec: mapping the image failed at stage 00, errno 000\n";
             put_dec(&mut line[47..49], stage);
@@ -221,6 +241,43 @@ pub(crate) fn fall_back_if_armed(stage: u32, errno: i32) {
         }
         fall_back("");
     }
+}
+
+/// Start this client again (`/proc/self/exe --again N -p PATH ARGV...`),
+/// with a new random layout of its own, when an image region collided with
+/// it; at most [`MAX_AGAIN`] times. Returns when it cannot.
+fn retry_placement() {
+    let again = AGAIN.load(Ordering::Relaxed);
+    if again >= MAX_AGAIN {
+        return;
+    }
+    let path = FALLBACK_PATH.load(Ordering::Relaxed);
+    let argv = FALLBACK_ARGV.load(Ordering::Relaxed) as *const usize;
+    // SAFETY: argv is the NULL-terminated array of the program's stack.
+    let argc = (0..).take_while(|&i| unsafe { *argv.add(i) } != 0).count();
+    let len = (argc + 6) * 8;
+    let buf = sys::mmap_anon(len);
+    if buf < 0 {
+        return;
+    }
+    let count = [b'1' + again as u8, 0];
+    let head = [CLIENT_NAME_Z.as_ptr() as usize, c"--again".as_ptr() as usize, count.as_ptr() as usize];
+    // SAFETY: a fresh mapping of `argc + 6` words, ours alone; the new argv:
+    // the head, `-p PATH`, the program's argv and its NULL.
+    let new = unsafe { core::slice::from_raw_parts_mut(buf as *mut usize, argc + 6) };
+    new[..3].copy_from_slice(&head);
+    new[3..5].copy_from_slice(&[c"-p".as_ptr() as usize, path]);
+    // SAFETY: as above, argc pointers (and the NULL after them).
+    new[5..].copy_from_slice(unsafe { core::slice::from_raw_parts(argv, argc + 1) });
+    if DEBUG.load(Ordering::Relaxed) {
+        say(&[b"the image collided with the client's own layout; starting again"]);
+    }
+    let envp = FALLBACK_ENVP.load(Ordering::Relaxed);
+    // SAFETY: NUL-terminated strings and NULL-terminated arrays that stay
+    // in place; execve returns only on failure.
+    unsafe { sys::syscall3(sys::SYS_EXECVE, c"/proc/self/exe".as_ptr() as usize, buf as usize, envp) };
+    // SAFETY: the array made above, unused now.
+    unsafe { sys::munmap(buf as usize, len) };
 }
 
 /// Exec the program (the image was not served, or mapping it failed).
