@@ -10,7 +10,9 @@
 //! - an `O_PATH` fd (what an execute-only program allows) is refused;
 //! - a program on a noexec mount is refused as execve refuses it, also one
 //!   whose text segment is writable (nothing executable mapped from the file);
-//! - duplicate fd targets are a request error and change nothing.
+//! - duplicate fd targets are a request error and change nothing;
+//! - a chrooted client is told apart from one that sees the daemon's root
+//!   (which an image request's library paths depend on).
 //!
 //! The other user is uid 65534 (nobody); processes run as it are the `zygote`
 //! CLI and this test binary (the ignored `helper_as_nobody`), placed in a
@@ -488,4 +490,35 @@ fn a_daemon_that_is_not_root_refuses_allowed_uids() {
     let out = run_as(&mut cmd, NOBODY, None);
     assert_ne!(out.code, 0, "{out}");
     assert!(out.stderr_str().contains("allowed_uids"), "{out}");
+}
+
+/// How the daemon tells whether an image-requesting client sees the file
+/// system as it does (`procfs::same_mounts`, which decides whether the
+/// image's library paths must be checked under `/proc/PID/root`): a process
+/// chrooted into a directory does not, and passing that directory as its
+/// root changes nothing; passing our own root does, since a process of our
+/// mount namespace holding our root can reach every path we can.
+#[test]
+fn a_chrooted_client_is_told_apart_by_its_root() {
+    use zygote_linux::procfs::same_mounts;
+    let dir = std::env::temp_dir().join(format!("zt-chroot-{}", std::process::id()));
+    fs::create_dir_all(&dir).expect("mkdir");
+    fs::copy(static_pie("daemon_sleep.c"), dir.join("prog")).expect("copy");
+    let mut cmd = Command::new("chroot");
+    cmd.arg(&dir).args(["/prog", "sleep", "60000", "0"]).stdout(std::process::Stdio::piped());
+    let mut child = StdChildGuard(Some(cmd.spawn().expect("chroot")));
+    let out = child.0.as_mut().and_then(|c| c.stdout.take()).expect("stdout");
+    let pid = pid_in(&Lines::new(out).next(DEADLINE).expect("the program starts"), "started ");
+    let _guard = PidGuard(pid);
+    let raw = rustix::process::Pid::from_raw(pid).expect("pid");
+    let pidfd = rustix::process::pidfd_open(raw, rustix::process::PidfdFlags::empty()).expect("pidfd");
+    let (inner, ours) = (fs::File::open(&dir).expect("open dir"), fs::File::open("/").expect("open /"));
+    assert!(!same_mounts(pid, Some(pidfd.as_fd()), None), "chrooted: /proc/PID/root is not our root");
+    assert!(!same_mounts(pid, Some(pidfd.as_fd()), Some(inner.as_fd())), "its root passed as its root");
+    assert!(same_mounts(pid, Some(pidfd.as_fd()), Some(ours.as_fd())), "our root passed: it reaches what we do");
+    let me = std::process::id() as i32;
+    assert!(same_mounts(me, None, None) && same_mounts(me, None, Some(ours.as_fd())), "we see what we see");
+    kill_pid(pid, libc::SIGKILL).expect("kill");
+    let _ = child.0.take().map(|mut c| c.wait());
+    let _ = fs::remove_dir_all(&dir);
 }

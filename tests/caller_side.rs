@@ -417,10 +417,9 @@ fn the_program_is_the_callers_own_process() {
 }
 
 /// A caller that closed its stdin and stderr: the program starts with them
-/// closed too (nothing the client opened is left in their place), as
-/// after a direct exec. (A static PIE: its image never collides with the
-/// client's layout, so no run is started again, which the count of served
-/// requests would show but the closed stderr would not say.)
+/// closed too (nothing the client opened is left in their place), as after
+/// a direct exec. (A static PIE never collides with the client's layout: no
+/// new start, which the served count would show and stderr could not say.)
 #[test]
 fn closed_stdio_stays_closed() {
     let (s, daemon, prog, env) = setup(Linkage::StaticPie);

@@ -4,7 +4,7 @@
 //! that running out of fds slows the daemon down instead of spinning it.
 
 use std::collections::HashMap;
-use std::os::fd::AsFd;
+use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -264,19 +264,24 @@ impl Acceptor {
     /// A place for a new connection, or `None` after answering it with an
     /// error and closing it at once (a refused uid, or over a cap): a
     /// refused connection never holds an fd beyond this call.
-    pub(super) fn admit(&mut self, who: &Admission<'_>, stream: &tokio::net::UnixStream) -> Option<ConnPermit> {
-        let uid = match rustix::net::sockopt::socket_peercred(stream) {
-            Ok(cred) => cred.uid.as_raw(),
+    pub(super) fn admit(
+        &mut self,
+        who: &Admission<'_>,
+        stream: BorrowedFd<'_>,
+    ) -> Option<(ConnPermit, rustix::net::UCred)> {
+        let cred = match rustix::net::sockopt::socket_peercred(stream) {
+            Ok(cred) => cred,
             Err(e) => {
                 self.refused(format_args!("SO_PEERCRED of a new connection: {e}"));
                 return None;
             }
         };
+        let uid = cred.uid.as_raw();
         let (code, message) = if !super::peer::admits(uid, who.own_uid, who.allowed) {
             (ErrorCode::PeerRefused, format!("uid {uid} may not use this zygote (daemon uid {})", who.own_uid))
         } else {
             match who.caps.admit(uid) {
-                Ok(permit) => return Some(permit),
+                Ok(permit) => return Some((permit, cred)),
                 Err(r) => (ErrorCode::Internal, r.to_string()),
             }
         };
@@ -295,12 +300,12 @@ impl Acceptor {
 /// Answer a connection that is not served, without waiting: the reply fits
 /// in the empty socket buffer. What the client already sent is discarded so
 /// that it reads the reply rather than a reset.
-fn answer_and_close(stream: &tokio::net::UnixStream, reply: &Response) {
+fn answer_and_close(stream: BorrowedFd<'_>, reply: &Response) {
     let body = frame::encode(reply);
-    let _ = FrameWriter::new(&body, &[]).write_once(stream.as_fd());
+    let _ = FrameWriter::new(&body, &[]).write_once(stream);
     let mut scratch = [0u8; 4096];
     for _ in 0..4 {
-        if !matches!(stream.try_read(&mut scratch), Ok(n) if n > 0) {
+        if !matches!(rustix::net::recv(stream, &mut scratch, rustix::net::RecvFlags::DONTWAIT), Ok((n, _)) if n > 0) {
             break;
         }
     }

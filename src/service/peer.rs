@@ -22,10 +22,14 @@ pub struct Peer {
 
 impl Peer {
     pub fn of(sock: BorrowedFd<'_>) -> std::io::Result<Self> {
-        let cred = socket_peercred(sock)?;
+        Ok(Peer::with_cred(sock, socket_peercred(sock)?))
+    }
+
+    /// The peer of `sock`, whose SO_PEERCRED was read already.
+    pub fn with_cred(sock: BorrowedFd<'_>, cred: rustix::net::UCred) -> Self {
         let pid = cred.pid.as_raw_nonzero().get();
         let pidfd = zygote_linux::restrictions::peer_pidfd(sock).ok().map(Arc::new);
-        Ok(Peer::new(pid, pidfd, cred.uid.as_raw(), cred.gid.as_raw()))
+        Peer::new(pid, pidfd, cred.uid.as_raw(), cred.gid.as_raw())
     }
 
     pub fn new(pid: i32, pidfd: Option<Arc<OwnedFd>>, uid: u32, gid: u32) -> Self {

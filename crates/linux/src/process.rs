@@ -424,6 +424,22 @@ pub fn pidfd_kill(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
     if r < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
 }
 
+/// The inode number of the mount namespace of the process behind `pidfd`
+/// (`PIDFD_GET_MNT_NAMESPACE`, Linux 6.11): what `/proc/PID/ns/mnt` names,
+/// without a `/proc` lookup. Fails (ENOTTY, EINVAL) on older kernels.
+pub fn pidfd_mnt_ns(pidfd: BorrowedFd<'_>) -> io::Result<u64> {
+    const PIDFD_GET_MNT_NAMESPACE: libc::c_ulong = 0xff03; // _IO(0xFF, 3)
+    // SAFETY: this ioctl takes no argument (it must be 0) and returns a new
+    // fd or -1.
+    let fd = unsafe { libc::ioctl(pidfd.as_raw_fd(), PIDFD_GET_MNT_NAMESPACE as _, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel returned a new fd that we now own.
+    let ns = unsafe { OwnedFd::from_raw_fd(fd) };
+    Ok(rustix::fs::fstat(&ns)?.st_ino)
+}
+
 /// Block until `until` is readable, passing `signals` that arrive meanwhile on
 /// to the process behind `target` (a pidfd).
 ///

@@ -2,7 +2,9 @@
 //! maps, stat, auxv, cgroup and mountinfo here; smaps in
 //! `zygote_core::metrics::smaps`).
 
+use std::os::fd::BorrowedFd;
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 /// The value of field `key` (without its colon) in a `/proc/PID/status`
 /// text, trimmed: the one parser of those lines.
@@ -179,22 +181,63 @@ fn unescape(field: &str) -> String {
 }
 
 /// Does process `pid` see the file system as we do: the same mount
-/// namespace and the same root directory? (A path names the same file for
-/// it as for us only then.) False when it cannot be told.
-pub fn same_mounts(pid: i32) -> bool {
-    let id = |p: &str| rustix::fs::stat(p).ok().map(|st| (st.st_dev, st.st_ino));
-    let (theirs_ns, theirs_root) = (id(&format!("/proc/{pid}/ns/mnt")), id(&format!("/proc/{pid}/root")));
-    theirs_ns.is_some() && theirs_root.is_some() && theirs_ns == id("/proc/self/ns/mnt") && theirs_root == id("/")
+/// namespace and the same root (the same mount, and its same directory)? A
+/// path names the same file for it as for us only then. False when it
+/// cannot be told.
+///
+/// `pidfd` (of the same process) names its namespace without a `/proc`
+/// lookup where the kernel can. `root`, a directory fd the process passed
+/// as its root, stands for `/proc/PID/root` when it is our root: a process
+/// of our namespace holding our root can reach every path we can, so it
+/// may be answered as if that were its root; otherwise `/proc` decides.
+pub fn same_mounts(pid: i32, pidfd: Option<BorrowedFd<'_>>, root: Option<BorrowedFd<'_>>) -> bool {
+    // (dev major, dev minor, ino, mount id) of a directory.
+    type DirId = (u32, u32, u64, u64);
+    let dir = |fd: BorrowedFd<'_>, path: &str| -> Option<DirId> {
+        let flags = rustix::fs::AtFlags::EMPTY_PATH;
+        rustix::fs::statx(fd, path, flags, rustix::fs::StatxFlags::INO | rustix::fs::StatxFlags::MNT_ID)
+            .ok()
+            .map(|st| (st.stx_dev_major, st.stx_dev_minor, st.stx_ino, st.stx_mnt_id))
+    };
+    let at = |path: &str| dir(rustix::fs::CWD, path);
+    // Ours, read once: the daemon changes neither.
+    static OURS: OnceLock<(Option<u64>, Option<DirId>)> = OnceLock::new();
+    let (ns, own_root) =
+        *OURS.get_or_init(|| (rustix::fs::stat("/proc/self/ns/mnt").ok().map(|st| st.st_ino), at("/")));
+    let theirs_ns = match pidfd.map(crate::process::pidfd_mnt_ns) {
+        Some(Ok(ino)) => Some(ino),
+        _ => rustix::fs::stat(format!("/proc/{pid}/ns/mnt").as_str()).ok().map(|st| st.st_ino),
+    };
+    if own_root.is_none() || theirs_ns.is_none() || theirs_ns != ns {
+        return false;
+    }
+    if root.and_then(|fd| dir(fd, "")) == own_root {
+        return true;
+    }
+    at(&format!("/proc/{pid}/root")) == own_root
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::AsFd;
 
     #[test]
     fn we_see_the_file_system_as_we_do() {
-        assert!(same_mounts(std::process::id() as i32));
-        assert!(!same_mounts(i32::MAX), "no such process: cannot be told");
+        let me = std::process::id() as i32;
+        assert!(same_mounts(me, None, None));
+        let pid = rustix::process::Pid::from_raw(me).expect("pid");
+        let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).expect("pidfd");
+        let root = std::fs::File::open("/").expect("open /");
+        let tmp = std::fs::File::open("/tmp").expect("open /tmp");
+        // The pidfd names our namespace without /proc (this machine kind's
+        // kernel, 6.11 or later, has the ioctl).
+        let ns = rustix::fs::stat("/proc/self/ns/mnt").expect("ns").st_ino;
+        assert_eq!(crate::process::pidfd_mnt_ns(pidfd.as_fd()).expect("PIDFD_GET_MNT_NAMESPACE"), ns);
+        assert!(same_mounts(me, Some(pidfd.as_fd()), Some(root.as_fd())));
+        // Another directory as the root: /proc decides (ours is /).
+        assert!(same_mounts(me, Some(pidfd.as_fd()), Some(tmp.as_fd())));
+        assert!(!same_mounts(i32::MAX, None, None), "no such process: cannot be told");
     }
 
     #[test]

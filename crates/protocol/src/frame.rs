@@ -215,8 +215,25 @@ impl<'a> FrameWriter<'a> {
         FrameWriter { bytes, sent: 0, fds }
     }
 
+    /// The rest of a frame of `body` with `fd_count` fds, of which `sent`
+    /// bytes went out already, and the fds with them (so `sent` is more
+    /// than 0 when `fd_count` is: else start over with [`FrameWriter::new`]).
+    pub fn resume(body: &[u8], fd_count: usize, sent: usize) -> FrameWriter<'static> {
+        debug_assert!(sent > 0 || fd_count == 0, "the fds go with the first bytes");
+        let mut bytes = Vec::with_capacity(HEADER_SIZE + body.len());
+        bytes.extend_from_slice(&header(body.len(), fd_count));
+        bytes.extend_from_slice(body);
+        let sent = sent.min(bytes.len());
+        FrameWriter { bytes, sent, fds: &[] }
+    }
+
     pub fn done(&self) -> bool {
         self.sent == self.bytes.len()
+    }
+
+    /// Bytes of the frame (header included) sent so far.
+    pub fn sent(&self) -> usize {
+        self.sent
     }
 
     /// One `sendmsg`. Returns `Err(AGAIN)` on a full non-blocking socket.

@@ -36,6 +36,8 @@ pub const SYS_NEWFSTATAT: usize = 262;
 pub const SYS_FACCESSAT: usize = 269;
 pub const AT_FDCWD: isize = -100;
 pub const O_RDONLY_CLOEXEC: usize = 0o2000000;
+/// `O_PATH | O_DIRECTORY | O_CLOEXEC`.
+pub const O_PATH_DIR_CLOEXEC: usize = 0o10000000 | 0o200000 | 0o2000000;
 pub const PROT_WRITE: usize = 2;
 pub const PROT_EXEC: usize = 4;
 

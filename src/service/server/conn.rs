@@ -28,8 +28,12 @@ impl Conn {
 
     /// Send a frame with this body (JSON, or an image reply).
     pub(super) async fn send_bytes(&self, body: &[u8], fds: &[BorrowedFd<'_>]) -> std::io::Result<()> {
+        self.send_writer(FrameWriter::new(body, fds)).await
+    }
+
+    /// Send what is left of a frame.
+    pub(super) async fn send_writer(&self, mut w: FrameWriter<'_>) -> std::io::Result<()> {
         let _w = self.write_lock.lock().await;
-        let mut w = FrameWriter::new(body, fds);
         while !w.done() {
             let mut guard = self.fd.writable().await?;
             match w.write_once(self.fd.get_ref().as_fd()) {

@@ -12,6 +12,7 @@ use super::conn::{Conn, RecvError};
 use super::image;
 use super::requests::handle;
 use super::{State, StatusRx, error};
+use crate::service::frame::Frame;
 use crate::service::limits::{ConnPermit, ConnReader};
 use crate::service::message::{ErrorCode, Hello, PROTOCOL_VERSION, Request, Welcome};
 use crate::service::peer::Peer;
@@ -37,16 +38,21 @@ fn busy(session: &Session, waits: &mut JoinSet<()>) -> bool {
         || session.children.lock().unwrap_or_else(|e| e.into_inner()).values().any(|c| c.status.borrow().is_none())
 }
 
-pub(super) async fn connection(state: Arc<State>, stream: tokio::net::UnixStream, _permit: ConnPermit) {
+/// An accepted, admitted connection: its socket, SO_PEERCRED, what the
+/// accept loop read of it, and its first frame if that came whole.
+pub(super) struct Started {
+    pub(super) fd: OwnedFd,
+    pub(super) cred: rustix::net::UCred,
+    pub(super) reader: ConnReader,
+    pub(super) first: Option<Frame>,
+}
+
+/// Serve a connection the accept loop did not answer itself.
+pub(super) async fn connection(state: Arc<State>, start: Started, _permit: ConnPermit) {
     let counters = &state.counters;
-    counters.connections.fetch_add(1, Ordering::Relaxed);
     counters.open_connections.fetch_add(1, Ordering::Relaxed);
-    let Ok(std_stream) = stream.into_std() else {
-        counters.open_connections.fetch_sub(1, Ordering::Relaxed);
-        return;
-    };
-    let fd: OwnedFd = std_stream.into();
-    let peer = Peer::of(fd.as_fd());
+    let Started { fd, cred, reader, first } = start;
+    let peer = Peer::with_cred(fd.as_fd(), cred);
     let conn = match zygote_linux::process::async_fd(fd) {
         Ok(fd) => Arc::new(Conn::new(fd)),
         Err(e) => {
@@ -58,13 +64,8 @@ pub(super) async fn connection(state: Arc<State>, stream: tokio::net::UnixStream
     let session = Arc::new(Session { children: Mutex::new(HashMap::new()) });
     // The accept loop admitted its uid (`Acceptor::admit`): a socket's peer
     // credentials and the allow-list do not change.
-    match peer {
-        Ok(peer) => {
-            let span = tracing::debug_span!("conn", peer_pid = peer.pid, peer_uid = peer.uid);
-            let _ = tracing::Instrument::instrument(serve_conn(&state, &conn, &peer, &session), span).await;
-        }
-        Err(e) => tracing::warn!("SO_PEERCRED: {e}"),
-    }
+    let span = tracing::debug_span!("conn", peer_pid = peer.pid, peer_uid = peer.uid);
+    let _ = tracing::Instrument::instrument(serve_conn(&state, &conn, &peer, &session, reader, first), span).await;
     kill_attached(&session);
     counters.open_connections.fetch_sub(1, Ordering::Relaxed);
 }
@@ -83,9 +84,18 @@ fn kill_attached(session: &Session) {
 
 /// Expect a Hello of our protocol version, answer Welcome. `None`: the
 /// connection ends (also after an image request, which takes its place).
-async fn handshake(state: &Arc<State>, conn: &Conn, peer: &Peer, reader: &mut ConnReader) -> Option<()> {
+async fn handshake(
+    state: &Arc<State>,
+    conn: &Conn,
+    peer: &Peer,
+    reader: &mut ConnReader,
+    first: Option<Frame>,
+) -> Option<()> {
     // The Hello is due within the frame timeout of the connect.
-    let hello = conn.recv(reader, &state.limits, state.frame_timeout).await;
+    let hello = match first {
+        Some(f) => Ok(Some(f)),
+        None => conn.recv(reader, &state.limits, state.frame_timeout).await,
+    };
     let hello: Hello = match hello {
         Ok(Some(f)) if ImageRequest::is_request(&f.body) => {
             image::serve(state, conn, peer, &f.body, f.fds).await;
@@ -114,11 +124,17 @@ async fn handshake(state: &Arc<State>, conn: &Conn, peer: &Peer, reader: &mut Co
     conn.send(&Welcome { version: PROTOCOL_VERSION, limits: state.limits }, &[]).await.ok()
 }
 
-async fn serve_conn(state: &Arc<State>, conn: &Arc<Conn>, peer: &Peer, session: &Arc<Session>) -> Option<()> {
-    let mut reader = ConnReader::new(&state.buffers, state.frame_timeout);
+async fn serve_conn(
+    state: &Arc<State>,
+    conn: &Arc<Conn>,
+    peer: &Peer,
+    session: &Arc<Session>,
+    mut reader: ConnReader,
+    first: Option<Frame>,
+) -> Option<()> {
     let limits = state.limits;
     let mut shutdown = state.shutdown.clone();
-    handshake(state, conn, peer, &mut reader).await?;
+    handshake(state, conn, peer, &mut reader, first).await?;
     let mut waits = JoinSet::new();
     let mut draining = *shutdown.borrow();
     loop {

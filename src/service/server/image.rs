@@ -9,7 +9,7 @@
 
 use std::collections::HashSet;
 use std::ffi::OsStr;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,6 +29,8 @@ use super::State;
 use super::conn::Conn;
 use super::requests::check_readable;
 use super::spawn::peer_creds;
+use crate::service::frame::{Frame, FrameWriter, ReadStatus};
+use crate::service::limits::ConnReader;
 use crate::service::peer::Peer;
 
 /// Background builds at once.
@@ -102,13 +104,120 @@ impl ImageCounters {
 
 /// Answer the image request in `body` (the connection's first frame).
 pub(super) async fn serve(state: &Arc<State>, conn: &Conn, peer: &Peer, body: &[u8], fds: Vec<OwnedFd>) {
-    let answer = answer(state, peer, body, fds).await;
-    let (status, message, plan, image) = match &answer {
-        Answer::Image { plan, image } => (ImageStatus::Image, "", &plan[..], Some(image)),
-        Answer::Other(status, why) => (*status, *why, &[][..], None),
+    send(state, conn, peer, reply(state, peer, body, fds)).await
+}
+
+/// The reply frame's body and the image whose fds it attaches.
+pub(super) struct Reply {
+    body: Vec<u8>,
+    image: Option<Arc<zygote_linux::Image>>,
+}
+
+impl Reply {
+    fn fds(&self) -> Vec<BorrowedFd<'_>> {
+        self.image.as_deref().map(attached_fds).unwrap_or_default()
+    }
+}
+
+/// Send `reply` through the reactor; follow the served client.
+async fn send(state: &Arc<State>, conn: &Conn, peer: &Peer, reply: Reply) {
+    if let Err(e) = conn.send_bytes(&reply.body, &reply.fds()).await {
+        tracing::debug!("image reply: {e}");
+        return;
+    }
+    if let Some(image) = reply.image {
+        follow(state, peer, image);
+    }
+}
+
+/// What the accept loop did with a new connection's first bytes.
+pub(super) enum Inline {
+    /// An image request, answered (or being answered) already.
+    Served,
+    /// Anything else (a Hello, a frame not complete yet): the connection's
+    /// task goes on from what was read, and from its first frame if that
+    /// came whole.
+    Connection(OwnedFd, ConnReader, Option<Frame>),
+}
+
+/// Answer an image request without the reactor when it has arrived whole
+/// by the time its connection is accepted (the thin client sends it right
+/// after connecting) and the reply fits in the socket at once: no task, no
+/// registration, no wake-up of another worker. A reply that does not go
+/// out at once is finished by a task.
+pub(super) fn try_now(state: &Arc<State>, fd: OwnedFd, cred: rustix::net::UCred) -> Inline {
+    let mut reader = ConnReader::new(&state.buffers, state.frame_timeout);
+    match reader.reader.read_once(fd.as_fd()) {
+        Ok(ReadStatus::Data) if reader.charge.set(reader.reader.buffered() as u64) => {}
+        _ => return Inline::Connection(fd, reader, None),
+    }
+    let frame = match reader.reader.next_frame(&state.limits) {
+        Ok(Some(f)) => f,
+        _ => return Inline::Connection(fd, reader, None),
     };
-    let fds = image.map(|i| attached_fds(i)).unwrap_or_default();
-    let reply = ImageReply { status, fd_count: fds.len() as u32, message: message.as_bytes(), plan };
+    reader.taken();
+    if !ImageRequest::is_request(&frame.body) || reader.reader.buffered() > 0 {
+        return Inline::Connection(fd, reader, Some(frame));
+    }
+    let peer = Peer::with_cred(fd.as_fd(), cred);
+    let reply = reply(state, &peer, &frame.body, frame.fds);
+    match send_now(fd.as_fd(), &reply) {
+        Ok(()) => {
+            if let Some(image) = reply.image {
+                follow(state, &peer, image);
+            }
+        }
+        Err((rustix::io::Errno::AGAIN, sent)) => finish_later(state, fd, peer, reply, sent),
+        Err((e, _)) => tracing::debug!("image reply: {e}"),
+    }
+    Inline::Served
+}
+
+/// Send `reply` on the non-blocking `sock` as far as it goes at once; on
+/// failure, the error and how many bytes of the frame went out.
+fn send_now(sock: BorrowedFd<'_>, reply: &Reply) -> Result<(), (rustix::io::Errno, usize)> {
+    let fds = reply.fds();
+    let mut w = FrameWriter::new(&reply.body, &fds);
+    while !w.done() {
+        match w.write_once(sock) {
+            Ok(()) | Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err((e, w.sent())),
+        }
+    }
+    Ok(())
+}
+
+/// Send the rest of `reply` (`sent` bytes of its frame went out already,
+/// with its fds if any) through the reactor.
+fn finish_later(state: &Arc<State>, fd: OwnedFd, peer: Peer, reply: Reply, sent: usize) {
+    let state = state.clone();
+    tokio::spawn(async move {
+        let conn = match zygote_linux::process::async_fd(fd) {
+            Ok(fd) => Conn::new(fd),
+            Err(e) => return tracing::debug!("image reply: {e}"),
+        };
+        if sent == 0 {
+            return send(&state, &conn, &peer, reply).await;
+        }
+        let fd_count = reply.image.as_deref().map_or(0, |i| attached_fds(i).len());
+        if let Err(e) = conn.send_writer(FrameWriter::resume(&reply.body, fd_count, sent)).await {
+            return tracing::debug!("image reply: {e}");
+        }
+        if let Some(image) = reply.image {
+            follow(&state, &peer, image);
+        }
+    });
+}
+
+/// The reply to the image request in `body`, counted.
+fn reply(state: &Arc<State>, peer: &Peer, body: &[u8], fds: Vec<OwnedFd>) -> Reply {
+    let answer = answer(state, peer, body, fds);
+    let (status, message, plan, image) = match answer {
+        Answer::Image { plan, image } => (ImageStatus::Image, "", plan, Some(image)),
+        Answer::Other(status, why) => (status, why, Vec::new(), None),
+    };
+    let fd_count = image.as_deref().map_or(0, |i| attached_fds(i).len());
+    let reply = ImageReply { status, fd_count: fd_count as u32, message: message.as_bytes(), plan: &plan };
     let mut bytes = vec![0u8; reply.encoded_len()];
     reply.encode(&mut bytes);
     let counter = match status {
@@ -118,13 +227,7 @@ pub(super) async fn serve(state: &Arc<State>, conn: &Conn, peer: &Peer, body: &[
         ImageStatus::Error => &state.images.errors,
     };
     counter.fetch_add(1, Ordering::Relaxed);
-    if let Err(e) = conn.send_bytes(&bytes, &fds).await {
-        tracing::debug!("image reply: {e}");
-        return;
-    }
-    if let Some(image) = image {
-        follow(state, peer, image.clone());
-    }
+    Reply { body: bytes, image }
 }
 
 enum Answer {
@@ -132,14 +235,16 @@ enum Answer {
     Other(ImageStatus, &'static str),
 }
 
-async fn answer(state: &Arc<State>, peer: &Peer, body: &[u8], mut fds: Vec<OwnedFd>) -> Answer {
+fn answer(state: &Arc<State>, peer: &Peer, body: &[u8], mut fds: Vec<OwnedFd>) -> Answer {
     let Ok(req) = ImageRequest::decode(body) else {
         return Answer::Other(ImageStatus::Error, "an undecodable image request");
     };
-    if fds.len() != 1 {
-        return Answer::Other(ImageStatus::Error, "an image request takes the program's fd only");
+    // The program, then (optionally) the client's root directory.
+    if !(1..=2).contains(&fds.len()) {
+        return Answer::Other(ImageStatus::Error, "an image request takes the program's fd and its root's");
     }
     let file = fds.remove(0);
+    let own_root = fds.pop();
     let path = PathBuf::from(OsStr::from_bytes(req.path));
     if check_readable(&file, &path).is_err() {
         return Answer::Other(ImageStatus::Exec, "the fd was not opened for reading");
@@ -150,8 +255,12 @@ async fn answer(state: &Arc<State>, peer: &Peer, body: &[u8], mut fds: Vec<Owned
     }
     let loader_env: Vec<Vec<u8>> = req.env_entries().map(<[u8]>::to_vec).collect();
     let name = path.file_name().map(OsStrExt::as_bytes).unwrap_or_default();
-    let root =
-        (!zygote_linux::procfs::same_mounts(peer.pid)).then(|| PathBuf::from(format!("/proc/{}/root", peer.pid)));
+    let same = zygote_linux::procfs::same_mounts(
+        peer.pid,
+        peer.pidfd.as_deref().map(AsFd::as_fd),
+        own_root.as_ref().map(AsFd::as_fd),
+    );
+    let root = (!same).then(|| PathBuf::from(format!("/proc/{}/root", peer.pid)));
     let client = ClientSide {
         personality: req.personality,
         set_exe: req.flags & FLAG_SET_EXE != 0,

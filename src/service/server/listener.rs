@@ -1,14 +1,19 @@
 //! The listening socket (bound here, or passed by systemd), the accept loop
 //! with its admission and backoff, and the drain of connections at shutdown.
 
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use rustix::net::SocketFlags;
+use tokio::io::unix::AsyncFd;
 use tokio::task::JoinSet;
 
-use super::connection::connection;
+use super::connection::{Started, connection};
+use super::image::{self, Inline};
 use super::{ServerError, ServerOptions, State};
 use crate::service::limits::{Acceptor, Admission};
 use crate::service::sockdir::{self, Strictness};
@@ -63,11 +68,16 @@ pub(super) fn systemd_listener() -> Option<std::os::unix::net::UnixListener> {
     Some(std::os::unix::net::UnixListener::from(fd))
 }
 
+/// The listening socket, registered with the reactor. Accepted sockets are
+/// not (tokio's listener would register each, and the connection then
+/// deregisters it to take its fd and registers it again).
+pub(super) type Listener = AsyncFd<OwnedFd>;
+
 /// The socket to serve: systemd's, or one bound at `opts.socket`.
 pub(super) fn open(
     opts: &ServerOptions,
     activated: Option<std::os::unix::net::UnixListener>,
-) -> Result<tokio::net::UnixListener, ServerError> {
+) -> Result<Listener, ServerError> {
     let std_listener = match activated {
         Some(l) => l,
         None => {
@@ -82,14 +92,26 @@ pub(super) fn open(
         }
     };
     std_listener.set_nonblocking(true).map_err(ServerError::Runtime)?;
-    tokio::net::UnixListener::from_std(std_listener).map_err(ServerError::Runtime)
+    zygote_linux::process::async_fd(std_listener.into()).map_err(ServerError::Runtime)
+}
+
+/// The next connection: a non-blocking, close-on-exec socket.
+async fn accept(listener: &Listener) -> std::io::Result<OwnedFd> {
+    loop {
+        let mut ready = listener.readable().await?;
+        let flags = SocketFlags::NONBLOCK | SocketFlags::CLOEXEC;
+        match ready.try_io(|l| rustix::net::accept_with(l.get_ref(), flags).map_err(std::io::Error::from)) {
+            Ok(accepted) => return accepted,
+            Err(_would_block) => continue,
+        }
+    }
 }
 
 /// Accept and admit connections, one task each in `tasks`, until SIGTERM or
 /// SIGINT; the listener is closed on return.
 pub(super) async fn accept_until_signal(
     state: &Arc<State>,
-    listener: tokio::net::UnixListener,
+    listener: Listener,
     tasks: &mut JoinSet<()>,
 ) -> Result<(), ServerError> {
     use tokio::signal::unix::{SignalKind, signal};
@@ -98,17 +120,23 @@ pub(super) async fn accept_until_signal(
     let mut acceptor = Acceptor::new();
     loop {
         tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
+            accepted = accept(&listener) => match accepted {
+                Ok(stream) => {
                     acceptor.backoff.succeeded();
                     let who = Admission {
                         own_uid: state.own_uid,
                         allowed: &state.config.allowed_uids,
                         caps: &state.conn_limits,
                     };
-                    if let Some(permit) = acceptor.admit(&who, &stream) {
-                        let state = state.clone();
-                        tasks.spawn(async move { connection(state, stream, permit).await });
+                    if let Some((permit, cred)) = acceptor.admit(&who, stream.as_fd()) {
+                        state.counters.connections.fetch_add(1, Ordering::Relaxed);
+                        // An image request that came with the connect is
+                        // answered here; anything else gets its task.
+                        if let Inline::Connection(fd, reader, first) = image::try_now(state, stream, cred) {
+                            let state = state.clone();
+                            let start = Started { fd, cred, reader, first };
+                            tasks.spawn(async move { connection(state, start, permit).await });
+                        }
                     }
                 }
                 // Out of fds (EMFILE, ENFILE) or another failure: pause, so

@@ -174,7 +174,8 @@ fn caller_restrictions(state: &State, peer: &Peer) -> Result<Option<ChildRestric
 /// The credentials to run a peer's programs (and their prototypes) with: its
 /// own when a root daemon serves another user, else the daemon's (`None`).
 pub(super) fn peer_creds<'p>(state: &State, peer: &'p Peer) -> Option<Credentials<'p>> {
-    (peer.uid != state.own_uid && state.own_uid == 0).then_some(Credentials {
+    // `then`, not `then_some`: the groups are read only when needed.
+    (peer.uid != state.own_uid && state.own_uid == 0).then(|| Credentials {
         uid: peer.uid,
         gid: peer.gid,
         groups: peer.groups(),

@@ -84,7 +84,18 @@ pub(crate) fn request(env: &Env, path: &CPath) -> Result<Served, &'static str> {
     let program = program as i32;
     let sock = connect(env)?;
     let set_exe = may_set_exe();
-    send_request(sock, program, env, path, set_exe)?;
+    // Our root directory, which spares the daemon a `/proc/PID/root` lookup
+    // (procfs::same_mounts); closed once sent.
+    // SAFETY: a NUL-terminated path and integers.
+    let root = unsafe {
+        sys::syscall3(sys::SYS_OPENAT, sys::AT_FDCWD as usize, c"/".as_ptr() as usize, sys::O_PATH_DIR_CLOEXEC)
+    };
+    let fds = [program, root as i32];
+    let sent = send_request(sock, &fds[..if root >= 0 { 2 } else { 1 }], env, path, set_exe);
+    if root >= 0 {
+        sys::close(root as i32);
+    }
+    sent?;
     let mut served = receive(sock)?;
     served.program = program;
     served.set_exe = set_exe;
@@ -181,19 +192,23 @@ fn may_set_exe() -> bool {
     r == 0 && (has(CAP_SYS_ADMIN) || has(CAP_CHECKPOINT_RESTORE))
 }
 
-/// Send the request frame with the program file attached.
-fn send_request(sock: i32, program: i32, env: &Env, path: &CPath, set_exe: bool) -> Result<(), &'static str> {
+/// Send the request frame with `fds` (the program file, our root) attached.
+fn send_request(sock: i32, fds: &[i32], env: &Env, path: &CPath, set_exe: bool) -> Result<(), &'static str> {
     let env_len: usize = env.entries().filter(|kv| is_loader_env(kv)).map(|kv| kv.len() + 1).sum();
     if env_len > MAX_REQUEST_ENV {
         return Err("the loader environment is too large");
     }
     let head_len = ImageRequest::FIXED + path.as_bytes().len();
     let len = FRAME_HEADER_SIZE + head_len + env_len;
-    let buf = sys::mmap_anon(len);
+    // Most requests fit on the stack; a long path or loader environment
+    // gets a mapping (unmapped below).
+    let mut local = [0u8; 2048];
+    let buf = if len <= local.len() { local.as_mut_ptr() as isize } else { sys::mmap_anon(len) };
     if buf < 0 {
         return Err("no memory for the request");
     }
-    // SAFETY: a fresh mapping of `len` bytes, ours alone until unmapped below.
+    // SAFETY: `local` or a fresh mapping, of at least `len` bytes, ours
+    // alone until unmapped below.
     let bytes = unsafe { core::slice::from_raw_parts_mut(buf as *mut u8, len) };
     let (head, body) = bytes.split_at_mut(FRAME_HEADER_SIZE);
     let (fixed, env_bytes) = body.split_at_mut(head_len);
@@ -213,17 +228,22 @@ fn send_request(sock: i32, program: i32, env: &Env, path: &CPath, set_exe: bool)
     };
     // The env entries are in place already.
     req.encode_head(fixed);
-    head.copy_from_slice(&frame_header(len - FRAME_HEADER_SIZE, 1));
-    let r = send_all(sock, bytes, program);
-    // SAFETY: the request buffer, no longer used.
-    unsafe { sys::munmap(buf as usize, len) };
+    head.copy_from_slice(&frame_header(len - FRAME_HEADER_SIZE, fds.len()));
+    let r = send_all(sock, bytes, fds);
+    if len > local.len() {
+        // SAFETY: the request mapping, no longer used.
+        unsafe { sys::munmap(buf as usize, len) };
+    }
     r
 }
 
-/// Send `bytes`, with `fd` attached to the first part.
-fn send_all(sock: i32, bytes: &[u8], fd: i32) -> Result<(), &'static str> {
-    // cmsghdr { len: u64 = CMSG_LEN(4), level: i32, type: i32 }, then the fd.
-    let control: [u64; 3] = [20, SOL_SOCKET as u64 | (SCM_RIGHTS as u64) << 32, fd as u32 as u64];
+/// Send `bytes`, with `fds` (one or two) attached to the first part.
+fn send_all(sock: i32, bytes: &[u8], fds: &[i32]) -> Result<(), &'static str> {
+    // cmsghdr { len: u64 = CMSG_LEN(4 * n), level: i32, type: i32 }, then
+    // the fds.
+    let second = fds.get(1).map_or(0, |&fd| (fd as u32 as u64) << 32);
+    let control: [u64; 3] =
+        [16 + 4 * fds.len() as u64, SOL_SOCKET as u64 | (SCM_RIGHTS as u64) << 32, fds[0] as u32 as u64 | second];
     let mut sent = 0;
     while sent < bytes.len() {
         // The kernel only reads through these pointers (sendmsg).
