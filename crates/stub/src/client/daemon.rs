@@ -22,20 +22,22 @@ const SOCK_STREAM_CLOEXEC: usize = 1 | 0o2000000;
 const SO_PEERCRED: usize = 17;
 const SO_RCVTIMEO: usize = 20;
 const SO_SNDTIMEO: usize = 21;
-const MSG_WAITALL: usize = 0x100;
 const MSG_NOSIGNAL: usize = 0x4000;
 const MSG_CMSG_CLOEXEC: usize = 0x4000_0000;
 const CAP_SYS_ADMIN: u32 = 21;
 const CAP_CHECKPOINT_RESTORE: u32 = 40;
 
-/// An image the daemon served: the reply (with its plan) mapped here, the
-/// fds it attached, the program file and the connection.
+/// An image the daemon served: the reply (with its plan) in the caller's
+/// buffer or a mapping of its own, the fds it attached, the program file
+/// and the connection.
 pub(crate) struct Served {
     pub(crate) program: i32,
     pub(crate) set_exe: bool,
     sock: i32,
     buf: usize,
     buf_len: usize,
+    /// `buf` is a mapping of ours (the reply did not fit the caller's).
+    mapped: bool,
     plan: (usize, usize),
     attached: [i32; MAX_REPLY_FDS],
     count: usize,
@@ -45,9 +47,9 @@ impl Served {
     /// The reply's plan.
     ///
     /// # Safety
-    /// Only until [`Served::release`], which unmaps it.
+    /// Only until [`Served::release`], and while the caller's buffer lives.
     pub(crate) unsafe fn plan_bytes(&self) -> &'static [u8] {
-        // SAFETY: `buf` holds the whole reply body (read by `request`), and
+        // SAFETY: `buf` holds the whole reply body (read by `receive`), and
         // `plan` lies within it; the caller stops using it before release.
         unsafe { core::slice::from_raw_parts((self.buf + self.plan.0) as *const u8, self.plan.1) }
     }
@@ -57,23 +59,52 @@ impl Served {
     }
 
     /// Close everything but `keep` (the program file, when it is to become
-    /// `/proc/self/exe`) and unmap the reply.
+    /// `/proc/self/exe`) and unmap the reply if it was mapped.
     pub(crate) fn release(self, keep: i32) {
-        for &fd in self.attached() {
-            sys::close(fd);
+        // Our fds, closed a run of consecutive numbers at a time (the
+        // attached ones are usually one run, with the socket before them).
+        let mut fds = [-1i32; MAX_REPLY_FDS + 2];
+        let mut n = 0;
+        for fd in self.attached().iter().copied().chain([self.sock, self.program]) {
+            if fd >= 0 && fd != keep {
+                fds[n] = fd;
+                n += 1;
+            }
         }
-        sys::close(self.sock);
-        if keep != self.program {
-            sys::close(self.program);
+        let fds = &mut fds[..n];
+        fds.sort_unstable();
+        let mut i = 0;
+        while i < fds.len() {
+            let mut j = i;
+            while j + 1 < fds.len() && fds[j + 1] == fds[j] + 1 {
+                j += 1;
+            }
+            if i == j {
+                sys::close(fds[i]);
+            } else {
+                sys::close_range(fds[i] as u32, fds[j] as u32);
+            }
+            i = j + 1;
         }
-        // SAFETY: the reply mapping, no longer used (the caller's promise
-        // for `plan_bytes`).
-        unsafe { sys::munmap(self.buf, self.buf_len) };
+        if self.mapped {
+            // SAFETY: the reply mapping, no longer used (the caller's
+            // promise for `plan_bytes`).
+            unsafe { sys::munmap(self.buf, self.buf_len) };
+        }
     }
 }
 
-/// Ask the daemon for `path`'s image. `Err`: why it is not served.
-pub(crate) fn request(env: &Env, path: &CPath) -> Result<Served, &'static str> {
+/// A request sent, its answer not read yet.
+pub(crate) struct Pending {
+    program: i32,
+    sock: i32,
+    set_exe: bool,
+}
+
+/// Send the daemon the request for `path`'s image (what the client does
+/// while the daemon answers overlaps the daemon's work). `Err`: why it is
+/// not served.
+pub(crate) fn send(env: &Env, path: &CPath) -> Result<Pending, &'static str> {
     // SAFETY: a NUL-terminated path and integers.
     let program = unsafe {
         sys::syscall3(sys::SYS_OPENAT, sys::AT_FDCWD as usize, path.as_ptr() as usize, sys::O_RDONLY_CLOEXEC)
@@ -96,10 +127,17 @@ pub(crate) fn request(env: &Env, path: &CPath) -> Result<Served, &'static str> {
         sys::close(root as i32);
     }
     sent?;
-    let mut served = receive(sock)?;
-    served.program = program;
-    served.set_exe = set_exe;
-    Ok(served)
+    Ok(Pending { program, sock, set_exe })
+}
+
+impl Pending {
+    /// The daemon's answer, read into `buf` when it fits (else a mapping).
+    pub(crate) fn receive(self, buf: &mut [u8]) -> Result<Served, &'static str> {
+        let mut served = receive(self.sock, buf)?;
+        served.program = self.program;
+        served.set_exe = self.set_exe;
+        Ok(served)
+    }
 }
 
 /// Connect to the daemon's socket and check who serves it.
@@ -265,24 +303,19 @@ fn send_all(sock: i32, bytes: &[u8], fds: &[i32]) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// Read the reply frame: header (with the fds), then the body into a fresh
-/// mapping.
-fn receive(sock: i32) -> Result<Served, &'static str> {
-    let mut head = [0u8; FRAME_HEADER_SIZE];
+/// Read the reply frame into `local` (header, fds and as much of the body
+/// as has arrived, in one `recvmsg`), or into a fresh mapping when it does
+/// not fit there.
+fn receive(sock: i32, local: &mut [u8]) -> Result<Served, &'static str> {
     let mut control = [0u64; 128];
-    let mut iov = IoVec { base: head.as_mut_ptr(), len: head.len() };
+    let mut iov = IoVec { base: local.as_mut_ptr(), len: local.len() };
     let mut msg = MsgHdr::new(&mut iov, control.as_mut_ptr().cast(), core::mem::size_of_val(&control));
     let r = loop {
-        // SAFETY: the kernel writes at most 16 bytes into `head` (the iovec)
-        // and at most `control_len` bytes into `control`, both live locals,
-        // and updates `msg`, exclusively borrowed.
+        // SAFETY: the kernel writes at most `local.len()` bytes into `local`
+        // (the iovec) and at most `control_len` bytes into `control`, both
+        // exclusively borrowed, and updates `msg`, a live local.
         let r = unsafe {
-            sys::syscall3(
-                sys::SYS_RECVMSG,
-                sock as usize,
-                &mut msg as *mut MsgHdr as usize,
-                MSG_WAITALL | MSG_CMSG_CLOEXEC,
-            )
+            sys::syscall3(sys::SYS_RECVMSG, sock as usize, &mut msg as *mut MsgHdr as usize, MSG_CMSG_CLOEXEC)
         };
         if r != EINTR {
             break r;
@@ -294,58 +327,74 @@ fn receive(sock: i32) -> Result<Served, &'static str> {
         sock,
         buf: 0,
         buf_len: 0,
+        mapped: false,
         plan: (0, 0),
         attached: [-1; MAX_REPLY_FDS],
         count: 0,
     };
     take_fds(&control, msg.controllen, &mut served);
-    let fail = |s: &Served, why| {
-        for &fd in s.attached() {
-            sys::close(fd);
+    // Fds cut off (MSG_CTRUNC) would leave the plan naming fds we lack.
+    let got = if r > 0 && msg.flags & MSG_CTRUNC == 0 { r as usize } else { 0 };
+    match body(sock, local, got, &mut served) {
+        Ok(()) => Ok(served),
+        Err(why) => {
+            for &fd in served.attached() {
+                sys::close(fd);
+            }
+            if served.mapped {
+                // SAFETY: the reply mapping, unused.
+                unsafe { sys::munmap(served.buf, served.buf_len) };
+            }
+            Err(why)
         }
-        Err(why)
-    };
-    if r != FRAME_HEADER_SIZE as isize || msg.flags & MSG_CTRUNC != 0 {
-        return fail(&served, "no answer from the daemon in time");
     }
-    let Some((len, fds)) = parse_frame_header(&head) else { return fail(&served, "a bad answer") };
-    if len as u64 > MAX_PLAN_SIZE + (1 << 20) || fds as usize != served.count {
-        return fail(&served, "a bad answer");
+}
+
+/// Complete the reply (`got` bytes of it in `local`), check it and find
+/// its plan.
+fn body(sock: i32, local: &mut [u8], got: usize, served: &mut Served) -> Result<(), &'static str> {
+    if got < FRAME_HEADER_SIZE {
+        return Err("no answer from the daemon in time");
     }
+    let head: &[u8; FRAME_HEADER_SIZE] = local[..FRAME_HEADER_SIZE].try_into().map_err(|_| "a bad answer")?;
+    let Some((len, fds)) = parse_frame_header(head) else { return Err("a bad answer") };
     let len = len as usize;
-    let buf = sys::mmap_anon(len.max(1));
-    if buf < 0 {
-        return fail(&served, "no memory for the answer");
+    if len as u64 > MAX_PLAN_SIZE + (1 << 20) || fds as usize != served.count || got > FRAME_HEADER_SIZE + len {
+        return Err("a bad answer");
     }
-    (served.buf, served.buf_len) = (buf as usize, len.max(1));
-    // SAFETY: a fresh mapping of `len` bytes, ours alone.
-    let body = unsafe { core::slice::from_raw_parts_mut(buf as *mut u8, len) };
-    if !read_all(sock, body) {
-        // SAFETY: the mapping just made, unused.
-        unsafe { sys::munmap(served.buf, served.buf_len) };
-        return fail(&served, "the answer was cut short");
-    }
-    let reply = match ImageReply::decode(body) {
-        Ok(r) => r,
-        Err(_) => {
-            // SAFETY: as above.
-            unsafe { sys::munmap(served.buf, served.buf_len) };
-            return fail(&served, "a bad answer");
+    let body: &mut [u8] = if FRAME_HEADER_SIZE + len <= local.len() {
+        served.buf = local.as_ptr() as usize + FRAME_HEADER_SIZE;
+        let body = &mut local[FRAME_HEADER_SIZE..FRAME_HEADER_SIZE + len];
+        if !read_all(sock, &mut body[got - FRAME_HEADER_SIZE..]) {
+            return Err("the answer was cut short");
         }
+        body
+    } else {
+        let buf = sys::mmap_anon(len);
+        if buf < 0 {
+            return Err("no memory for the answer");
+        }
+        (served.buf, served.buf_len, served.mapped) = (buf as usize, len, true);
+        // SAFETY: a fresh mapping of `len` bytes, ours alone.
+        let body = unsafe { core::slice::from_raw_parts_mut(buf as *mut u8, len) };
+        let early = got - FRAME_HEADER_SIZE;
+        body[..early].copy_from_slice(&local[FRAME_HEADER_SIZE..got]);
+        if !read_all(sock, &mut body[early..]) {
+            return Err("the answer was cut short");
+        }
+        body
     };
-    let why = match reply.status {
+    let reply = ImageReply::decode(body).map_err(|_| "a bad answer")?;
+    match reply.status {
         ImageStatus::Image if reply.fd_count as usize == served.count => {
-            served.plan = (reply.plan.as_ptr() as usize - buf as usize, reply.plan.len());
-            return Ok(served);
+            served.plan = (reply.plan.as_ptr() as usize - served.buf, reply.plan.len());
+            Ok(())
         }
-        ImageStatus::Image => "a bad answer",
-        ImageStatus::Exec => "the daemon says the program needs exec",
-        ImageStatus::Miss => "not cached yet (the daemon builds it now)",
-        ImageStatus::Error => "the daemon refused the request",
-    };
-    // SAFETY: as above.
-    unsafe { sys::munmap(served.buf, served.buf_len) };
-    fail(&served, why)
+        ImageStatus::Image => Err("a bad answer"),
+        ImageStatus::Exec => Err("the daemon says the program needs exec"),
+        ImageStatus::Miss => Err("not cached yet (the daemon builds it now)"),
+        ImageStatus::Error => Err("the daemon refused the request"),
+    }
 }
 
 /// The fds of the SCM_RIGHTS messages in `control`.

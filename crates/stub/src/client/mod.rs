@@ -97,21 +97,25 @@ pub unsafe extern "C" fn client_main(sp: *mut u64) -> ! {
     if let Err(errno) = found {
         not_found(name, errno, !own);
     }
+    // Ask now: the daemon answers while the stack is rebuilt.
+    let sent = daemon::send(&env, &path);
     // The program's stack: argv as decided (in masquerade, argv[0] becomes
     // the path the program was found at, as ccache runs compilers, so that a
     // program looking for itself through argv[0] and PATH finds itself, not
     // the link) and AT_EXECFN the path execve would have been given. It is
-    // built below this frame, and the client goes on beneath it.
+    // built below this frame (its strings gathered in `scratch` first), and
+    // the client goes on beneath it.
+    let mut scratch = [0u8; 8192];
     let (new, below) = if own {
-        rebuild(&stack, &env, None, from, path.as_bytes())
+        rebuild(&stack, &env, None, from, path.as_bytes(), &mut scratch)
     } else {
-        rebuild(&stack, &env, Some(path.as_bytes()), 1, path.as_bytes())
+        rebuild(&stack, &env, Some(path.as_bytes()), 1, path.as_bytes(), &mut scratch)
     };
-    let go = Continue { stack: new, path: &path };
+    let mut go = Continue { stack: new, path: &path, sent };
     // SAFETY: `below` is 16-byte aligned, beneath the new initial stack and
     // beneath nothing live (this frame, with `go` and `path`, is above it and
-    // never returns); `continue_main` takes `&Continue` in rdi and never
-    // returns.
+    // never returns); `continue_main` takes `&mut Continue` in rdi (`go`,
+    // used by nothing else from here) and never returns.
     unsafe {
         core::arch::asm!(
             "mov rsp, {sp}",
@@ -119,7 +123,7 @@ pub unsafe extern "C" fn client_main(sp: *mut u64) -> ! {
             "ud2",
             sp = in(reg) below,
             f = sym continue_main,
-            in("rdi") &go as *const Continue,
+            in("rdi") &mut go as *mut Continue,
             options(noreturn),
         );
     }
@@ -129,16 +133,20 @@ pub unsafe extern "C" fn client_main(sp: *mut u64) -> ! {
 struct Continue<'a> {
     stack: Stack,
     path: &'a CPath,
+    sent: Result<daemon::Pending, &'static str>,
 }
 
-/// Ask for the image and become the program, or exec it.
-extern "C" fn continue_main(go: &Continue<'_>) -> ! {
+/// Take the image and become the program, or exec it.
+extern "C" fn continue_main(go: &mut Continue<'_>) -> ! {
     let (stack, path) = (&go.stack, go.path);
     FALLBACK_PATH.store(path.as_ptr() as usize, Ordering::Relaxed);
     FALLBACK_ARGV.store(stack.argv() as usize, Ordering::Relaxed);
     FALLBACK_ENVP.store(stack.envp() as usize, Ordering::Relaxed);
-    // From here on every failure execs the program.
-    match daemon::request(&Env(stack.envp()), path) {
+    // From here on every failure execs the program. Most replies fit here
+    // (this frame lives until the jump).
+    let mut reply = [0u8; 8192];
+    let sent = core::mem::replace(&mut go.sent, Err(""));
+    match sent.and_then(|p| p.receive(&mut reply)) {
         Ok(served) => become_program(served, stack),
         Err(why) => fall_back(why),
     }
@@ -146,20 +154,30 @@ extern "C" fn continue_main(go: &Continue<'_>) -> ! {
 
 /// The program's initial stack, built below this frame (see
 /// `prestart::build_stack`): argv `argv0` (if given) then our arguments from
-/// `from` on, our environment, AT_EXECFN `execfn`. The new stack and where
-/// to go on.
-fn rebuild(stack: &Stack, env: &Env, argv0: Option<&[u8]>, from: usize, execfn: &[u8]) -> (Stack, usize) {
+/// `from` on, our environment, AT_EXECFN `execfn`. The strings are gathered
+/// in `scratch` (a caller's frame, above the new stack) when they fit, else
+/// in a mapping. The new stack and where to go on.
+fn rebuild(
+    stack: &Stack,
+    env: &Env,
+    argv0: Option<&[u8]>,
+    from: usize,
+    execfn: &[u8],
+    scratch: &mut [u8],
+) -> (Stack, usize) {
     let first = usize::from(argv0.is_some());
     let args = (from..stack.argc()).filter_map(|i| arg(stack, i));
     let argv0 = argv0.unwrap_or_default();
     let len = (argv0.len() + 1) * first + args.clone().chain(env.entries()).map(|a| a.len() + 1).sum::<usize>();
-    let buf = sys::mmap_anon(len);
+    let mapped = len > scratch.len();
+    let buf = if mapped { sys::mmap_anon(len) } else { scratch.as_mut_ptr() as isize };
     if buf < 0 {
         let errno = (-buf) as i32;
         say(&[b"no memory for the arguments: ", errno_text(errno)]);
         sys::exit_group(CANNOT_EXECUTE);
     }
-    // SAFETY: a fresh mapping of `len` bytes, ours alone until unmapped below.
+    // SAFETY: `scratch` or a fresh mapping, of at least `len` bytes, ours
+    // alone until unmapped below.
     let block = unsafe { core::slice::from_raw_parts_mut(buf as *mut u8, len) };
     let (mut n, mut envc) = (0, 0);
     let mut put = |s: &[u8]| {
@@ -177,8 +195,11 @@ fn rebuild(stack: &Stack, env: &Env, argv0: Option<&[u8]>, from: usize, execfn: 
     });
     let argc = first + stack.argc().saturating_sub(from);
     let built = crate::prestart::build_stack(stack, block, argc, envc, Some(execfn), -1);
-    // SAFETY: the block was copied onto the new stack; nothing points into it.
-    unsafe { sys::munmap(buf as usize, len) };
+    if mapped {
+        // SAFETY: the block was copied onto the new stack; nothing points
+        // into it.
+        unsafe { sys::munmap(buf as usize, len) };
+    }
     built
 }
 
