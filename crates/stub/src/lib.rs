@@ -37,7 +37,7 @@ const AT_PHENT: u64 = 4;
 const AT_PHNUM: u64 = 5;
 const AT_BASE: u64 = 7;
 const AT_ENTRY: u64 = 9;
-const AT_EXECFN: u64 = 31;
+pub(crate) const AT_EXECFN: u64 = 31;
 
 /// The `_start` of an executable: align the stack and call `$main` with the
 /// kernel's initial stack pointer (&argc).

@@ -85,7 +85,8 @@ pub unsafe extern "C" fn client_main(sp: *mut u64) -> ! {
             _ => usage(2),
         }
     } else {
-        (basename(argv0), false, resolve::own_identity(), 0)
+        let name = basename(argv0);
+        (name, false, Some(resolve::Skip::new(caller_dir(&stack, name))), 0)
     };
     let env = Env(stack.envp());
     DEBUG.store(env.get(b"ZYGOTE_EXEC_DEBUG").is_some_and(|v| !v.is_empty() && v != b"0"), Ordering::Relaxed);
@@ -127,6 +128,22 @@ pub unsafe extern "C" fn client_main(sp: *mut u64) -> ! {
             options(noreturn),
         );
     }
+}
+
+/// The directory of the path the caller exec'd (AT_EXECFN), when that
+/// path's file name is `name`: the PATH entry through which it found this
+/// client (a shell puts the path it found there), so a masquerade search
+/// can pass over it without a system call.
+fn caller_dir<'a>(stack: &Stack, name: &[u8]) -> Option<&'a [u8]> {
+    let p = crate::restore::auxval(stack, crate::AT_EXECFN);
+    if p == 0 {
+        return None;
+    }
+    // SAFETY: AT_EXECFN points at the NUL-terminated path on the initial
+    // stack, which stays in place.
+    let execfn = unsafe { cstr(p as *const u8) };
+    let slash = execfn.iter().rposition(|&c| c == b'/')?;
+    (&execfn[slash + 1..] == name).then_some(&execfn[..slash])
 }
 
 /// What the client goes on with once its argv is final.

@@ -80,10 +80,28 @@ fn stat(path: &CPath) -> Result<(FileId, u32), i32> {
 }
 
 /// This executable's identity (for skipping its own links on PATH).
-pub(crate) fn own_identity() -> Option<FileId> {
+fn own_identity() -> Option<FileId> {
     let mut p = CPath::new();
     p.set(&[b"/proc/self/exe"]);
     stat(&p).ok().map(|(id, _)| id)
+}
+
+/// What a masquerade search passes over: the PATH entry the caller found
+/// this client through (by name, no system call), and every file that is
+/// this client (its identity read once, at the first candidate).
+pub(crate) struct Skip<'a> {
+    dir: Option<&'a [u8]>,
+    own: Option<Option<FileId>>,
+}
+
+impl<'a> Skip<'a> {
+    pub(crate) fn new(dir: Option<&'a [u8]>) -> Self {
+        Skip { dir, own: None }
+    }
+
+    fn own(&mut self) -> Option<FileId> {
+        *self.own.get_or_insert_with(own_identity)
+    }
 }
 
 /// May we execute `path` (`access(X_OK)`; the client is no set-ID program,
@@ -101,12 +119,20 @@ pub(crate) fn exact(path: &[u8], out: &mut CPath) -> Result<(), i32> {
 
 /// Resolve `name` into `out`. The errno when nothing is found: EACCES when
 /// a candidate was there but not executable, else ENOENT.
-pub(crate) fn find(name: &[u8], path_var: Option<&[u8]>, skip: Option<FileId>, out: &mut CPath) -> Result<(), i32> {
+pub(crate) fn find(
+    name: &[u8],
+    path_var: Option<&[u8]>,
+    mut skip: Option<Skip<'_>>,
+    out: &mut CPath,
+) -> Result<(), i32> {
     if name.contains(&b'/') {
         return exact(name, out);
     }
     let mut seen = ENOENT;
     for dir in path_var.unwrap_or(DEFAULT_PATH).split(|&c| c == b':') {
+        if skip.as_ref().is_some_and(|s| s.dir == Some(dir)) {
+            continue;
+        }
         // An empty entry is the working directory.
         let fits = if dir.is_empty() { out.set(&[name]) } else { out.set(&[dir, b"/", name]) };
         if !fits {
@@ -121,7 +147,11 @@ pub(crate) fn find(name: &[u8], path_var: Option<&[u8]>, skip: Option<FileId>, o
             Err(_) => continue,
         }
         match stat(out) {
-            Ok((id, mode)) if mode & S_IFMT == S_IFREG && Some(id) != skip => return Ok(()),
+            Ok((id, mode)) if mode & S_IFMT == S_IFREG => {
+                if skip.as_mut().is_none_or(|s| s.own() != Some(id)) {
+                    return Ok(());
+                }
+            }
             _ => continue,
         }
     }
