@@ -14,7 +14,7 @@ use std::process::Command;
 
 use common::*;
 use zygote::service::frame::MAGIC;
-use zygote::service::message::{ErrorCode, Hello, Limits, Request, Response, SpawnArgs};
+use zygote::service::message::{ErrorCode, Hello, Limits, PROTOCOL_VERSION, Request, Response, SpawnArgs};
 
 /// What a bad request may get.
 #[derive(Clone, Copy, Debug)]
@@ -159,6 +159,13 @@ fn framing_cases() -> Vec<(&'static str, CaseFn)> {
             let c = handshake(s);
             let fds = null_fds(200);
             let body = serde_json::to_vec(&Request::Stats).expect("encode");
+            let _ = c.send_bytes(&raw_frame(&body, 200), &borrow_all(&fds));
+            (c, Expect::ErrorClose(ErrorCode::TooManyFds))
+        }),
+        ("200 fds with the first frame (answered by the accept loop's read)", |_, s| {
+            let c = RawConn::connect(s);
+            let fds = null_fds(200);
+            let body = serde_json::to_vec(&Hello { version: PROTOCOL_VERSION }).expect("encode");
             let _ = c.send_bytes(&raw_frame(&body, 200), &borrow_all(&fds));
             (c, Expect::ErrorClose(ErrorCode::TooManyFds))
         }),

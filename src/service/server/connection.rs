@@ -9,10 +9,9 @@ use std::sync::{Arc, Mutex};
 use tokio::task::JoinSet;
 
 use super::conn::{Conn, RecvError};
-use super::image;
+use super::image::{self, Received};
 use super::requests::handle;
 use super::{State, StatusRx, error};
-use crate::service::frame::Frame;
 use crate::service::limits::{ConnPermit, ConnReader};
 use crate::service::message::{ErrorCode, Hello, PROTOCOL_VERSION, Request, Welcome};
 use crate::service::peer::Peer;
@@ -39,12 +38,12 @@ fn busy(session: &Session, waits: &mut JoinSet<()>) -> bool {
 }
 
 /// An accepted, admitted connection: its socket, SO_PEERCRED, what the
-/// accept loop read of it, and its first frame if that came whole.
+/// accept loop read of it, and what its first receive came to, if anything.
 pub(super) struct Started {
     pub(super) fd: OwnedFd,
     pub(super) cred: rustix::net::UCred,
     pub(super) reader: ConnReader,
-    pub(super) first: Option<Frame>,
+    pub(super) first: Option<Received>,
 }
 
 /// Serve a connection the accept loop did not answer itself.
@@ -89,11 +88,11 @@ async fn handshake(
     conn: &Conn,
     peer: &Peer,
     reader: &mut ConnReader,
-    first: Option<Frame>,
+    first: Option<Received>,
 ) -> Option<()> {
     // The Hello is due within the frame timeout of the connect.
     let hello = match first {
-        Some(f) => Ok(Some(f)),
+        Some(received) => received,
         None => conn.recv(reader, &state.limits, state.frame_timeout).await,
     };
     let hello: Hello = match hello {
@@ -130,7 +129,7 @@ async fn serve_conn(
     peer: &Peer,
     session: &Arc<Session>,
     mut reader: ConnReader,
-    first: Option<Frame>,
+    first: Option<Received>,
 ) -> Option<()> {
     let limits = state.limits;
     let mut shutdown = state.shutdown.clone();

@@ -26,7 +26,7 @@ use zygote_linux::spawn::{ClientSide, ImageAnswer, attached_fds};
 use zygote_plan::image::{FLAG_SET_EXE, ImageReply, ImageRequest, ImageStatus};
 
 use super::State;
-use super::conn::Conn;
+use super::conn::{Conn, RecvError};
 use super::requests::check_readable;
 use super::spawn::peer_creds;
 use crate::service::frame::{Frame, FrameWriter, ReadStatus};
@@ -134,11 +134,14 @@ async fn send(state: &Arc<State>, conn: &Conn, peer: &Peer, reply: Reply) {
 pub(super) enum Inline {
     /// An image request, answered (or being answered) already.
     Served,
-    /// Anything else (a Hello, a frame not complete yet): the connection's
-    /// task goes on from what was read, and from its first frame if that
-    /// came whole.
-    Connection(OwnedFd, ConnReader, Option<Frame>),
+    /// Anything else: the connection's task goes on from what was read,
+    /// and with what its first receive came to if it came to something (a
+    /// whole frame, or an error to answer as every receive's).
+    Connection(OwnedFd, ConnReader, Option<Received>),
 }
+
+/// What a connection's receive came to (`Conn::recv`'s result).
+pub(super) type Received = Result<Option<Frame>, RecvError>;
 
 /// Answer an image request without the reactor when it has arrived whole
 /// by the time its connection is accepted (the thin client sends it right
@@ -147,17 +150,25 @@ pub(super) enum Inline {
 /// out at once is finished by a task.
 pub(super) fn try_now(state: &Arc<State>, fd: OwnedFd, cred: rustix::net::UCred) -> Inline {
     let mut reader = ConnReader::new(&state.buffers, state.frame_timeout);
-    match reader.reader.read_once(fd.as_fd()) {
-        Ok(ReadStatus::Data) if reader.charge.set(reader.reader.buffered() as u64) => {}
-        _ => return Inline::Connection(fd, reader, None),
-    }
-    let frame = match reader.reader.next_frame(&state.limits) {
-        Ok(Some(f)) => f,
-        _ => return Inline::Connection(fd, reader, None),
+    // As `Conn::recv` reads: the budget charged, errors kept for the task.
+    let first: Received = match reader.reader.read_once(fd.as_fd()) {
+        Ok(ReadStatus::Data) if !reader.charge.set(reader.reader.buffered() as u64) => {
+            Err(RecvError::Budget(reader.budget_max))
+        }
+        Ok(ReadStatus::Data) => reader.reader.next_frame(&state.limits).map_err(RecvError::from),
+        Ok(ReadStatus::Eof | ReadStatus::WouldBlock) => Ok(None),
+        Err(e) => Err(e.into()),
     };
-    reader.taken();
+    let frame = match first {
+        Ok(None) => return Inline::Connection(fd, reader, None),
+        Ok(Some(f)) => {
+            reader.taken();
+            f
+        }
+        Err(e) => return Inline::Connection(fd, reader, Some(Err(e))),
+    };
     if !ImageRequest::is_request(&frame.body) || reader.reader.buffered() > 0 {
-        return Inline::Connection(fd, reader, Some(frame));
+        return Inline::Connection(fd, reader, Some(Ok(Some(frame))));
     }
     let peer = Peer::with_cred(fd.as_fd(), cred);
     let reply = reply(state, &peer, &frame.body, frame.fds);
