@@ -222,6 +222,56 @@ pub fn mmap_anon(len: usize) -> isize {
     unsafe { syscall6(SYS_MMAP, 0, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, usize::MAX, 0) }
 }
 
+/// `len` writable bytes: the front of a caller's buffer when they fit,
+/// else a fresh anonymous mapping (which takes the buffer's first `keep`
+/// bytes with it), unmapped on drop. Stack buffers spare the common case a
+/// mapping and its unmap (a TLB flush).
+pub struct Block<'a> {
+    ptr: *mut u8,
+    len: usize,
+    mapped: bool,
+    _local: core::marker::PhantomData<&'a mut [u8]>,
+}
+
+impl<'a> Block<'a> {
+    /// The errno when a mapping was needed and failed.
+    pub fn new(local: &'a mut [u8], len: usize, keep: usize) -> Result<Self, i32> {
+        let _local = core::marker::PhantomData;
+        if len <= local.len() {
+            return Ok(Block { ptr: local.as_mut_ptr(), len, mapped: false, _local });
+        }
+        let m = mmap_anon(len);
+        if m < 0 {
+            return Err((-m) as i32);
+        }
+        let keep = keep.min(local.len()).min(len);
+        // SAFETY: a fresh mapping of `len` bytes (more than `keep`), ours
+        // alone, and `local` is live and at least `keep` bytes long.
+        unsafe { crate::memcpy(m as *mut u8, local.as_ptr(), keep) };
+        Ok(Block { ptr: m as *mut u8, len, mapped: true, _local })
+    }
+
+    pub fn bytes(&mut self) -> &mut [u8] {
+        // SAFETY: `len` bytes at `ptr`, in the exclusively borrowed buffer
+        // or our own mapping, both live as long as `self`.
+        unsafe { core::slice::from_raw_parts_mut(self.ptr, self.len) }
+    }
+
+    pub fn as_slice(&self) -> &[u8] {
+        // SAFETY: as for `bytes`, shared.
+        unsafe { core::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
+impl Drop for Block<'_> {
+    fn drop(&mut self) {
+        if self.mapped {
+            // SAFETY: our mapping; nothing borrows it past `self`.
+            unsafe { munmap(self.ptr as usize, self.len) };
+        }
+    }
+}
+
 /// `exit_group(code)`.
 pub fn exit_group(code: i32) -> ! {
     loop {

@@ -13,7 +13,7 @@ use zygote_plan::image::{
 
 use super::Env;
 use super::resolve::CPath;
-use crate::sys::{self, EINTR, IoVec, MSG_CTRUNC, MsgHdr, SCM_RIGHTS, SOL_SOCKET};
+use crate::sys::{self, Block, EINTR, IoVec, MSG_CTRUNC, MsgHdr, SCM_RIGHTS, SOL_SOCKET};
 
 /// How long the daemon may take to accept, read and answer (each step).
 const TIMEOUT_MS: i64 = 500;
@@ -30,36 +30,28 @@ const CAP_CHECKPOINT_RESTORE: u32 = 40;
 /// An image the daemon served: the reply (with its plan) in the caller's
 /// buffer or a mapping of its own, the fds it attached, the program file
 /// and the connection.
-pub(crate) struct Served {
+pub(crate) struct Served<'a> {
     pub(crate) program: i32,
     pub(crate) set_exe: bool,
     sock: i32,
-    buf: usize,
-    buf_len: usize,
-    /// `buf` is a mapping of ours (the reply did not fit the caller's).
-    mapped: bool,
+    reply: Block<'a>,
+    /// Where the plan lies in `reply`.
     plan: (usize, usize),
-    attached: [i32; MAX_REPLY_FDS],
-    count: usize,
+    attached: Attached,
 }
 
-impl Served {
+impl Served<'_> {
     /// The reply's plan.
-    ///
-    /// # Safety
-    /// Only until [`Served::release`], and while the caller's buffer lives.
-    pub(crate) unsafe fn plan_bytes(&self) -> &'static [u8] {
-        // SAFETY: `buf` holds the whole reply body (read by `receive`), and
-        // `plan` lies within it; the caller stops using it before release.
-        unsafe { core::slice::from_raw_parts((self.buf + self.plan.0) as *const u8, self.plan.1) }
+    pub(crate) fn plan_bytes(&self) -> &[u8] {
+        &self.reply.as_slice()[self.plan.0..self.plan.0 + self.plan.1]
     }
 
     pub(crate) fn attached(&self) -> &[i32] {
-        &self.attached[..self.count]
+        self.attached.as_slice()
     }
 
     /// Close everything but `keep` (the program file, when it is to become
-    /// `/proc/self/exe`) and unmap the reply if it was mapped.
+    /// `/proc/self/exe`); the reply goes with `self`.
     pub(crate) fn release(self, keep: i32) {
         // Our fds, closed a run of consecutive numbers at a time (the
         // attached ones are usually one run, with the socket before them).
@@ -86,10 +78,24 @@ impl Served {
             }
             i = j + 1;
         }
-        if self.mapped {
-            // SAFETY: the reply mapping, no longer used (the caller's
-            // promise for `plan_bytes`).
-            unsafe { sys::munmap(self.buf, self.buf_len) };
+    }
+}
+
+/// The fds a reply attached (at most [`MAX_REPLY_FDS`]; any more are
+/// closed as they are taken).
+struct Attached {
+    fds: [i32; MAX_REPLY_FDS],
+    count: usize,
+}
+
+impl Attached {
+    fn as_slice(&self) -> &[i32] {
+        &self.fds[..self.count]
+    }
+
+    fn close_all(&self) {
+        for &fd in self.as_slice() {
+            sys::close(fd);
         }
     }
 }
@@ -132,7 +138,7 @@ pub(crate) fn send(env: &Env, path: &CPath) -> Result<Pending, &'static str> {
 
 impl Pending {
     /// The daemon's answer, read into `buf` when it fits (else a mapping).
-    pub(crate) fn receive(self, buf: &mut [u8]) -> Result<Served, &'static str> {
+    pub(crate) fn receive(self, buf: &mut [u8]) -> Result<Served<'_>, &'static str> {
         let mut served = receive(self.sock, buf)?;
         served.program = self.program;
         served.set_exe = self.set_exe;
@@ -239,15 +245,10 @@ fn send_request(sock: i32, fds: &[i32], env: &Env, path: &CPath, set_exe: bool) 
     let head_len = ImageRequest::FIXED + path.as_bytes().len();
     let len = FRAME_HEADER_SIZE + head_len + env_len;
     // Most requests fit on the stack; a long path or loader environment
-    // gets a mapping (unmapped below).
+    // gets a mapping.
     let mut local = [0u8; 2048];
-    let buf = if len <= local.len() { local.as_mut_ptr() as isize } else { sys::mmap_anon(len) };
-    if buf < 0 {
-        return Err("no memory for the request");
-    }
-    // SAFETY: `local` or a fresh mapping, of at least `len` bytes, ours
-    // alone until unmapped below.
-    let bytes = unsafe { core::slice::from_raw_parts_mut(buf as *mut u8, len) };
+    let mut block = Block::new(&mut local, len, 0).map_err(|_| "no memory for the request")?;
+    let bytes = block.bytes();
     let (head, body) = bytes.split_at_mut(FRAME_HEADER_SIZE);
     let (fixed, env_bytes) = body.split_at_mut(head_len);
     let (mut n, mut count) = (0, 0);
@@ -267,12 +268,7 @@ fn send_request(sock: i32, fds: &[i32], env: &Env, path: &CPath, set_exe: bool) 
     // The env entries are in place already.
     req.encode_head(fixed);
     head.copy_from_slice(&frame_header(len - FRAME_HEADER_SIZE, fds.len()));
-    let r = send_all(sock, bytes, fds);
-    if len > local.len() {
-        // SAFETY: the request mapping, no longer used.
-        unsafe { sys::munmap(buf as usize, len) };
-    }
-    r
+    send_all(sock, bytes, fds)
 }
 
 /// Send `bytes`, with `fds` (one or two) attached to the first part.
@@ -306,7 +302,7 @@ fn send_all(sock: i32, bytes: &[u8], fds: &[i32]) -> Result<(), &'static str> {
 /// Read the reply frame into `local` (header, fds and as much of the body
 /// as has arrived, in one `recvmsg`), or into a fresh mapping when it does
 /// not fit there.
-fn receive(sock: i32, local: &mut [u8]) -> Result<Served, &'static str> {
+fn receive(sock: i32, local: &mut [u8]) -> Result<Served<'_>, &'static str> {
     let mut control = [0u64; 128];
     let mut iov = IoVec { base: local.as_mut_ptr(), len: local.len() };
     let mut msg = MsgHdr::new(&mut iov, control.as_mut_ptr().cast(), core::mem::size_of_val(&control));
@@ -321,74 +317,41 @@ fn receive(sock: i32, local: &mut [u8]) -> Result<Served, &'static str> {
             break r;
         }
     };
-    let mut served = Served {
-        program: -1,
-        set_exe: false,
-        sock,
-        buf: 0,
-        buf_len: 0,
-        mapped: false,
-        plan: (0, 0),
-        attached: [-1; MAX_REPLY_FDS],
-        count: 0,
-    };
-    take_fds(&control, msg.controllen, &mut served);
+    let attached = take_fds(&control, msg.controllen);
     // Fds cut off (MSG_CTRUNC) would leave the plan naming fds we lack.
     let got = if r > 0 && msg.flags & MSG_CTRUNC == 0 { r as usize } else { 0 };
-    match body(sock, local, got, &mut served) {
-        Ok(()) => Ok(served),
+    match body(sock, local, got, attached.count) {
+        Ok((reply, plan)) => Ok(Served { program: -1, set_exe: false, sock, reply, plan, attached }),
         Err(why) => {
-            for &fd in served.attached() {
-                sys::close(fd);
-            }
-            if served.mapped {
-                // SAFETY: the reply mapping, unused.
-                unsafe { sys::munmap(served.buf, served.buf_len) };
-            }
+            attached.close_all();
             Err(why)
         }
     }
 }
 
-/// Complete the reply (`got` bytes of it in `local`), check it and find
-/// its plan.
-fn body(sock: i32, local: &mut [u8], got: usize, served: &mut Served) -> Result<(), &'static str> {
+/// Complete the reply (`got` bytes of it in `local`, `fds` fds with it),
+/// check it, and find its plan: the body and where the plan lies in it.
+fn body(sock: i32, local: &mut [u8], got: usize, fds: usize) -> Result<(Block<'_>, (usize, usize)), &'static str> {
     if got < FRAME_HEADER_SIZE {
         return Err("no answer from the daemon in time");
     }
-    let head: &[u8; FRAME_HEADER_SIZE] = local[..FRAME_HEADER_SIZE].try_into().map_err(|_| "a bad answer")?;
-    let Some((len, fds)) = parse_frame_header(head) else { return Err("a bad answer") };
-    let len = len as usize;
-    if len as u64 > MAX_PLAN_SIZE + (1 << 20) || fds as usize != served.count || got > FRAME_HEADER_SIZE + len {
+    let (head, rest) = local.split_at_mut(FRAME_HEADER_SIZE);
+    let Some((len, announced)) = parse_frame_header(head) else { return Err("a bad answer") };
+    let (len, early) = (len as usize, got - FRAME_HEADER_SIZE);
+    if len as u64 > MAX_PLAN_SIZE + (1 << 20) || announced as usize != fds || early > len {
         return Err("a bad answer");
     }
-    let body: &mut [u8] = if FRAME_HEADER_SIZE + len <= local.len() {
-        served.buf = local.as_ptr() as usize + FRAME_HEADER_SIZE;
-        let body = &mut local[FRAME_HEADER_SIZE..FRAME_HEADER_SIZE + len];
-        if !read_all(sock, &mut body[got - FRAME_HEADER_SIZE..]) {
-            return Err("the answer was cut short");
-        }
-        body
-    } else {
-        let buf = sys::mmap_anon(len);
-        if buf < 0 {
-            return Err("no memory for the answer");
-        }
-        (served.buf, served.buf_len, served.mapped) = (buf as usize, len, true);
-        // SAFETY: a fresh mapping of `len` bytes, ours alone.
-        let body = unsafe { core::slice::from_raw_parts_mut(buf as *mut u8, len) };
-        let early = got - FRAME_HEADER_SIZE;
-        body[..early].copy_from_slice(&local[FRAME_HEADER_SIZE..got]);
-        if !read_all(sock, &mut body[early..]) {
-            return Err("the answer was cut short");
-        }
-        body
-    };
-    let reply = ImageReply::decode(body).map_err(|_| "a bad answer")?;
-    match reply.status {
-        ImageStatus::Image if reply.fd_count as usize == served.count => {
-            served.plan = (reply.plan.as_ptr() as usize - served.buf, reply.plan.len());
-            Ok(())
+    // The body in place after the header when it fits, else in a mapping
+    // (with what arrived of it already).
+    let mut reply = Block::new(rest, len, early).map_err(|_| "no memory for the answer")?;
+    if !read_all(sock, &mut reply.bytes()[early..]) {
+        return Err("the answer was cut short");
+    }
+    let decoded = ImageReply::decode(reply.as_slice()).map_err(|_| "a bad answer")?;
+    match decoded.status {
+        ImageStatus::Image if decoded.fd_count as usize == fds => {
+            let plan = (decoded.plan.as_ptr() as usize - reply.as_slice().as_ptr() as usize, decoded.plan.len());
+            Ok((reply, plan))
         }
         ImageStatus::Image => Err("a bad answer"),
         ImageStatus::Exec => Err("the daemon says the program needs exec"),
@@ -398,7 +361,8 @@ fn body(sock: i32, local: &mut [u8], got: usize, served: &mut Served) -> Result<
 }
 
 /// The fds of the SCM_RIGHTS messages in `control`.
-fn take_fds(control: &[u64; 128], len: usize, served: &mut Served) {
+fn take_fds(control: &[u64; 128], len: usize) -> Attached {
+    let mut taken = Attached { fds: [-1; MAX_REPLY_FDS], count: 0 };
     let bytes = len.min(core::mem::size_of_val(control));
     let mut off = 0;
     while off + 16 <= bytes {
@@ -413,9 +377,9 @@ fn take_fds(control: &[u64; 128], len: usize, served: &mut Served) {
                 let at = off + 16 + 4 * i;
                 let word = control[at / 8];
                 let fd = if at % 8 == 0 { word as u32 } else { (word >> 32) as u32 } as i32;
-                if served.count < MAX_REPLY_FDS {
-                    served.attached[served.count] = fd;
-                    served.count += 1;
+                if taken.count < MAX_REPLY_FDS {
+                    taken.fds[taken.count] = fd;
+                    taken.count += 1;
                 } else {
                     sys::close(fd);
                 }
@@ -423,6 +387,7 @@ fn take_fds(control: &[u64; 128], len: usize, served: &mut Served) {
         }
         off += (cmsg_len + 7) & !7;
     }
+    taken
 }
 
 /// Fill `buf` from the socket (within the receive timeout).

@@ -30,7 +30,7 @@ use resolve::CPath;
 
 /// The client's own file name: invoked as this, it takes the program from
 /// its first argument.
-pub const CLIENT_NAME: &[u8] = b"zygote-exec";
+pub const CLIENT_NAME: &[u8] = CLIENT_NAME_Z.to_bytes();
 const CLIENT_NAME_Z: &core::ffi::CStr = c"zygote-exec";
 /// Exit status when the program cannot be found (as a shell's).
 const NOT_FOUND: i32 = 127;
@@ -48,10 +48,14 @@ static DEBUG: AtomicBool = AtomicBool::new(false);
 static AGAIN: AtomicUsize = AtomicUsize::new(0);
 /// At most this many new starts for placement collisions.
 const MAX_AGAIN: usize = 2;
-/// `Stage::Map` and `Stage::Vdso`, and EEXIST: a place the image needs is
-/// taken by this client's own stack or mappings (laid out at random by the
-/// kernel, and the image's layout is fixed).
-const COLLISION: ([u32; 2], i32) = ([Stage::Map as u32, Stage::Vdso as u32], 17);
+
+/// Did mapping fail because a place the image needs is taken by this
+/// client's own stack or mappings (laid out at random by the kernel, while
+/// the image's layout is fixed): EEXIST from a region or the vDSO?
+fn collided(stage: u32, errno: i32) -> bool {
+    const EEXIST: i32 = 17;
+    errno == EEXIST && (stage == Stage::Map as u32 || stage == Stage::Vdso as u32)
+}
 
 /// The thin client's entry (called by `_start` only).
 ///
@@ -186,16 +190,14 @@ fn rebuild(
     let args = (from..stack.argc()).filter_map(|i| arg(stack, i));
     let argv0 = argv0.unwrap_or_default();
     let len = (argv0.len() + 1) * first + args.clone().chain(env.entries()).map(|a| a.len() + 1).sum::<usize>();
-    let mapped = len > scratch.len();
-    let buf = if mapped { sys::mmap_anon(len) } else { scratch.as_mut_ptr() as isize };
-    if buf < 0 {
-        let errno = (-buf) as i32;
-        say(&[b"no memory for the arguments: ", errno_text(errno)]);
-        sys::exit_group(CANNOT_EXECUTE);
-    }
-    // SAFETY: `scratch` or a fresh mapping, of at least `len` bytes, ours
-    // alone until unmapped below.
-    let block = unsafe { core::slice::from_raw_parts_mut(buf as *mut u8, len) };
+    let mut block = match sys::Block::new(scratch, len, 0) {
+        Ok(b) => b,
+        Err(errno) => {
+            say(&[b"no memory for the arguments: ", errno_text(errno)]);
+            sys::exit_group(CANNOT_EXECUTE);
+        }
+    };
+    let block = block.bytes();
     let (mut n, mut envc) = (0, 0);
     let mut put = |s: &[u8]| {
         block[n..n + s.len()].copy_from_slice(s);
@@ -211,20 +213,13 @@ fn rebuild(
         put(e)
     });
     let argc = first + stack.argc().saturating_sub(from);
-    let built = crate::prestart::build_stack(stack, block, argc, envc, Some(execfn), -1);
-    if mapped {
-        // SAFETY: the block was copied onto the new stack; nothing points
-        // into it.
-        unsafe { sys::munmap(buf as usize, len) };
-    }
-    built
+    // The block is copied onto the new stack; nothing points into it after.
+    crate::prestart::build_stack(stack, block, argc, envc, Some(execfn), -1)
 }
 
 /// Map the served image, make this process the program's, jump.
-fn become_program(served: daemon::Served, stack: &Stack) -> ! {
-    // SAFETY: the reply buffer is mapped until `served.release`, after the
-    // last use of the plan.
-    let plan = match Plan::parse(unsafe { served.plan_bytes() }) {
+fn become_program(served: daemon::Served<'_>, stack: &Stack) -> ! {
+    let plan = match Plan::parse(served.plan_bytes()) {
         Ok(p) => p,
         Err(_) => fall_back("the daemon's plan does not parse"),
     };
@@ -250,7 +245,7 @@ fn become_program(served: daemon::Served, stack: &Stack) -> ! {
     set_name(&plan);
     let (entry, rtld_fini) = (h.entry, h.rtld_fini);
     let exe = if served.set_exe && h.exe_fd >= 0 && mm.is_some() { program } else { -1 };
-    // The plan is dead from here: `release` unmaps it.
+    // The plan is dead from here: the reply goes with `served`.
     served.release(exe);
     FALLBACK_PATH.store(0, Ordering::Relaxed);
     // SAFETY: `map_image` mapped the program's image with its entry at
@@ -268,7 +263,7 @@ fn become_program(served: daemon::Served, stack: &Stack) -> ! {
 /// (returns when it has not: then the failure is reported as the stub's).
 pub(crate) fn fall_back_if_armed(stage: u32, errno: i32) {
     if FALLBACK_PATH.load(Ordering::Relaxed) != 0 {
-        if COLLISION.0.contains(&stage) && errno == COLLISION.1 {
+        if collided(stage, errno) {
             retry_placement();
         }
         if DEBUG.load(Ordering::Relaxed) {
