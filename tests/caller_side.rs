@@ -395,9 +395,7 @@ fn the_program_is_the_callers_own_process() {
         }
         let out = run_command(&mut sh);
         assert_eq!(out.code, 0, "{out}");
-        assert!(not_served_lines(&out.stderr_str()).is_empty(), "a run was not served: {out}");
-        let want = before.served + 4 + restarts(&out.stderr_str());
-        assert_eq!(requests(&daemon).served, want, "{:?}", requests(&daemon));
+        assert_all_served(&daemon, &before, 4, &out.stderr_str(), &out);
         let secs = same_but_pid(&out, &SIX);
         let shell = field(&secs["shell"], "shell").to_string();
         let ids = field(&secs["client"], "ppid");
@@ -525,9 +523,7 @@ fn the_callers_limits_umask_nice_signals_and_cgroup_are_the_programs() {
         unsafe { sh.pre_exec(restrict_parent) };
         let out = run_command(&mut sh);
         assert_eq!(out.code, 0, "{out}");
-        assert!(not_served_lines(&out.stderr_str()).is_empty(), "a run was not served: {out}");
-        let want = before.served + 4 + restarts(&out.stderr_str());
-        assert_eq!(requests(&daemon).served, want, "{:?}", requests(&daemon));
+        assert_all_served(&daemon, &before, 4, &out.stderr_str(), &out);
         let secs = same_but_pid(&out, &SIX);
         let d = &secs["direct"];
         for (key, want) in [("umask", "027"), ("nice", "7"), ("nofile", "123 456")] {
@@ -564,9 +560,7 @@ fn the_callers_mount_namespace_is_the_programs() {
     );
     let out = run_command(&mut command("unshare", &["-m", "--propagation", "private", "/bin/sh", "-c", &script], &env));
     assert_eq!(out.code, 0, "{out}");
-    assert!(not_served_lines(&out.stderr_str()).is_empty(), "a run was not served: {out}");
-    let want = before.served + 5 + restarts(&out.stderr_str());
-    assert_eq!(requests(&daemon).served, want, "{:?}", requests(&daemon));
+    assert_all_served(&daemon, &before, 5, &out.stderr_str(), &out);
     let secs = same_but_pid(&out, &SIX);
     let ns: u64 = field(&secs["client"], "mntns").parse().expect("mntns");
     assert_ne!(ns, mntns_of_self(), "the program ran in the test's mount namespace, not the caller's:\n{out}");

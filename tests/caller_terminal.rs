@@ -185,11 +185,8 @@ fn a_program_through_a_masquerade_link_is_the_foreground_job() {
     t.keys(&["C-d"]);
     eventually("cat ended by Ctrl-D", SETTLE, || if pid_running(cat) { Err("running".into()) } else { Ok(()) });
     let screen = t.wait_screen("the prompt after cat", |s| s.trim_end().ends_with("zt$"));
-    assert!(not_served_lines(&screen).is_empty(), "the client said something:\n{screen}");
+    assert_all_served(&daemon, &before, 1, &screen, &screen);
     assert_eq!(fs::read_to_string(&out).expect("read"), "hello\nworld\n");
-    let after = requests(&daemon);
-    let want = (before.served + 1 + restarts(&screen), before.misses);
-    assert_eq!((after.served, after.misses), want, "{before:?} -> {after:?}");
 }
 
 /// `zygote-exec sh -c 'cat > OUT'`: a job of two processes (sh served
@@ -246,10 +243,7 @@ fn an_interactive_program_reads_the_terminal() {
     t.line("exit()");
     eventually("python ended", SETTLE, || if pid_running(py) { Err("running".into()) } else { Ok(()) });
     let screen = t.wait_screen("the prompt after python", |s| s.trim_end().ends_with("zt$"));
-    assert!(not_served_lines(&screen).is_empty(), "the client said something:\n{screen}");
-    let after = requests(&daemon);
-    let want = (before.served + 1 + restarts(&screen), before.misses);
-    assert_eq!((after.served, after.misses), want, "{before:?} -> {after:?}");
+    assert_all_served(&daemon, &before, 1, &screen, &screen);
 }
 
 /// `zygote spawn -- sh -c 'cat > OUT'` (issue 9, defect 6: through the

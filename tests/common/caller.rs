@@ -6,6 +6,7 @@
 //! daemon's image-request counters.
 
 use std::ffi::OsStr;
+use std::fmt::Display;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
@@ -225,6 +226,17 @@ pub fn restarts(text: &str) -> u64 {
 /// say a run was not served: all but [`AGAIN`].
 pub fn not_served_lines(text: &str) -> Vec<&str> {
     text.lines().filter(|l| l.contains("zygote-exec:") && l.trim_end() != AGAIN).collect()
+}
+
+/// Check that `runs` runs through the client since `before`, whose client
+/// lines are in `text` (their stderr, or a screen; `shown` on failure), were
+/// all served: no client line but new starts, and the daemon counted each
+/// run and each new start, and no miss.
+pub fn assert_all_served(d: &Daemon, before: &ImageRequestStats, runs: u64, text: &str, shown: &dyn Display) {
+    assert!(not_served_lines(text).is_empty(), "a run was not served:\n{shown}");
+    let after = requests(d);
+    let want = (before.served + runs + restarts(text), before.misses);
+    assert_eq!((after.served, after.misses), want, "{before:?} -> {after:?}");
 }
 
 /// The daemon's image-request counters.
